@@ -1,0 +1,1 @@
+"""The ``nasflow`` command line: argument parsing, progress and printing, no logic of its own."""

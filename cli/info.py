@@ -1,0 +1,41 @@
+"""`nasflow spaces` and `nasflow info`."""
+from __future__ import annotations
+
+import click
+
+from nasflow.errors import NasflowError
+
+from .options import benchmark_option, dataset_option, space_option
+
+
+@click.command()
+def spaces():
+    """List the search spaces and their sizes."""
+    from nasflow.spaces import SIZES, SPACES
+
+    for name, (_, _, description) in SPACES.items():
+        click.echo(f"{name:8s} {SIZES[name]:>9,d} cells  {description}")
+
+
+@click.command()
+@space_option
+@benchmark_option
+@dataset_option
+def info(space, benchmark, dataset):
+    """Size of a space and the best cells of its benchmark table."""
+    from nasflow.spaces import get_space
+
+    sp = get_space(space)
+    oracle = sp.open_oracle(benchmark, dataset)
+    click.echo(f"space      {sp.name} ({sp.size:,d} cells)")
+    click.echo(f"benchmark  {oracle.source} ({len(oracle):,d} cells, dataset {dataset})")
+    for metric in ("valid", "test"):
+        try:
+            cells, value = oracle.best(metric)
+        except NasflowError:
+            click.echo(f"best {metric:5s} n/a in this benchmark")
+            continue
+        click.echo(f"best {metric:5s} {value:.4f}  {sp.format(cells[0])}")
+        for extra in cells[1:]:
+            click.echo(f"{'':16s}{sp.format(extra)} (tied)")
+

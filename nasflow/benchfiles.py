@@ -1,0 +1,46 @@
+"""Where benchmark files are found: an explicit path, else $NASFLOW_BENCHMARKS, else ~/.nasflow.
+
+Each directory is searched for the expected file names directly and under a folder
+named after the space (``$NASFLOW_BENCHMARKS/nb201/nb201_cifar.csv``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .errors import BenchmarkError
+
+
+def search_dirs() -> list[Path]:
+    dirs = []
+    env = os.environ.get("NASFLOW_BENCHMARKS")
+    if env:
+        dirs.append(Path(env).expanduser())
+    dirs.append(Path.home() / ".nasflow")
+    return dirs
+
+
+def find_benchmark(
+    space: str,
+    file_names: Sequence[str],
+    explicit: Optional[str] = None,
+    published_at: str = "",
+) -> Path:
+    """Return the benchmark file to use for ``space`` or raise a one-line BenchmarkError."""
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise BenchmarkError(f"benchmark file not found: {path}")
+        return path
+    for directory in search_dirs():
+        for name in file_names:
+            for candidate in (directory / name, directory / space / name):
+                if candidate.is_file():
+                    return candidate
+    where = " or ".join(str(d) for d in search_dirs())
+    hint = f"; the official file is published at {published_at}" if published_at else ""
+    raise BenchmarkError(
+        f"no {space} benchmark file found: expected one of {', '.join(file_names)} in {where} "
+        f"(set NASFLOW_BENCHMARKS or pass --benchmark PATH){hint}"
+    )

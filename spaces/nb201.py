@@ -1,0 +1,211 @@
+"""NAS-Bench-201: a 4-node cell whose six edges each carry one of five operations.
+
+Cells are written as the benchmark's arch string,
+``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``: the k-th group lists the edges into node k
+from each earlier node. The official index order is the product order of NAS-Bench-201's
+generator shuffled by Python's ``random`` with seed 88 (as the benchmark's authors did);
+it reproduces the ``index`` of every cell in the published files.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import random
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from nasflow.benchfiles import find_benchmark
+from nasflow.core import Arch, CellGraph, Evaluation, TabularOracle
+from nasflow.errors import ArchError, BenchmarkError
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+# (from node, to node) of the six edges, in arch-string order.
+EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+SIZE = len(OPS) ** len(EDGES)
+DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
+OFFICIAL_FILES = ("NAS-Bench-201-v1_1-096897.pth", "NAS-Bench-201-v1_0-e61699.pth")
+TABLE_FILES = ("nb201_cifar.csv",)
+PUBLISHED_AT = "https://github.com/D-X-Y/NAS-Bench-201"
+
+_ARCH_RE = re.compile(r"^\|([^|~]+)~0\|\+\|([^|~]+)~0\|([^|~]+)~1\|\+\|([^|~]+)~0\|([^|~]+)~1\|([^|~]+)~2\|$")
+
+
+@dataclass(frozen=True, eq=False)
+class NB201Arch(Arch):
+    """A NAS-Bench-201 cell: the operation on each of the six edges, in EDGES order."""
+
+    ops: tuple[str, ...]
+    _key: str = field(init=False, repr=False)
+    space = "nb201"
+
+    def __post_init__(self):
+        if len(self.ops) != len(EDGES):
+            raise ArchError(f"a NAS-Bench-201 cell has {len(EDGES)} edges, got {len(self.ops)} operations")
+        for op in self.ops:
+            if op not in OPS:
+                raise ArchError(f"unknown NAS-Bench-201 operation {op!r}; expected one of {', '.join(OPS)}")
+        o = self.ops
+        object.__setattr__(self, "_key", f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|")
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+
+@lru_cache(maxsize=1)
+def _official_order() -> tuple[NB201Arch, ...]:
+    archs = [NB201Arch(tuple(p)) for p in itertools.product(OPS, repeat=len(EDGES))]
+    random.Random(88).shuffle(archs)
+    return tuple(archs)
+
+
+@lru_cache(maxsize=1)
+def _official_index() -> dict[NB201Arch, int]:
+    return {a: i for i, a in enumerate(_official_order())}
+
+
+def _graph_edges() -> tuple[tuple[int, int], ...]:
+    """Edges of the op-on-node DAG: node 0 input, 1..6 the edge ops, 7 output.
+
+    Edge op a feeds edge op b when a ends where b starts; ops leaving cell node 0 read
+    the input and ops entering cell node 3 feed the output.
+    """
+    out = []
+    for k, (src, dst) in enumerate(EDGES):
+        if src == 0:
+            out.append((0, k + 1))
+        if dst == 3:
+            out.append((k + 1, 7))
+        for j, (src2, _) in enumerate(EDGES):
+            if src2 == dst:
+                out.append((k + 1, j + 1))
+    return tuple(sorted(out))
+
+
+GRAPH_EDGES = _graph_edges()
+
+
+class NB201Space:
+    """The NAS-Bench-201 topology space (15,625 cells)."""
+
+    name = "nb201"
+    size = SIZE
+    ops = OPS
+    vocab = ("input", "output") + OPS  # node labels of to_graph
+    datasets = DATASETS
+
+    def make(self, ops: Sequence[str]) -> NB201Arch:
+        return NB201Arch(tuple(ops))
+
+    def parse(self, text: str) -> NB201Arch:
+        m = _ARCH_RE.match(text.strip()) if isinstance(text, str) else None
+        if m is None:
+            raise ArchError(
+                f"malformed NAS-Bench-201 arch string {text!r}; expected |op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
+            )
+        return NB201Arch(m.groups())
+
+    def format(self, arch: NB201Arch) -> str:
+        return arch.key
+
+    def enumerate(self) -> list[NB201Arch]:
+        """All cells, in official NAS-Bench-201 index order."""
+        return list(_official_order())
+
+    def arch_at(self, index: int) -> NB201Arch:
+        if not isinstance(index, (int, np.integer)) or not 0 <= index < SIZE:
+            raise ArchError(f"NAS-Bench-201 index must be an integer in 0..{SIZE - 1}, got {index!r}")
+        return _official_order()[int(index)]
+
+    def index_of(self, arch: NB201Arch) -> int:
+        return _official_index()[arch]
+
+    def sample(self, rng: np.random.Generator) -> NB201Arch:
+        return NB201Arch(tuple(OPS[i] for i in rng.integers(len(OPS), size=len(EDGES))))
+
+    def mutate(self, arch: NB201Arch, rng: np.random.Generator) -> NB201Arch:
+        """Change the operation of one edge to a different one."""
+        edge = int(rng.integers(len(EDGES)))
+        choices = [op for op in OPS if op != arch.ops[edge]]
+        ops = list(arch.ops)
+        ops[edge] = choices[int(rng.integers(len(choices)))]
+        return NB201Arch(tuple(ops))
+
+    def neighbours(self, arch: NB201Arch) -> list[NB201Arch]:
+        out = []
+        for edge in range(len(EDGES)):
+            for op in OPS:
+                if op != arch.ops[edge]:
+                    ops = list(arch.ops)
+                    ops[edge] = op
+                    out.append(NB201Arch(tuple(ops)))
+        return out
+
+    def to_graph(self, arch: NB201Arch) -> CellGraph:
+        return CellGraph(ops=("input",) + arch.ops + ("output",), edges=GRAPH_EDGES)
+
+    def open_oracle(self, benchmark: Optional[str] = None, dataset: str = "cifar10"):
+        """The tabular oracle for ``dataset`` from an official .pth file or a CSV table."""
+        path = find_benchmark(self.name, OFFICIAL_FILES + TABLE_FILES, benchmark, PUBLISHED_AT)
+        if path.suffix == ".csv":
+            return NB201TableOracle(path, dataset)
+        from .nb201_official import NB201OfficialOracle
+
+        return NB201OfficialOracle(path, dataset)
+
+
+def _accuracy(text: str, path: Path, line: int, column: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise BenchmarkError(f"{path}:{line}: column {column} is not a number: {text!r}") from None
+    return value
+
+
+class NB201TableOracle(TabularOracle):
+    """NAS-Bench-201 numbers from a CSV export: ``arch`` plus ``<dataset>_valid``/``<dataset>_test``."""
+
+    def __init__(self, path, dataset: str = "cifar10"):
+        path = Path(path)
+        self.source = str(path)
+        self.dataset = dataset
+        space = NB201Space()
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                reader = csv.reader(f)
+                header = next(reader, None)
+                if not header:
+                    raise BenchmarkError(f"{path} is empty; expected a CSV with an 'arch' column")
+                found = sorted({c.rsplit("_", 1)[0] for c in header if c.endswith(("_valid", "_test"))})
+                self.datasets = tuple(found)
+                if "arch" not in header:
+                    raise BenchmarkError(f"{path} has no 'arch' column; columns are {', '.join(header)}")
+                valid_col, test_col = f"{dataset}_valid", f"{dataset}_test"
+                if valid_col not in header:
+                    raise BenchmarkError(
+                        f"{path} has no column {valid_col}; datasets in this file: {', '.join(found) or 'none'}"
+                    )
+                ia, iv = header.index("arch"), header.index(valid_col)
+                it = header.index(test_col) if test_col in header else None
+                table = {}
+                for line, row in enumerate(reader, start=2):
+                    if len(row) != len(header):
+                        raise BenchmarkError(
+                            f"{path}:{line}: expected {len(header)} fields, got {len(row)} (truncated file?)"
+                        )
+                    try:
+                        arch = space.parse(row[ia])
+                    except ArchError as e:
+                        raise BenchmarkError(f"{path}:{line}: {e}") from None
+                    test = _accuracy(row[it], path, line, test_col) if it is not None else None
+                    table[arch] = Evaluation(valid=_accuracy(row[iv], path, line, valid_col), test=test)
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            raise BenchmarkError(f"cannot read {path}: {e}") from None
+        if not table:
+            raise BenchmarkError(f"{path} has a header but no rows")
+        self._set_table(table)

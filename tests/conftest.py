@@ -1,0 +1,49 @@
+"""Shared fixtures: the real benchmark tables in ../shared/benchmarks (or $NASFLOW_BENCHMARKS)."""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _benchmarks_dir():
+    env = os.environ.get("NASFLOW_BENCHMARKS")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO.parent / "shared" / "benchmarks")
+    for c in candidates:
+        if (c / "nb201" / "nb201_cifar.csv").is_file():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def benchmarks_dir():
+    d = _benchmarks_dir()
+    if d is None:
+        pytest.skip("shared benchmark tables not found (set NASFLOW_BENCHMARKS)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def nb201_csv(benchmarks_dir):
+    return benchmarks_dir / "nb201" / "nb201_cifar.csv"
+
+
+@pytest.fixture(scope="session")
+def nb101_jsonl(benchmarks_dir):
+    return benchmarks_dir / "nb101" / "nb101_1k.jsonl"
+
+
+@pytest.fixture(scope="session")
+def nb201_oracle(nb201_csv):
+    from nasflow.spaces.nb201 import NB201TableOracle
+
+    return NB201TableOracle(nb201_csv, "cifar10")
+
+
+@pytest.fixture(scope="session")
+def nb201():
+    from nasflow.spaces import get_space
+
+    return get_space("nb201")
