@@ -149,6 +149,19 @@ class NB201Space:
     def to_graph(self, arch: NB201Arch) -> CellGraph:
         return CellGraph(ops=("input",) + arch.ops + ("output",), edges=GRAPH_EDGES)
 
+    def network(self, arch: NB201Arch, num_classes: int = 10, in_channels: int = 3, width: int = 16, cells: int = 5):
+        """The NAS-Bench-201 network (torch module) for ``arch``; defaults are the official C=16, N=5."""
+        from .nb201_network import build_network
+
+        return build_network(arch.ops, num_classes=num_classes, in_channels=in_channels, width=width, cells=cells)
+
+    def network_counts(self, archs: Sequence[NB201Arch], num_classes: int = 10, in_channels: int = 3,
+                       width: int = 16, cells: int = 5, image_size: int = 32) -> dict:
+        """Exact ``{"params": ..., "flops": ...}`` arrays of ``network(arch)`` for many cells, in closed form."""
+        from .nb201_network import network_counts
+
+        return network_counts([a.ops for a in archs], num_classes, in_channels, width, cells, image_size)
+
     def open_oracle(self, benchmark: Optional[str] = None, dataset: str = "cifar10"):
         """The tabular oracle for ``dataset`` from an official .pth file or a CSV table."""
         path = find_benchmark(self.name, OFFICIAL_FILES + TABLE_FILES, benchmark, PUBLISHED_AT)

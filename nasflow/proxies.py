@@ -1,0 +1,159 @@
+"""Zero-cost proxies: cheap per-cell scores computed from the network, without training.
+
+``zero_cost(space, archs, name)`` returns one score per cell. Each proxy is a registered
+function; scores are cached on disk per space and proxy (``$NASFLOW_CACHE`` or
+``~/.nasflow/cache``), so a whole space is paid for once. Adding a proxy (synflow, snip,
+...) is one function decorated with ``@proxy(...)``.
+
+The ``params`` and ``flops`` proxies count the space's official network (NB-201: C=16, N=5,
+10 classes; NB-101: 128-channel stem, 3 stacks of 3 cells) on a 32x32 input. ``flops`` is
+NAS-Bench-201's convention: multiply-accumulates of convolutions and linear layers.
+A space may offer ``network_counts(archs)`` (exact closed-form counts for many cells at
+once); otherwise every network is built and counted.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from .core import Arch
+from .errors import NasflowError
+
+IMAGE_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Proxy:
+    name: str
+    compute: Callable  # (space, archs, progress) -> np.ndarray of len(archs)
+    description: str
+    # part of the cache file name: change it whenever the definition changes
+    version: str = "1"
+
+
+PROXIES: dict[str, Proxy] = {}
+
+
+def proxy(name: str, description: str, version: str = "1"):
+    def register(fn):
+        PROXIES[name] = Proxy(name, fn, description, version)
+        return fn
+
+    return register
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("NASFLOW_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".nasflow" / "cache"
+
+
+def zero_cost(space, archs: Sequence[Arch], name: str, progress: bool = False, cache: bool = True) -> np.ndarray:
+    """Score of proxy ``name`` for every cell in ``archs`` (float64, same order)."""
+    if name not in PROXIES:
+        raise NasflowError(f"unknown zero-cost proxy {name!r}; choose one of {', '.join(sorted(PROXIES))}")
+    spec = PROXIES[name]
+    archs = list(archs)
+    keys = [a.key for a in archs]
+    path = cache_dir() / "proxies" / f"{space.name}-{name}-v{spec.version}.npz"
+    known = _load(path) if cache else {}
+    missing = list({k: a for k, a in zip(keys, archs) if k not in known}.values())
+    if missing:
+        values = np.asarray(spec.compute(space, missing, progress), dtype=np.float64)
+        known.update(zip((a.key for a in missing), values.tolist()))
+        if cache:
+            _save(path, known)
+    return np.array([known[k] for k in keys], dtype=np.float64)
+
+
+def _load(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return dict(zip(z["keys"].tolist(), z["values"].tolist()))
+    except (OSError, KeyError, ValueError):
+        # a missing or damaged cache is only lost time: recompute
+        return {}
+
+
+def _save(path: Path, table: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, keys=np.array(list(table), dtype=str), values=np.array(list(table.values()), dtype=np.float64))
+        os.replace(tmp, path)
+    except OSError:
+        # an unwritable cache directory must not stop the computation that was asked for
+        pass
+
+
+def count_params(model) -> int:
+    """Trainable parameters of a torch module."""
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def count_macs(model, input_shape: Sequence[int]) -> int:
+    """Multiply-accumulates of one forward pass on one input of ``input_shape`` (C, H, W).
+
+    Conv2d and Linear layers only, plus their biases (NAS-Bench-201's FLOPs convention);
+    measured with forward hooks so it holds for any network.
+    """
+    import torch
+    from torch import nn
+
+    total = 0
+
+    def conv_hook(m, inputs, out):
+        nonlocal total
+        per_pixel = m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
+        total += (per_pixel + (m.out_channels if m.bias is not None else 0)) * out.shape[2] * out.shape[3]
+
+    def linear_hook(m, inputs, out):
+        nonlocal total
+        total += m.in_features * m.out_features + (m.out_features if m.bias is not None else 0)
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return int(total)
+
+
+def _official_counts(space, archs: list, progress: bool) -> dict:
+    if hasattr(space, "network_counts"):
+        return space.network_counts(archs, image_size=IMAGE_SIZE)
+    if not hasattr(space, "network"):
+        raise NasflowError(f"search space {space.name!r} cannot build networks, so it has no params/flops proxies")
+    from tqdm.auto import tqdm
+
+    params, flops = [], []
+    for arch in tqdm(archs, desc="counting networks", unit="cell", disable=not progress):
+        net = space.network(arch)
+        params.append(count_params(net))
+        flops.append(count_macs(net, (3, IMAGE_SIZE, IMAGE_SIZE)))
+    return {"params": np.array(params), "flops": np.array(flops)}
+
+
+@proxy("params", "trainable parameters of the space's official network")
+def _params(space, archs, progress):
+    return _official_counts(space, archs, progress)["params"]
+
+
+@proxy("flops", "multiply-accumulates of the official network on one 32x32 image (conv + linear)")
+def _flops(space, archs, progress):
+    return _official_counts(space, archs, progress)["flops"]

@@ -1,0 +1,84 @@
+"""Zero-cost params/FLOPs: the closed-form counts against real networks, and the disk cache."""
+import numpy as np
+import pytest
+
+from nasflow.errors import NasflowError
+from nasflow.proxies import PROXIES, count_macs, count_params, zero_cost
+from nasflow.spaces.nb201 import NB201Space
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NASFLOW_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+class BuildOnlySpace:
+    """NB-201 without the closed form, so the proxies must build and count every network."""
+
+    name = "nb201-built"
+
+    def network(self, arch):
+        return NB201Space().network(arch)
+
+
+def test_closed_form_matches_real_networks_on_a_random_sample():
+    space = NB201Space()
+    rng = np.random.default_rng(7)
+    archs = [space.sample(rng) for _ in range(6)] + [space.arch_at(0)]
+    params = zero_cost(space, archs, "params")
+    flops = zero_cost(space, archs, "flops")
+    for arch, p, f in zip(archs, params, flops):
+        net = space.network(arch)
+        assert p == count_params(net)
+        assert f == count_macs(net, (3, 32, 32))
+    built = BuildOnlySpace()
+    assert not hasattr(built, "network_counts")
+    np.testing.assert_array_equal(zero_cost(built, archs, "params"), params)
+    np.testing.assert_array_equal(zero_cost(built, archs, "flops"), flops)
+
+
+def test_whole_nb201_space_is_fast_and_sane():
+    space = NB201Space()
+    archs = space.enumerate()
+    params = zero_cost(space, archs, "params")
+    flops = zero_cost(space, archs, "flops")
+    assert params.shape == flops.shape == (15_625,)
+    assert params[0] == 129_306  # NAS-Bench-201's own figure for index 0 (0.129306 M)
+    assert flops[0] == 15_647_370  # NAS-Bench-201 reports 15.64737 MFLOPs for index 0
+    all_conv3 = archs.index(space.make(["nor_conv_3x3"] * 6))
+    assert params.argmax() == all_conv3 and flops.argmax() == all_conv3
+    # cells without convolutions share the skeleton's count, the minimum
+    assert params.min() == params[archs.index(space.make(["none"] * 6))]
+
+
+def test_cache_is_written_and_reused(private_cache):
+    space = NB201Space()
+    archs = [space.arch_at(i) for i in (5, 3, 5, 9)]
+    first = zero_cost(space, archs, "params")
+    assert first[0] == first[2]
+    files = list((private_cache / "proxies").glob("nb201-params-*.npz"))
+    assert len(files) == 1
+    # poison the cached value: a reused cache returns it, proving no recomputation
+    with np.load(files[0]) as z:
+        keys, values = z["keys"], z["values"].copy()
+    values[list(keys).index(archs[1].key)] = -1.0
+    np.savez_compressed(files[0], keys=keys, values=values)
+    again = zero_cost(space, archs, "params")
+    assert again[1] == -1.0 and again[0] == first[0]
+    assert zero_cost(space, archs, "params", cache=False)[1] == first[1]
+
+
+def test_damaged_cache_is_recomputed(private_cache):
+    space = NB201Space()
+    archs = [space.arch_at(1)]
+    expected = zero_cost(space, archs, "flops")
+    for f in (private_cache / "proxies").glob("*.npz"):
+        f.write_bytes(b"not a zip")
+    np.testing.assert_array_equal(zero_cost(space, archs, "flops"), expected)
+
+
+def test_unknown_proxy_is_a_one_line_error():
+    with pytest.raises(NasflowError, match="unknown zero-cost proxy 'synflw'.*params"):
+        zero_cost(NB201Space(), [], "synflw")
+    assert {"params", "flops"} <= set(PROXIES)
