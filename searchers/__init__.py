@@ -1,0 +1,31 @@
+"""Searchers: propose cells (``ask(n)``) and learn from evaluated ones (``tell``).
+
+A new searcher is one module plus one line in SEARCHERS. Modules load on first use so
+that listing searchers imports neither optuna nor scikit-learn.
+"""
+from __future__ import annotations
+
+import importlib
+
+from nasflow.errors import NasflowError
+
+# name -> (module, class, one-line description)
+SEARCHERS = {
+    "random": ("nasflow.searchers.random_search", "RandomSearch", "uniform samples, no repeats"),
+    "evolution": ("nasflow.searchers.evolution", "RegularizedEvolution", "regularized evolution (Real et al. 2019)"),
+    "tpe": ("nasflow.searchers.tpe", "TPESearch", "Optuna TPE over the space's categorical encoding"),
+    "bananas": ("nasflow.searchers.bananas", "Bananas", "BANANAS-style: ensemble + mutations of the best, UCB"),
+}
+
+
+class SearcherError(NasflowError, ValueError):
+    """An unknown searcher or an invalid searcher option."""
+
+
+def get_searcher(name: str, space, seed: int = 0, **options):
+    """A new searcher ``name`` over ``space`` with its own RNG seeded by ``seed``."""
+    try:
+        module, cls, _ = SEARCHERS[name]
+    except KeyError:
+        raise SearcherError(f"unknown searcher {name!r}; choose one of {', '.join(SEARCHERS)}") from None
+    return getattr(importlib.import_module(module), cls)(space, seed=seed, **options)

@@ -1,0 +1,184 @@
+"""The run journal: one JSON line per oracle query, appended and fsync'ed as it happens.
+
+``run_dir/journal.jsonl`` starts with a header line (what was run: space, seed, searcher,
+predictor, budget, ...) followed by one line per query. A killed run loses nothing that
+reached the journal; resuming re-runs the deterministic loop and answers the journaled
+queries from here instead of the oracle (see ``nasflow.loop``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+from .core import Evaluation
+from .errors import NasflowError
+
+FILE_NAME = "journal.jsonl"
+FORMAT = "nasflow-journal"
+VERSION = 1
+# Header fields that decide the trajectory: resuming with other values would not replay it.
+IDENTITY = ("space", "seed", "searcher", "predictor", "dataset", "pool", "batch", "refit_every", "warmup")
+
+
+class JournalError(NasflowError):
+    """A run directory that cannot be created or resumed."""
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _json_safe(value):
+    """Journal values as JSON; NaN/inf become None so every line stays standard JSON."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def query_record(index: int, arch_text: str, evaluation: Evaluation, seconds: float) -> dict:
+    return _json_safe(
+        {
+            "i": index,
+            "arch": arch_text,
+            "valid": evaluation.valid,
+            "test": evaluation.test,
+            "cost": evaluation.cost,
+            "extra": evaluation.extra,
+            "seconds": seconds,
+        }
+    )
+
+
+def record_evaluation(record: dict) -> Evaluation:
+    return Evaluation(valid=record["valid"], test=record["test"], cost=record["cost"], extra=dict(record["extra"]))
+
+
+def _valid_query(record, index: int) -> bool:
+    keys = ("i", "arch", "valid", "test", "cost", "extra", "seconds")
+    return (
+        isinstance(record, dict)
+        and all(k in record for k in keys)
+        and record["i"] == index
+        and isinstance(record["arch"], str)
+        and isinstance(record["valid"], (int, float))
+        and isinstance(record["extra"], dict)
+    )
+
+
+class Journal:
+    """An open journal: the header, the queries already recorded, and an append handle."""
+
+    def __init__(self, path: Path, header: dict, records: list[dict], notice: Optional[str] = None):
+        self.path = path
+        self.header = header
+        self.records = records
+        self.notice = notice  # set when a corrupted tail was dropped on resume
+        self._file = open(path, "a", encoding="utf-8")
+
+    @classmethod
+    def create(cls, run_dir, header: dict) -> "Journal":
+        run_dir = Path(run_dir)
+        path = run_dir / FILE_NAME
+        if path.exists():
+            raise JournalError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            header = _json_safe({"format": FORMAT, "version": VERSION, **header})
+            atomic_write_text(path, json.dumps(header) + "\n")
+        except OSError as e:
+            raise JournalError(f"cannot create run directory {run_dir}: {e.strerror or e}") from None
+        return cls(path, header, [])
+
+    @classmethod
+    def resume(cls, run_dir, header: Optional[dict] = None) -> "Journal":
+        """Open an existing journal; ``header`` (if given) must agree on every IDENTITY field."""
+        run_dir = Path(run_dir)
+        path = run_dir / FILE_NAME
+        stored, records, good_lines, bad_line = _read(path)
+        if header is not None:
+            for key in IDENTITY:
+                if key in header and key in stored and _json_safe(header[key]) != stored[key]:
+                    raise JournalError(
+                        f"{run_dir} was made with {key}={stored[key]!r}, not {header[key]!r}; "
+                        f"resume it with its own settings or start a new run with another --out"
+                    )
+        notice = None
+        if bad_line is not None:
+            total = len(path.read_text(encoding="utf-8", errors="replace").splitlines())
+            atomic_write_text(path, "".join(good_lines))
+            notice = (
+                f"journal line {bad_line} of {path} is corrupted; resuming after the last good line "
+                f"({len(records)} queries kept, {total - bad_line + 1} line(s) dropped)"
+            )
+        return cls(path, stored, records, notice)
+
+    def append(self, record: dict) -> None:
+        self._file.write(json.dumps(_json_safe(record)) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.records.append(record)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_header(run_dir) -> dict:
+    """The header of the journal in ``run_dir`` (what the run was started with)."""
+    return _read(Path(run_dir) / FILE_NAME)[0]
+
+
+def _read(path: Path):
+    """(header, query records, the good lines as text, 1-based number of the first bad line or None)."""
+    if not path.is_file():
+        raise JournalError(f"no journal at {path}; is {path.parent} a nasflow run directory?")
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+    except OSError as e:
+        raise JournalError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        header = json.loads(lines[0]) if lines else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise JournalError(f"{path} does not start with a nasflow journal header; it cannot be resumed")
+    records, good = [], [lines[0] if lines[0].endswith("\n") else lines[0] + "\n"]
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            record = json.loads(line) if line.endswith("\n") else None
+        except ValueError:
+            record = None
+        if not _valid_query(record, len(records)):
+            return header, records, good, number
+        records.append(record)
+        good.append(line)
+    return header, records, good, None

@@ -1,0 +1,285 @@
+"""The search loop: searcher proposes, predictor ranks, oracle answers, everyone learns.
+
+Only oracle queries count against the budget and no cell is queried twice. Every query
+goes to the run journal as it happens; resuming re-runs this deterministic loop from the
+start and answers the journaled queries from the journal (checking each proposed cell
+matches), so a resumed run has exactly the trajectory of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .core import Arch, Evaluation, unique
+from .errors import NasflowError
+from .journal import Journal, JournalError, atomic_write_text, query_record, record_evaluation
+
+# How many times the loop re-asks a searcher whose proposals are all queried already
+# before it falls back to uniform samples of its own.
+REASKS = 5
+
+
+class SearchError(NasflowError, ValueError):
+    """Search options that cannot work (budget, pool, batch, ...)."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """One oracle query and where the run stood after it."""
+
+    n: int  # queries used so far, this one included
+    arch: str
+    valid: float
+    test: Optional[float]
+    best_valid: float
+    best_test: Optional[float]
+    best_arch: str
+    seconds: float  # oracle time of this query (from the journal when replayed)
+    wall: float  # seconds since the loop started, this session
+
+
+@dataclass
+class SearchResult:
+    trajectory: list[Query]
+    config: dict
+    overhead_per_query: float  # loop seconds per new query that were not spent in the oracle
+    resumed_queries: int = 0
+    notice: Optional[str] = None
+    optimum: dict = field(default_factory=dict)  # the table's best valid/test where known
+
+    @property
+    def best(self) -> Query:
+        return self.trajectory[-1]
+
+    @property
+    def queries(self) -> int:
+        return len(self.trajectory)
+
+    def best_valid_curve(self) -> np.ndarray:
+        return np.array([q.best_valid for q in self.trajectory])
+
+    def best_test_curve(self) -> np.ndarray:
+        return np.array([np.nan if q.best_test is None else q.best_test for q in self.trajectory])
+
+    def queries_to_optimum(self) -> Optional[int]:
+        """Queries until the table's best-valid cell was found (None if never, or unknown)."""
+        target = self.optimum.get("valid")
+        if target is None:
+            return None
+        for q in self.trajectory:
+            if q.best_valid >= target:
+                return q.n
+        return None
+
+    def summary(self) -> dict:
+        best = self.best
+        out = {
+            "best_arch": best.best_arch,
+            "best_valid": best.best_valid,
+            "best_test": best.best_test,
+            "queries": self.queries,
+            "overhead_per_query_s": self.overhead_per_query,
+            "resumed_queries": self.resumed_queries,
+        }
+        if "valid" in self.optimum:
+            out["optimum_valid"] = self.optimum["valid"]
+            out["regret_valid"] = self.optimum["valid"] - best.best_valid
+            out["queries_to_optimum"] = self.queries_to_optimum()
+        if "test" in self.optimum and best.best_test is not None:
+            out["optimum_test"] = self.optimum["test"]
+            out["regret_test"] = self.optimum["test"] - best.best_test
+        return out
+
+    def trajectory_csv(self) -> str:
+        buf = io.StringIO()
+        names = list(Query.__dataclass_fields__)
+        writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
+        writer.writeheader()
+        for q in self.trajectory:
+            writer.writerow(asdict(q))
+        return buf.getvalue()
+
+    def save(self, run_dir) -> None:
+        """``result.json`` (config + summary) and ``trajectory.csv``, each written atomically."""
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "result.json", json.dumps({"config": self.config, **self.summary()}, indent=2) + "\n")
+        atomic_write_text(run_dir / "trajectory.csv", self.trajectory_csv())
+
+
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise SearchError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _optimum(oracle) -> dict:
+    out = {}
+    if hasattr(oracle, "best"):
+        for metric in ("valid", "test"):
+            try:
+                out[metric] = float(oracle.best(metric)[1])
+            except (NasflowError, TypeError, ValueError, NotImplementedError):
+                pass
+    return out
+
+
+def search(
+    space,
+    oracle,
+    searcher,
+    predictor=None,
+    budget: int = 100,
+    pool: Optional[int] = None,
+    batch: int = 1,
+    refit_every: Optional[int] = None,
+    warmup: int = 10,
+    seed: int = 0,
+    run_dir=None,
+    resume: bool = False,
+    meta: Optional[dict] = None,
+    progress: bool = False,
+) -> SearchResult:
+    """Search ``space`` with ``searcher`` for ``budget`` oracle queries.
+
+    Each step the searcher proposes ``pool`` cells (``batch`` without a predictor); the
+    predictor, once fitted, ranks them and the top ``batch`` go to the oracle. The
+    predictor is fitted on all queried cells when ``warmup`` cells are known and again
+    every ``refit_every`` queries (each ``fit`` restarts from its initial weights).
+    With ``run_dir`` every query is journaled; ``resume=True`` continues that run.
+    """
+    budget = _check_int("budget", budget, 1)
+    batch = _check_int("batch", batch, 1)
+    if pool is None:
+        pool = batch if predictor is None else max(100, batch)
+    pool = _check_int("pool", pool, 1)
+    if pool < batch:
+        raise SearchError(f"pool ({pool}) must be at least the batch ({batch}): the predictor picks the batch from the pool")
+    refit_every = _check_int("refit_every", batch if refit_every is None else refit_every, 1)
+    warmup = _check_int("warmup", warmup, 1)
+    size = getattr(space, "size", None)
+    if size is not None and budget > size:
+        raise SearchError(f"budget {budget} exceeds the {size:,d} cells of {space.name}")
+    if resume and run_dir is None:
+        raise SearchError("resume needs the run directory to continue")
+
+    config = {
+        "space": space.name,
+        "seed": int(seed),
+        "searcher": getattr(searcher, "name", type(searcher).__name__),
+        "predictor": "none" if predictor is None else getattr(predictor, "name", type(predictor).__name__),
+        "budget": budget,
+        "pool": pool,
+        "batch": batch,
+        "refit_every": refit_every,
+        "warmup": warmup,
+        **(meta or {}),
+    }
+    journal = None
+    if run_dir is not None:
+        journal = Journal.resume(run_dir, config) if resume else Journal.create(run_dir, config)
+    try:
+        return _run(space, oracle, searcher, predictor, config, journal, progress)
+    finally:
+        if journal is not None:
+            journal.close()
+
+
+def _run(space, oracle, searcher, predictor, config, journal, progress) -> SearchResult:
+    from tqdm.auto import tqdm
+
+    budget, pool, batch = config["budget"], config["pool"], config["batch"]
+    replay = list(journal.records) if journal is not None else []
+    history: dict[Arch, Evaluation] = {}
+    trajectory: list[Query] = []
+    best: Optional[tuple[Arch, Evaluation]] = None
+    fitted_at = None
+    oracle_seconds = 0.0
+    start = time.perf_counter()
+    bar = tqdm(total=budget, disable=not progress, desc=f"{config['searcher']}+{config['predictor']}", unit="query")
+    try:
+        while len(history) < budget:
+            k = min(batch, budget - len(history))
+            ranking = predictor is not None and fitted_at is not None
+            chosen = _choose(space, searcher, predictor if ranking else None, history, pool if ranking else k, k, config["seed"])
+            for arch in chosen:
+                n = len(history)
+                if n < len(replay):
+                    record = replay[n]
+                    if record["arch"] != space.format(arch):
+                        raise JournalError(
+                            f"the resumed run proposed {space.format(arch)} as query {n + 1} but the journal has "
+                            f"{record['arch']}; the run is not reproducible (changed code or options?)"
+                        )
+                    evaluation, seconds = record_evaluation(record), float(record["seconds"])
+                else:
+                    t0 = time.perf_counter()
+                    evaluation = oracle.query(arch)
+                    seconds = time.perf_counter() - t0
+                    oracle_seconds += seconds
+                    if journal is not None:
+                        journal.append(query_record(n, space.format(arch), evaluation, seconds))
+                history[arch] = evaluation
+                searcher.tell(arch, evaluation)
+                if best is None or evaluation.valid > best[1].valid:
+                    best = (arch, evaluation)
+                trajectory.append(
+                    Query(
+                        n=n + 1,
+                        arch=space.format(arch),
+                        valid=evaluation.valid,
+                        test=evaluation.test,
+                        best_valid=best[1].valid,
+                        best_test=best[1].test,
+                        best_arch=space.format(best[0]),
+                        seconds=seconds,
+                        wall=time.perf_counter() - start,
+                    )
+                )
+                bar.update(1)
+            due = fitted_at is None or len(history) - fitted_at >= config["refit_every"]
+            if predictor is not None and len(history) >= config["warmup"] and due and len(history) < budget:
+                archs = list(history)
+                predictor.fit(archs, np.array([history[a].valid for a in archs], dtype=np.float64))
+                fitted_at = len(history)
+    finally:
+        bar.close()
+    resumed = min(len(replay), len(trajectory))
+    new = len(trajectory) - resumed
+    wall = time.perf_counter() - start
+    return SearchResult(
+        trajectory=trajectory,
+        config=config,
+        overhead_per_query=(wall - oracle_seconds) / new if new else 0.0,
+        resumed_queries=resumed,
+        notice=journal.notice if journal is not None else None,
+        optimum=_optimum(oracle),
+    )
+
+
+def _choose(space, searcher, predictor, history, n_ask, k, seed) -> list[Arch]:
+    """The ``k`` cells to query next: the searcher's fresh proposals, ranked by the predictor if any."""
+    candidates: list[Arch] = []
+    for _ in range(REASKS):
+        candidates = unique(candidates + [a for a in searcher.ask(n_ask) if a not in history])
+        if len(candidates) >= k:
+            break
+    if len(candidates) < k:
+        # a searcher stuck on queried cells must not stall the run: top up uniformly
+        rng = np.random.default_rng([int(seed), len(history)])
+        while len(candidates) < k:
+            arch = space.sample(rng)
+            if arch not in history and arch not in candidates:
+                candidates.append(arch)
+    if predictor is None or len(candidates) <= k:
+        return candidates[:k]
+    scores = np.asarray(predictor.predict(candidates), dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    return [candidates[i] for i in order[:k]]
