@@ -1,0 +1,99 @@
+"""FGP pre-training and pairwise-ranking fine-tuning of an encoder.
+
+Pre-training (no labels): the encoder's cell embedding feeds a projection head that must
+reconstruct the cell's flow surrogate (MSE, weight ``flow_weight``) and a proxy head that
+must rank cells by a zero-cost proxy (pairwise hinge, weight ``proxy_weight``).
+Fine-tuning: a score head on the encoder, trained with the pairwise hinge loss on labels.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .encoders import mlp_head
+from .graphs import GraphCache
+
+
+def pairwise_hinge(scores: torch.Tensor, targets: torch.Tensor, margin: float) -> torch.Tensor:
+    """Mean of relu(margin - (s_i - s_j)) over all pairs with target_i > target_j.
+
+    This is the TA-GATES / FlowerFormer ranking loss; only the order of targets matters.
+    """
+    better = targets[:, None] > targets[None, :]
+    if not bool(better.any()):
+        return scores.sum() * 0.0
+    diff = scores[:, None] - scores[None, :]
+    return torch.relu(margin - diff[better]).mean()
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance per column; constant columns become 0."""
+    std = x.std(0)
+    return (x - x.mean(0)) / np.where(std > 0, std, 1.0)
+
+
+class PretrainHeads(nn.Module):
+    def __init__(self, in_dim: int, hidden: int, flow_dim: int):
+        super().__init__()
+        self.flow = mlp_head(in_dim, hidden, flow_dim)
+        self.proxy = mlp_head(in_dim, hidden, 1)
+
+
+def fgp_pretrain(
+    encoder: nn.Module,
+    graphs: GraphCache,
+    archs: Sequence,
+    flow_targets: np.ndarray,
+    proxy_values: Optional[np.ndarray],
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    flow_weight: float,
+    proxy_weight: float,
+    margin: float,
+    hidden: int,
+    rng: np.random.Generator,
+    progress: bool = False,
+    on_epoch: Optional[Callable[[int, float], None]] = None,
+) -> list[float]:
+    """Pre-train ``encoder`` in place; returns the mean loss of every epoch.
+
+    Torch's global RNG must already be seeded by the caller (head init, dropout).
+    """
+    from tqdm.auto import tqdm
+
+    heads = PretrainHeads(encoder.out_dim, hidden, flow_targets.shape[1])
+    params = list(encoder.parameters()) + list(heads.parameters())
+    optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=1e-6)
+    flows = torch.as_tensor(standardise(flow_targets), dtype=torch.float32)
+    use_proxy = proxy_values is not None and proxy_weight > 0
+    proxies = torch.as_tensor(proxy_values, dtype=torch.float32) if use_proxy else None
+    archs = list(archs)
+    n = len(archs)
+    losses = []
+    encoder.train()
+    heads.train()
+    bar = tqdm(range(epochs), desc="FGP pre-training", unit="epoch", disable=not progress)
+    for epoch in bar:
+        order = rng.permutation(n)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            emb = encoder(graphs.batch([archs[i] for i in idx]))
+            loss = flow_weight * ((heads.flow(emb) - flows[idx]) ** 2).mean()
+            if use_proxy:
+                loss = loss + proxy_weight * pairwise_hinge(heads.proxy(emb).squeeze(1), proxies[idx], margin)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss) * len(idx)
+        losses.append(total / n)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if on_epoch is not None:
+            on_epoch(epoch, losses[-1])
+    encoder.eval()
+    return losses

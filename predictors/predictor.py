@@ -1,0 +1,428 @@
+"""`Predictor`: an FGP-pretrained (or from-scratch) GNN that ranks cells of a space.
+
+scikit-learn habits: configuration in ``__init__`` (no work there), unlabeled learning in
+``pretrain``, labeled learning in ``fit``, scores from ``predict``. Every ``fit`` starts
+again from the pre-trained encoder (or the seeded random init), so a search loop can
+re-fit on all cells queried so far without drift from earlier fits.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from nasflow.core import Arch
+from nasflow.errors import CheckpointError, DataError, NasflowError
+from nasflow.flow import READOUTS, VARIANTS, flow_surrogate
+
+from .encoders import ENCODERS, make_encoder, mlp_head
+from .fgp import fgp_pretrain, pairwise_hinge
+from .graphs import GraphCache
+
+FORMAT = "nasflow-predictor"
+FORMAT_VERSION = 1
+PRETRAIN_MODES = ("fgp", "none")
+# Spaces larger than this are pre-trained on a seeded sample instead of every cell.
+ENUMERATE_LIMIT = 50_000
+PREDICT_CHUNK = 16_384
+# Options that do not change what pre-training computes, left out of its cache key.
+_FIT_ONLY = {"epochs", "lr", "weight_decay", "batch_size", "cache", "threads"}
+
+
+class ScoreModel(nn.Module):
+    def __init__(self, encoder: nn.Module, hidden: int):
+        super().__init__()
+        self.encoder = encoder
+        self.head = mlp_head(encoder.out_dim, hidden, 1)
+
+    def forward(self, batch):
+        return self.head(self.encoder(batch)).squeeze(1)
+
+
+class Predictor:
+    """Ranks cells of ``space``; higher score = predicted better.
+
+    ``proxy`` names a zero-cost proxy of :mod:`nasflow.proxies` (or is a callable
+    ``archs -> np.ndarray``, or None to pre-train on the flow surrogate alone).
+    """
+
+    def __init__(
+        self,
+        space,
+        encoder: str = "gin",
+        pretrain: str = "fgp",
+        seed: int = 0,
+        *,
+        dim: int = 32,
+        layers: int = 3,
+        dropout: float = 0.1,
+        flow_variant: str = "operator",
+        flow_readout: str = "sum",
+        flow_dim: int = 32,
+        flow_seed: int = 0,
+        proxy: Union[str, Callable, None] = "flops",
+        flow_weight: float = 1.0,
+        proxy_weight: float = 0.5,
+        pretrain_epochs: int = 40,
+        pretrain_lr: float = 1e-3,
+        pretrain_batch: int = 256,
+        pretrain_samples: int = 50_000,
+        epochs: int = 200,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 128,
+        margin: float = 0.5,
+        cache: bool = True,
+        threads: int = 1,
+    ):
+        if isinstance(space, str):
+            from nasflow import get_space
+
+            space = get_space(space)
+        if encoder not in ENCODERS:
+            raise NasflowError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}")
+        if pretrain not in PRETRAIN_MODES:
+            raise NasflowError(f"unknown pre-training {pretrain!r}; choose one of {', '.join(PRETRAIN_MODES)}")
+        if flow_variant not in VARIANTS or flow_readout not in READOUTS:
+            raise NasflowError(f"flow variant must be one of {VARIANTS} and readout one of {READOUTS}")
+        self.space = space
+        self.encoder = encoder
+        self.pretrain_mode = pretrain
+        self.seed = int(seed)
+        self.dim, self.layers, self.dropout = dim, layers, dropout
+        self.flow_variant, self.flow_readout, self.flow_dim, self.flow_seed = flow_variant, flow_readout, flow_dim, flow_seed
+        self.proxy = proxy
+        self.flow_weight, self.proxy_weight = flow_weight, proxy_weight
+        self.pretrain_epochs, self.pretrain_lr = pretrain_epochs, pretrain_lr
+        self.pretrain_batch, self.pretrain_samples = pretrain_batch, pretrain_samples
+        self.epochs, self.lr, self.weight_decay = epochs, lr, weight_decay
+        self.batch_size, self.margin = batch_size, margin
+        self.cache = cache
+        self.threads = threads
+        self._graphs: Optional[GraphCache] = None
+        self._pretrained: Optional[dict] = None
+        self._model: Optional[ScoreModel] = None
+        self.pretrain_losses: list[float] = []
+        self.pretrain_from_cache = False
+        self.fit_history: list[float] = []
+
+    # ----------------------------------------------------------------- configuration
+    def config(self) -> dict:
+        """Everything ``__init__`` took, as plain values (a callable proxy becomes None)."""
+        return {
+            "encoder": self.encoder,
+            "pretrain": self.pretrain_mode,
+            "seed": self.seed,
+            "dim": self.dim,
+            "layers": self.layers,
+            "dropout": self.dropout,
+            "flow_variant": self.flow_variant,
+            "flow_readout": self.flow_readout,
+            "flow_dim": self.flow_dim,
+            "flow_seed": self.flow_seed,
+            "proxy": self.proxy if isinstance(self.proxy, str) else None,
+            "flow_weight": self.flow_weight,
+            "proxy_weight": self.proxy_weight,
+            "pretrain_epochs": self.pretrain_epochs,
+            "pretrain_lr": self.pretrain_lr,
+            "pretrain_batch": self.pretrain_batch,
+            "pretrain_samples": self.pretrain_samples,
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "batch_size": self.batch_size,
+            "margin": self.margin,
+            "cache": self.cache,
+            "threads": self.threads,
+        }
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.space.name!r}, encoder={self.encoder!r}, pretrain={self.pretrain_mode!r}, seed={self.seed})"
+
+    @property
+    def graphs(self) -> GraphCache:
+        if self._graphs is None:
+            self._graphs = GraphCache(self.space)
+        return self._graphs
+
+    def _new_encoder(self) -> nn.Module:
+        return make_encoder(self.encoder, len(self.graphs.vocab), self.dim, self.layers, self.dropout)
+
+    # ----------------------------------------------------------------- pre-training
+    def _default_pretrain_archs(self) -> tuple[list[Arch], str]:
+        if self.space.size <= ENUMERATE_LIMIT and hasattr(self.space, "enumerate"):
+            return list(self.space.enumerate()), "all"
+        rng = np.random.default_rng(self.seed)
+        seen: dict[Arch, None] = {}
+        # Sampling with rejection of repeats; the space is much larger than the sample.
+        for _ in range(20 * self.pretrain_samples):
+            if len(seen) >= self.pretrain_samples:
+                break
+            seen[self.space.sample(rng)] = None
+        return list(seen), f"sample-{self.pretrain_samples}"
+
+    def _cache_path(self, archs_tag: str) -> Optional[Path]:
+        if not self.cache or (self.proxy is not None and not isinstance(self.proxy, str)):
+            return None
+        keys = {k: v for k, v in self.config().items() if k not in _FIT_ONLY}
+        keys.update(space=self.space.name, vocab=list(self.graphs.vocab), archs=archs_tag, format=FORMAT_VERSION)
+        digest = hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
+        from nasflow.proxies import cache_dir
+
+        return cache_dir() / "fgp" / f"{self.space.name}-{self.encoder}-{digest}.pt"
+
+    def pretrain(self, archs: Optional[Sequence[Arch]] = None, progress: bool = False) -> "Predictor":
+        """FGP pre-training of the encoder on unlabeled cells (no-op for pretrain='none').
+
+        Default cells: the whole space when it is small enough to enumerate, otherwise a
+        seeded sample of ``pretrain_samples`` cells. The result is cached on disk per
+        space and configuration, so a second call (or another process) loads it.
+        """
+        if self.pretrain_mode == "none":
+            return self
+        if archs is None:
+            archs, tag = self._default_pretrain_archs()
+        else:
+            archs = self._check_archs(archs, "pre-training cells")
+            tag = hashlib.sha1("\n".join(sorted(a.key for a in archs)).encode()).hexdigest()
+        path = self._cache_path(tag)
+        if path is not None and path.is_file():
+            state = _try_load_state(path)
+            if state is not None:
+                self._pretrained = state["encoder"]
+                self.pretrain_losses = state["losses"].tolist()
+                self.pretrain_from_cache = True
+                return self
+        flows = flow_surrogate(
+            self.space, archs, dim=self.flow_dim, variant=self.flow_variant, readout=self.flow_readout, seed=self.flow_seed
+        )
+        proxy_values = self._proxy_values(archs, progress)
+        with torch.random.fork_rng(), _torch_threads(self.threads):
+            torch.manual_seed(self.seed)
+            encoder = self._new_encoder()
+            self.pretrain_losses = fgp_pretrain(
+                encoder,
+                self.graphs,
+                archs,
+                flows,
+                proxy_values,
+                epochs=self.pretrain_epochs,
+                lr=self.pretrain_lr,
+                batch_size=self.pretrain_batch,
+                flow_weight=self.flow_weight,
+                proxy_weight=self.proxy_weight,
+                margin=self.margin,
+                hidden=self.dim,
+                rng=np.random.default_rng(self.seed),
+                progress=progress,
+            )
+        self._pretrained = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
+        self.pretrain_from_cache = False
+        if path is not None:
+            _atomic_save({"encoder": self._pretrained, "losses": torch.tensor(self.pretrain_losses)}, path)
+        return self
+
+    def _proxy_values(self, archs, progress) -> Optional[np.ndarray]:
+        if self.proxy is None or self.proxy_weight <= 0:
+            return None
+        if callable(self.proxy):
+            values = np.asarray(self.proxy(archs), dtype=np.float64)
+        else:
+            from nasflow.proxies import zero_cost
+
+            values = zero_cost(self.space, archs, self.proxy, progress=progress)
+        if values.shape != (len(archs),) or not np.isfinite(values).all():
+            raise DataError(f"proxy gave {values.shape} values (NaN or infinite?) for {len(archs)} cells")
+        return values
+
+    # ----------------------------------------------------------------- fine-tuning
+    def _check_archs(self, archs, what: str) -> list[Arch]:
+        archs = list(archs)
+        for a in archs:
+            if not isinstance(a, Arch) or a.space != self.space.name:
+                raise DataError(f"{what} must be {self.space.name} cells; got {a!r}")
+        return archs
+
+    def _check_labeled(self, archs, values, what: str) -> tuple[list[Arch], np.ndarray]:
+        archs = self._check_archs(archs, what)
+        try:
+            values = np.asarray(values, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise DataError(f"{what}: values must be numbers") from None
+        if len(archs) != values.size:
+            raise DataError(f"{what}: {len(archs)} cells but {values.size} values; pass one value per cell")
+        if len(archs) < 2:
+            raise DataError(f"{what}: need at least 2 labeled cells to learn a ranking, got {len(archs)}")
+        if not np.isfinite(values).all():
+            raise DataError(f"{what}: values contain NaN or infinity; drop those cells first")
+        if np.all(values == values[0]):
+            raise DataError(f"{what}: all values are equal, so there is no ranking to learn")
+        return archs, values
+
+    def fit(self, archs, values, val_archs=None, val_values=None, progress: bool = False) -> "Predictor":
+        """Fine-tune on labeled cells with the pairwise hinge loss.
+
+        With a validation set, the state with the best validation Kendall tau is kept.
+        Starts from the pre-trained encoder (pre-training first if needed) every time.
+        """
+        from tqdm.auto import tqdm
+
+        from nasflow.metrics import kendall_tau
+
+        archs, values = self._check_labeled(archs, values, "training cells")
+        validate = val_archs is not None or val_values is not None
+        if validate:
+            if val_archs is None or val_values is None:
+                raise DataError("pass both val_archs and val_values, or neither")
+            val_archs, val_values = self._check_labeled(val_archs, val_values, "validation cells")
+        if self.pretrain_mode == "fgp" and self._pretrained is None:
+            self.pretrain(progress=progress)
+        targets = torch.as_tensor(values, dtype=torch.float32)
+        n = len(archs)
+        rng = np.random.default_rng(self.seed)
+        full_batch = self.graphs.batch(archs) if n <= self.batch_size else None
+        val_batch = self.graphs.batch(val_archs) if validate else None
+        with torch.random.fork_rng(), _torch_threads(self.threads):
+            torch.manual_seed(self.seed)
+            model = ScoreModel(self._new_encoder(), self.dim)
+            if self._pretrained is not None:
+                model.encoder.load_state_dict(self._pretrained)
+            optimiser = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            best_tau, best_state = -np.inf, None
+            self.fit_history = []
+            for _ in tqdm(range(self.epochs), desc="fine-tuning", unit="epoch", disable=not progress):
+                model.train()
+                order = rng.permutation(n)
+                for start in range(0, n, self.batch_size):
+                    idx = order[start : start + self.batch_size]
+                    batch = full_batch if full_batch is not None else self.graphs.batch([archs[i] for i in idx])
+                    target = targets if full_batch is not None else targets[idx]
+                    loss = pairwise_hinge(model(batch), target, self.margin)
+                    optimiser.zero_grad()
+                    loss.backward()
+                    optimiser.step()
+                if validate:
+                    model.eval()
+                    with torch.no_grad():
+                        tau = kendall_tau(model(val_batch).numpy(), val_values)
+                    tau = -1.0 if np.isnan(tau) else tau
+                    self.fit_history.append(tau)
+                    if tau > best_tau:
+                        best_tau, best_state = tau, copy.deepcopy(model.state_dict())
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        model.eval()
+        self._model = model
+        return self
+
+    # ----------------------------------------------------------------- prediction
+    @property
+    def is_fitted(self) -> bool:
+        return self._model is not None
+
+    def predict(self, archs) -> np.ndarray:
+        """Scores (float64, one per cell, higher = better) in the order given."""
+        if self._model is None:
+            raise NasflowError("this predictor is not fitted yet; call fit(archs, values) first")
+        archs = self._check_archs(archs, "cells to predict")
+        out = np.empty(len(archs), dtype=np.float64)
+        with torch.no_grad(), _torch_threads(self.threads):
+            for start in range(0, len(archs), PREDICT_CHUNK):
+                chunk = archs[start : start + PREDICT_CHUNK]
+                out[start : start + len(chunk)] = self._model(self.graphs.batch(chunk)).numpy()
+        return out
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, path) -> None:
+        """Write configuration and weights atomically (a plain tensor dict, no pickled code)."""
+        state = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "space": self.space.name,
+            "vocab": list(self.graphs.vocab),
+            "config": self.config(),
+            "pretrained": self._pretrained,
+            "model": self._model.state_dict() if self._model is not None else None,
+        }
+        _atomic_save(state, Path(path))
+
+    @classmethod
+    def load(cls, path, space=None) -> "Predictor":
+        """Load a checkpoint written by :meth:`save`; ``space`` (name or object) must match it."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"predictor checkpoint not found: {path}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises many types for damaged or foreign files
+            raise CheckpointError(f"{path} is not a readable predictor checkpoint ({type(e).__name__}); re-save it") from None
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise CheckpointError(f"{path} is not a nasflow predictor checkpoint")
+        if state.get("version") != FORMAT_VERSION:
+            raise CheckpointError(f"{path} has checkpoint version {state.get('version')}; this nasflow reads {FORMAT_VERSION}")
+        name = space if isinstance(space, str) else getattr(space, "name", None)
+        if space is not None and name != state["space"]:
+            raise CheckpointError(f"{path} is a predictor for space {state['space']!r}, not {name!r}")
+        try:
+            predictor = cls(space if space is not None else state["space"], **state["config"])
+            if list(predictor.graphs.vocab) != list(state["vocab"]):
+                raise CheckpointError(f"{path} was saved with other node labels than space {state['space']!r} has now")
+            predictor._pretrained = state["pretrained"]
+            if state["model"] is not None:
+                model = ScoreModel(predictor._new_encoder(), predictor.dim)
+                model.load_state_dict(state["model"])
+                model.eval()
+                predictor._model = model
+        except CheckpointError:
+            raise
+        except (TypeError, KeyError, RuntimeError, NasflowError) as e:
+            raise CheckpointError(f"{path} does not match this nasflow's predictor ({type(e).__name__}); re-train it") from None
+        return predictor
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """Run with ``n`` torch threads: cells are tiny graphs, and on a shared CPU thread
+    hand-offs cost more than they parallelise (measured ~20x slower steps with 2 threads
+    under load), so the default is 1."""
+    before = torch.get_num_threads()
+    if n and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n and n != before:
+            torch.set_num_threads(before)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _try_load_state(path: Path) -> Optional[dict]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        # a damaged cache entry only costs a re-run of pre-training
+        return None
+    if isinstance(state, dict) and "encoder" in state and "losses" in state:
+        return state
+    return None

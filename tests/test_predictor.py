@@ -1,0 +1,161 @@
+"""Predictor: FGP pre-training, fine-tuning, ranking on real NB-201 labels, persistence, bad input."""
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from nasflow.errors import CheckpointError, DataError, NasflowError
+from nasflow.metrics import kendall_tau
+
+SMALL = dict(dim=16, layers=2, pretrain_epochs=6, pretrain_batch=128, epochs=60, proxy="params")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("nasflow_cache")
+    old = os.environ.get("NASFLOW_CACHE")
+    os.environ["NASFLOW_CACHE"] = str(d)
+    yield d
+    if old is None:
+        os.environ.pop("NASFLOW_CACHE", None)
+    else:
+        os.environ["NASFLOW_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def labeled(nb201, nb201_oracle):
+    archs = nb201.enumerate()
+    values = np.array([nb201_oracle.query(a).valid for a in archs])
+    rng = np.random.default_rng(7)
+    order = rng.permutation(len(archs))
+    pick = lambda idx: ([archs[i] for i in idx], values[idx])  # noqa: E731
+    return {"train": pick(order[:100]), "val": pick(order[100:140]), "test": pick(order[140:2140]), "pool": pick(order[:1500])}
+
+
+@pytest.fixture(scope="session")
+def pretrained(nb201, labeled, cache_dir):
+    from nasflow import Predictor
+
+    p = Predictor(nb201, encoder="gin", pretrain="fgp", seed=3, **SMALL)
+    p.pretrain(labeled["pool"][0])
+    return p
+
+
+def test_fgp_pretraining_lowers_its_loss_and_is_cached(pretrained, nb201, labeled, cache_dir):
+    from nasflow import Predictor
+
+    losses = pretrained.pretrain_losses
+    assert len(losses) == SMALL["pretrain_epochs"] and not pretrained.pretrain_from_cache
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert list((cache_dir / "fgp").glob("nb201-gin-*.pt"))
+    again = Predictor(nb201, encoder="gin", pretrain="fgp", seed=3, **SMALL)
+    start = time.perf_counter()
+    again.pretrain(labeled["pool"][0])
+    assert again.pretrain_from_cache and time.perf_counter() - start < 2.0
+    for k, v in pretrained._pretrained.items():
+        assert torch.equal(v, again._pretrained[k])
+    # another seed is another pre-training, not a cache hit
+    other = Predictor(nb201, encoder="gin", pretrain="fgp", seed=4, **{**SMALL, "pretrain_epochs": 1})
+    other.pretrain(labeled["pool"][0][:200])
+    assert not other.pretrain_from_cache
+
+
+@pytest.mark.parametrize("encoder", ["gin", "gatedgcn"])
+def test_ranks_real_nb201_cells(nb201, labeled, encoder):
+    """100 labeled cells are enough to rank 2,000 unseen cells well; a broken model scores ~0."""
+    from nasflow import Predictor
+
+    p = Predictor(nb201, encoder=encoder, pretrain="none", seed=0, **SMALL)
+    start = time.perf_counter()
+    p.fit(*labeled["train"], *labeled["val"])
+    fit_seconds = time.perf_counter() - start
+    test_archs, test_values = labeled["test"]
+    tau = kendall_tau(p.predict(test_archs), test_values)
+    assert tau > 0.45, tau
+    assert fit_seconds < 20
+    # the kept state is the one with the best validation tau
+    assert kendall_tau(p.predict(labeled["val"][0]), labeled["val"][1]) == pytest.approx(max(p.fit_history))
+
+
+def test_fgp_fit_is_deterministic_and_restarts_from_pretrained(pretrained, labeled):
+    (a, ya), (b, yb), test = labeled["train"], labeled["val"], labeled["test"][0][:300]
+    pretrained.fit(a, ya)
+    first = pretrained.predict(test)
+    pretrained.fit(b, yb)
+    pretrained.fit(a, ya)  # a refit must not remember the fit on b
+    np.testing.assert_array_equal(first, pretrained.predict(test))
+    assert kendall_tau(first, labeled["test"][1][:300]) > 0.3
+
+
+def test_seed_changes_the_model(nb201, labeled):
+    from nasflow import Predictor
+
+    test = labeled["test"][0][:200]
+    preds = [Predictor(nb201, pretrain="none", seed=s, **SMALL).fit(*labeled["train"]).predict(test) for s in (0, 0, 1)]
+    np.testing.assert_array_equal(preds[0], preds[1])
+    assert not np.allclose(preds[0], preds[2])
+
+
+def test_predict_is_fast(pretrained, nb201, labeled):
+    pretrained.fit(*labeled["train"])
+    archs = nb201.enumerate()
+    pretrained.predict(archs[:10])
+    start = time.perf_counter()
+    scores = pretrained.predict(archs)
+    elapsed = time.perf_counter() - start
+    assert scores.shape == (15_625,) and np.isfinite(scores).all()
+    assert len(archs) / elapsed > 5_000  # target 20,000/s on an idle core; loose under shared load
+
+
+def test_save_load_roundtrip_and_bad_checkpoints(pretrained, nb201, labeled, tmp_path):
+    from nasflow import Predictor
+
+    pretrained.fit(*labeled["train"])
+    path = tmp_path / "model.pt"
+    pretrained.save(path)
+    loaded = Predictor.load(path)
+    test = labeled["test"][0][:200]
+    np.testing.assert_array_equal(loaded.predict(test), pretrained.predict(test))
+    assert loaded.config() == pretrained.config() and Predictor.load(path, nb201).is_fitted
+    with pytest.raises(CheckpointError, match="nb201"):
+        Predictor.load(path, "nb101")
+    foreign = torch.load(path, weights_only=True)
+    foreign["space"] = "nb101"
+    torch.save(foreign, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="nb101"):
+        Predictor.load(tmp_path / "foreign.pt", nb201)
+    (tmp_path / "truncated.pt").write_bytes(path.read_bytes()[:500])
+    (tmp_path / "text.pt").write_text("hello")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    mangled = dict(foreign, space="nb201", model={"nonsense": torch.zeros(1)})
+    torch.save(mangled, tmp_path / "mangled.pt")
+    for name in ("truncated.pt", "text.pt", "other.pt", "mangled.pt", "missing.pt"):
+        with pytest.raises(CheckpointError):
+            Predictor.load(tmp_path / name)
+
+
+def test_bad_inputs(nb201, labeled):
+    from nasflow import Predictor
+
+    p = Predictor(nb201, pretrain="none", **SMALL)
+    archs, values = labeled["train"]
+    with pytest.raises(NasflowError, match="not fitted"):
+        p.predict(archs)
+    bad = [
+        (archs[:1], values[:1]),
+        (archs, values[:-1]),
+        (archs, np.where(np.arange(100) == 5, np.nan, values)),
+        (archs[:3], [1.0, 1.0, 1.0]),
+        (archs + ["|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"], list(values) + [1.0]),
+    ]
+    for a, v in bad:
+        with pytest.raises(DataError):
+            p.fit(a, v)
+    with pytest.raises(DataError):
+        p.fit(archs, values, val_archs=archs[:5])
+    with pytest.raises(NasflowError):
+        Predictor(nb201, encoder="transformer")
+    with pytest.raises(NasflowError):
+        Predictor(nb201, pretrain="sometimes")
