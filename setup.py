@@ -43,6 +43,6 @@ setup(
         "scikit-learn",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    extras_require={"test": ["pytest", "hypothesis", "protobuf"]},
     entry_points={"console_scripts": ["nasflow=nasflow.cli.main:main"]},
 )
