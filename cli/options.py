@@ -11,3 +11,23 @@ benchmark_option = click.option(
     help="Benchmark file (official file or table export); default: found in $NASFLOW_BENCHMARKS or ~/.nasflow.",
 )
 dataset_option = click.option("--dataset", default="cifar10", show_default=True, help="Benchmark dataset.")
+
+
+def training_options(f):
+    """--data/--epochs/--width/--cells: the training oracle used when there is no --benchmark."""
+    from nasflow.training import DEFAULT_EPOCHS  # torch-free module: keeps --help fast
+
+    options = [
+        click.option("--data", "data_path", default=None, metavar="PATH.npz",
+                     help="Train on your own images: .npz with x (N x C x H x W) and y (N labels); "
+                          "default: the embedded 8x8 digits."),
+        click.option("--epochs", type=click.IntRange(min=1), default=None,
+                     help=f"Training epochs per queried cell (default {DEFAULT_EPOCHS})."),
+        click.option("--width", type=click.IntRange(min=1), default=None,
+                     help="Channels of the first stage of the trained network (default: small, e.g. 8 for nb201)."),
+        click.option("--cells", type=click.IntRange(min=1), default=None,
+                     help="Cells per stage of the trained network (default 1)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
