@@ -54,7 +54,7 @@ def _as_matrix(matrix) -> np.ndarray:
     except ValueError:
         m = None
     if m is None or m.ndim != 2 or m.shape[0] != m.shape[1]:
-        shape = "ragged" if m is None else "x".join(map(str, m.shape))
+        shape = "ragged" if m is None else "x".join(map(str, m.shape)) or "scalar"
         raise ArchError(f"a NAS-Bench-101 matrix must be square, got shape {shape}")
     if m.dtype.kind not in "biu" or not np.isin(m, (0, 1)).all():
         raise ArchError("a NAS-Bench-101 matrix must contain only 0 and 1")
@@ -68,9 +68,12 @@ def _as_matrix(matrix) -> np.ndarray:
 
 
 def _check_ops(ops, n: int) -> tuple[str, ...]:
-    if isinstance(ops, str) or not all(isinstance(op, str) for op in ops):
+    try:
+        ops = tuple(ops) if not isinstance(ops, str) else None
+    except TypeError:
+        ops = None
+    if ops is None or not all(isinstance(op, str) for op in ops):
         raise ArchError("NAS-Bench-101 ops must be a list of vertex labels")
-    ops = tuple(ops)
     if len(ops) != n:
         raise ArchError(f"the matrix has {n} vertices but {len(ops)} ops are given")
     if ops[0] != INPUT or ops[-1] != OUTPUT:

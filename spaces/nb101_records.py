@@ -255,11 +255,6 @@ def _metrics(data: bytes) -> tuple[list, int, float]:
     return evaluations, params, total_time
 
 
-def decode_evaluation(data: bytes) -> dict:
-    """An ``EvaluationData`` message as a dict."""
-    return dict(zip(_EVAL_KEYS, _evaluation(data)))
-
-
 def decode_model_metrics(data: bytes) -> dict:
     """A ``ModelMetrics`` message as a dict: evaluation_data (list of dicts), trainable_parameters, total_time."""
     evaluations, params, total_time = _metrics(data)

@@ -124,6 +124,9 @@ def test_pruning_drops_dead_vertices_and_padding():
         ([[0, 1, 0], [0, 0, 1], [0, 0, 0]], [C3, C3, "output"], "first op"),
         ([[0, 1, 0], [0, 0, 0], [0, 0, 0]], ["input", C3, "output"], "not connected"),
         ([[0]], ["input"], "at least an input and an output"),
+        (None, ["input", "output"], "square, got shape scalar"),
+        ([[0, 1], [0, 0]], None, "list of vertex labels"),
+        ([[0, 1], [0, 0]], "input,output", "list of vertex labels"),
     ],
 )
 def test_bad_cells_raise_one_line(matrix, ops, message):

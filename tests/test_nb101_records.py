@@ -314,3 +314,9 @@ def write_synthetic(path, n_records: int, seed: int = 0):
     payloads = [record(archs[i // 3 % len(archs)], 108, metrics_bytes(10**6 + i, evs, 1.0)) for i in range(n_records)]
     path.write_bytes(frame(payloads))
     return path
+
+
+def test_progress_bar_goes_to_stderr(official, capsys):
+    load_records(official[0], cache=False, progress=True)
+    captured = capsys.readouterr()
+    assert "reading nasbench_full.tfrecord" in captured.err and "72/72" in captured.err and captured.out == ""
