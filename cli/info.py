@@ -5,7 +5,7 @@ import click
 
 from nasflow.errors import NasflowError
 
-from .options import benchmark_option, dataset_option, space_option
+from .options import benchmark_option, dataset_option, show_progress, space_option
 
 
 @click.command()
@@ -26,7 +26,7 @@ def info(space, benchmark, dataset):
     from nasflow.spaces import get_space
 
     sp = get_space(space)
-    oracle = sp.open_oracle(benchmark, dataset)
+    oracle = sp.open_oracle(benchmark, dataset, progress=show_progress())
     click.echo(f"space      {sp.name} ({sp.size:,d} cells)")
     click.echo(f"benchmark  {oracle.source} ({len(oracle):,d} cells, dataset {dataset})")
     for metric in ("valid", "test"):

@@ -17,6 +17,8 @@ from nasflow.errors import NasflowError
 COMMANDS = {
     "spaces": "nasflow.cli.info:spaces",
     "info": "nasflow.cli.info:info",
+    "train-predictor": "nasflow.cli.predictor:train_predictor",
+    "evaluate-predictor": "nasflow.cli.predictor:evaluate_predictor",
 }
 
 

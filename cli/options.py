@@ -31,3 +31,14 @@ def training_options(f):
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def show_progress() -> bool:
+    """Whether commands draw progress bars: at a terminal, or when NASFLOW_PROGRESS=1.
+
+    In pipes and logs a bar would bury the one-line error a failing command ends with.
+    """
+    import os
+    import sys
+
+    return sys.stderr.isatty() or os.environ.get("NASFLOW_PROGRESS") == "1"

@@ -69,7 +69,7 @@ class Evaluation:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"valid": self.valid, "test": self.test, "cost": self.cost, **self.extra}
+        return {**self.extra, "valid": self.valid, "test": self.test, "cost": self.cost}
 
 
 @runtime_checkable
@@ -120,6 +120,11 @@ def graph_arrays(graphs: Sequence[CellGraph], vocab: Sequence[str], max_nodes: O
     """
     index = {op: i for i, op in enumerate(vocab)}
     n = max_nodes or max(g.num_nodes for g in graphs)
+    unknown = {op for g in graphs for op in g.ops} - index.keys()
+    if unknown:
+        from .errors import SpaceError
+
+        raise SpaceError(f"operations {sorted(unknown)} are not in the vocabulary {list(vocab)}")
     op_ids = np.full((len(graphs), n), -1, dtype=np.int64)
     adj = np.zeros((len(graphs), n, n), dtype=np.float32)
     mask = np.zeros((len(graphs), n), dtype=bool)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 import random
 import re
 from dataclasses import dataclass, field
@@ -118,12 +119,15 @@ class NB201Space:
         return list(_official_order())
 
     def arch_at(self, index: int) -> NB201Arch:
-        if not isinstance(index, (int, np.integer)) or not 0 <= index < SIZE:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < SIZE:
             raise ArchError(f"NAS-Bench-201 index must be an integer in 0..{SIZE - 1}, got {index!r}")
         return _official_order()[int(index)]
 
     def index_of(self, arch: NB201Arch) -> int:
-        return _official_index()[arch]
+        try:
+            return _official_index()[arch]
+        except KeyError:
+            raise ArchError(f"{arch} is not a NAS-Bench-201 cell") from None
 
     def sample(self, rng: np.random.Generator) -> NB201Arch:
         return NB201Arch(tuple(OPS[i] for i in rng.integers(len(OPS), size=len(EDGES))))
@@ -162,14 +166,14 @@ class NB201Space:
 
         return network_counts([a.ops for a in archs], num_classes, in_channels, width, cells, image_size)
 
-    def open_oracle(self, benchmark: Optional[str] = None, dataset: str = "cifar10"):
+    def open_oracle(self, benchmark: Optional[str] = None, dataset: str = "cifar10", progress: bool = False):
         """The tabular oracle for ``dataset`` from an official .pth file or a CSV table."""
         path = find_benchmark(self.name, OFFICIAL_FILES + TABLE_FILES, benchmark, PUBLISHED_AT)
         if path.suffix == ".csv":
             return NB201TableOracle(path, dataset)
         from .nb201_official import NB201OfficialOracle
 
-        return NB201OfficialOracle(path, dataset)
+        return NB201OfficialOracle(path, dataset, progress=progress)
 
 
 def _accuracy(text: str, path: Path, line: int, column: str) -> float:
@@ -177,6 +181,8 @@ def _accuracy(text: str, path: Path, line: int, column: str) -> float:
         value = float(text)
     except (TypeError, ValueError):
         raise BenchmarkError(f"{path}:{line}: column {column} is not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise BenchmarkError(f"{path}:{line}: column {column} is not a finite number: {text!r}")
     return value
 
 
@@ -215,6 +221,8 @@ class NB201TableOracle(TabularOracle):
                         arch = space.parse(row[ia])
                     except ArchError as e:
                         raise BenchmarkError(f"{path}:{line}: {e}") from None
+                    if arch in table:
+                        raise BenchmarkError(f"{path}:{line}: cell {arch} appears twice")
                     test = _accuracy(row[it], path, line, test_col) if it is not None else None
                     table[arch] = Evaluation(valid=_accuracy(row[iv], path, line, valid_col), test=test)
         except (OSError, UnicodeDecodeError, csv.Error) as e:

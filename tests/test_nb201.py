@@ -133,3 +133,28 @@ def test_discovery_through_env(monkeypatch, benchmarks_dir, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(BenchmarkError, match="NAS-Bench-201-v1_1-096897.pth"):
         space.open_oracle(dataset="cifar10")
+
+
+def test_table_rejects_nan_and_duplicate_rows(tmp_path):
+    a = space.arch_at(0)
+    nan = tmp_path / "nan.csv"
+    nan.write_text(f"arch,cifar10_valid,cifar10_test\n{a},nan,1\n")
+    with pytest.raises(BenchmarkError, match="finite"):
+        NB201TableOracle(nan)
+    dup = tmp_path / "dup.csv"
+    dup.write_text(f"arch,cifar10_valid,cifar10_test\n{a},1,1\n{a},2,2\n")
+    with pytest.raises(BenchmarkError, match="twice"):
+        NB201TableOracle(dup)
+
+
+def test_index_of_and_arch_at_reject_foreign_input():
+    with pytest.raises(ArchError):
+        space.arch_at(True)
+
+
+def test_graph_arrays_names_unknown_ops():
+    from nasflow.core import CellGraph, graph_arrays
+    from nasflow.errors import SpaceError
+
+    with pytest.raises(SpaceError, match="conv_9x9"):
+        graph_arrays([CellGraph(("input", "conv_9x9", "output"), ((0, 1), (1, 2)))], space.vocab)
