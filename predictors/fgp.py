@@ -59,8 +59,8 @@ def fgp_pretrain(
     rng: np.random.Generator,
     progress: bool = False,
     on_epoch: Optional[Callable[[int, float], None]] = None,
-) -> list[float]:
-    """Pre-train ``encoder`` in place; returns the mean loss of every epoch.
+) -> tuple[list[float], PretrainHeads]:
+    """Pre-train ``encoder`` in place; returns the mean loss of every epoch and the heads.
 
     Torch's global RNG must already be seeded by the caller (head init, dropout).
     """
@@ -96,4 +96,5 @@ def fgp_pretrain(
         if on_epoch is not None:
             on_epoch(epoch, losses[-1])
     encoder.eval()
-    return losses
+    heads.eval()
+    return losses, heads

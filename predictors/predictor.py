@@ -35,7 +35,10 @@ PRETRAIN_MODES = ("fgp", "none")
 ENUMERATE_LIMIT = 50_000
 PREDICT_CHUNK = 16_384
 # Options that do not change what pre-training computes, left out of its cache key.
-_FIT_ONLY = {"epochs", "lr", "weight_decay", "batch_size", "cache", "threads"}
+_FIT_ONLY = {"epochs", "lr", "weight_decay", "batch_size", "cache", "threads", "head_init"}
+# How fine-tuning starts its score head: fresh (seeded), or from the pre-trained proxy
+# head, which already ranks cells by the zero-cost proxy.
+HEAD_INITS = ("random", "proxy")
 
 
 class ScoreModel(nn.Module):
@@ -81,6 +84,7 @@ class Predictor:
         weight_decay: float = 1e-4,
         batch_size: int = 128,
         margin: float = 0.5,
+        head_init: str = "random",
         cache: bool = True,
         threads: int = 1,
     ):
@@ -106,6 +110,9 @@ class Predictor:
         self.pretrain_batch, self.pretrain_samples = pretrain_batch, pretrain_samples
         self.epochs, self.lr, self.weight_decay = epochs, lr, weight_decay
         self.batch_size, self.margin = batch_size, margin
+        if head_init not in HEAD_INITS:
+            raise NasflowError(f"unknown head_init {head_init!r}; choose one of {', '.join(HEAD_INITS)}")
+        self.head_init = head_init
         self.cache = cache
         self.threads = threads
         self._graphs: Optional[GraphCache] = None
@@ -141,6 +148,7 @@ class Predictor:
             "weight_decay": self.weight_decay,
             "batch_size": self.batch_size,
             "margin": self.margin,
+            "head_init": self.head_init,
             "cache": self.cache,
             "threads": self.threads,
         }
@@ -198,7 +206,7 @@ class Predictor:
         if path is not None and path.is_file():
             state = _try_load_state(path)
             if state is not None:
-                self._pretrained = state["encoder"]
+                self._pretrained = {"encoder": state["encoder"], "proxy_head": state["proxy_head"]}
                 self.pretrain_losses = state["losses"].tolist()
                 self.pretrain_from_cache = True
                 return self
@@ -209,7 +217,7 @@ class Predictor:
         with torch.random.fork_rng(), _torch_threads(self.threads):
             torch.manual_seed(self.seed)
             encoder = self._new_encoder()
-            self.pretrain_losses = fgp_pretrain(
+            self.pretrain_losses, heads = fgp_pretrain(
                 encoder,
                 self.graphs,
                 archs,
@@ -225,10 +233,13 @@ class Predictor:
                 rng=np.random.default_rng(self.seed),
                 progress=progress,
             )
-        self._pretrained = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
+        self._pretrained = {
+            "encoder": {k: v.detach().clone() for k, v in encoder.state_dict().items()},
+            "proxy_head": {k: v.detach().clone() for k, v in heads.proxy.state_dict().items()},
+        }
         self.pretrain_from_cache = False
         if path is not None:
-            _atomic_save({"encoder": self._pretrained, "losses": torch.tensor(self.pretrain_losses)}, path)
+            _atomic_save({**self._pretrained, "losses": torch.tensor(self.pretrain_losses)}, path)
         return self
 
     def _proxy_values(self, archs, progress) -> Optional[np.ndarray]:
@@ -295,7 +306,9 @@ class Predictor:
             torch.manual_seed(self.seed)
             model = ScoreModel(self._new_encoder(), self.dim)
             if self._pretrained is not None:
-                model.encoder.load_state_dict(self._pretrained)
+                model.encoder.load_state_dict(self._pretrained["encoder"])
+                if self.head_init == "proxy":
+                    model.head.load_state_dict(self._pretrained["proxy_head"])
             optimiser = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             best_tau, best_state = -np.inf, None
             self.fit_history = []
@@ -423,6 +436,6 @@ def _try_load_state(path: Path) -> Optional[dict]:
     except Exception:
         # a damaged cache entry only costs a re-run of pre-training
         return None
-    if isinstance(state, dict) and "encoder" in state and "losses" in state:
+    if isinstance(state, dict) and {"encoder", "proxy_head", "losses"} <= state.keys():
         return state
     return None

@@ -54,8 +54,9 @@ def test_fgp_pretraining_lowers_its_loss_and_is_cached(pretrained, nb201, labele
     start = time.perf_counter()
     again.pretrain(labeled["pool"][0])
     assert again.pretrain_from_cache and time.perf_counter() - start < 2.0
-    for k, v in pretrained._pretrained.items():
-        assert torch.equal(v, again._pretrained[k])
+    for part in ("encoder", "proxy_head"):
+        for k, v in pretrained._pretrained[part].items():
+            assert torch.equal(v, again._pretrained[part][k])
     # another seed is another pre-training, not a cache hit
     other = Predictor(nb201, encoder="gin", pretrain="fgp", seed=4, **{**SMALL, "pretrain_epochs": 1})
     other.pretrain(labeled["pool"][0][:200])
@@ -159,3 +160,50 @@ def test_bad_inputs(nb201, labeled):
         Predictor(nb201, encoder="transformer")
     with pytest.raises(NasflowError):
         Predictor(nb201, pretrain="sometimes")
+
+
+def _cli(*args, cache):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NASFLOW_CACHE=str(cache))
+    return subprocess.run([sys.executable, "-m", "nasflow.cli.main", *args], capture_output=True, text=True, env=env)
+
+
+def test_cli_train_predictor_saves_a_working_model(nb201_csv, tmp_path, nb201):
+    from nasflow import Predictor
+
+    out = tmp_path / "model.pt"
+    r = _cli("train-predictor", "--benchmark", str(nb201_csv), "--encoder", "gin", "--pretrain", "none",
+             "--pool", "1000", "--train-ratio", "0.1", "--out", str(out), cache=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "100 training cells" in r.stdout and "test on 14,585 cells" in r.stdout
+    tau = float(r.stdout.split("Kendall tau ")[-1].split()[0])
+    assert tau > 0.4
+    assert Predictor.load(out, nb201).is_fitted
+
+
+def test_cli_evaluate_predictor_prints_the_table(nb201_csv, tmp_path):
+    r = _cli("evaluate-predictor", "--benchmark", str(nb201_csv), "--encoder", "gin", "--pretrain", "none",
+             "--ratios", "0.05", "--seeds", "21", "--perms", "21", "--pool", "1000", cache=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    row = [line for line in r.stdout.splitlines() if line.startswith("| 0.05 |")]
+    assert len(row) == 1 and "| 50 | gin | none | 1 |" in row[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train-predictor", "--train-ratio", "0", "--out", "x.pt"],
+        ["train-predictor", "--train-ratio", "1.5", "--out", "x.pt"],
+        ["train-predictor", "--train-ratio", "0.0001", "--out", "x.pt"],
+        ["train-predictor", "--encoder", "mlp", "--out", "x.pt"],
+        ["train-predictor", "--pool", "15620", "--out", "x.pt"],
+        ["evaluate-predictor", "--ratios", "0.01,2"],
+        ["evaluate-predictor", "--seeds", "a,b"],
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(args, nb201_csv, tmp_path):
+    r = _cli(*args, "--benchmark", str(nb201_csv), cache=tmp_path)
+    assert r.returncode == 2, r.stdout
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("nasflow: error:"), r.stderr

@@ -1,0 +1,140 @@
+"""`nasflow train-predictor` and `nasflow evaluate-predictor` (the field's protocol)."""
+from __future__ import annotations
+
+import click
+
+from .options import benchmark_option, dataset_option, space_option
+
+ENCODER_CHOICES = click.Choice(["gin", "gatedgcn"])
+PRETRAIN_CHOICES = click.Choice(["fgp", "none"])
+
+
+def _ratio(ctx, param, value):
+    ratios = value if isinstance(value, tuple) else (value,)
+    for r in ratios:
+        if not 0 < r <= 1:
+            raise click.BadParameter(f"{r:g} is outside (0, 1]; use e.g. 0.01 for 1% of the pool", param=param)
+    return value
+
+
+def _int_list(ctx, param, value):
+    try:
+        return tuple(int(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers", param=param) from None
+
+
+def _float_list(ctx, param, value):
+    try:
+        ratios = tuple(float(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers", param=param) from None
+    if not ratios:
+        raise click.BadParameter("give at least one ratio", param=param)
+    return _ratio(ctx, param, ratios)
+
+
+def _labeled_cells(space, oracle):
+    """Every cell of the benchmark with its `*_valid` label, in the space's official order."""
+    import numpy as np
+
+    from nasflow.predictors.predictor import ENUMERATE_LIMIT
+
+    if space.size <= ENUMERATE_LIMIT and hasattr(space, "enumerate"):
+        archs = [a for a in space.enumerate() if a in oracle]
+    else:
+        archs = sorted(oracle.archs(), key=lambda a: a.key)
+    return archs, np.array([oracle.query(a).valid for a in archs], dtype=np.float64)
+
+
+def _pool(space_name, n_cells, pool):
+    from nasflow.errors import DataError
+    from nasflow.predictors.protocol import N_VAL, POOL_SIZES
+
+    pool = pool or POOL_SIZES.get(space_name) or n_cells // 2
+    if not 2 <= pool < n_cells - N_VAL:
+        raise DataError(f"a training pool of {pool} cells does not fit {n_cells} benchmark cells; pass a smaller --pool")
+    return pool
+
+
+@click.command("train-predictor")
+@space_option
+@benchmark_option
+@dataset_option
+@click.option("--encoder", type=ENCODER_CHOICES, default="gin", show_default=True)
+@click.option("--pretrain", type=PRETRAIN_CHOICES, default="fgp", show_default=True, help="FGP pre-training or none.")
+@click.option("--train-ratio", type=float, default=0.01, show_default=True, callback=_ratio,
+              help="Share of the training pool used as labeled cells, in (0, 1].")  # fmt: skip
+@click.option("--pool", type=int, default=None, help="Training pool size (default: the field's, 7,813 for nb201).")
+@click.option("--perm-seed", type=int, default=21, show_default=True, help="Permutation of the cells (21 = official order).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Model seed.")
+@click.option("--out", required=True, metavar="PATH", help="Where to save the trained predictor.")
+def train_predictor(space, benchmark, dataset, encoder, pretrain, train_ratio, pool, perm_seed, seed, out):
+    """Train a predictor on the field's split and save it.
+
+    Trains on the first ratio x pool cells of a seeded permutation, selects the model on
+    the next 40 cells after the pool, and reports ranking quality on all other cells.
+    """
+    import torch
+
+    from nasflow import Predictor, get_space
+    from nasflow.metrics import ranking_report
+    from nasflow.predictors.protocol import field_split
+
+    torch.set_num_threads(1)
+    sp = get_space(space)
+    oracle = sp.open_oracle(benchmark, dataset)
+    archs, values = _labeled_cells(sp, oracle)
+    train, val, test = field_split(len(archs), perm_seed, train_ratio, _pool(sp.name, len(archs), pool))
+    predictor = Predictor(sp, encoder=encoder, pretrain=pretrain, seed=seed)
+    predictor.fit([archs[i] for i in train], values[train], [archs[i] for i in val], values[val], progress=True)
+    report = ranking_report(predictor.predict([archs[i] for i in test]), values[test])
+    predictor.save(out)
+    source = "loaded from cache" if predictor.pretrain_from_cache else "pre-trained"
+    click.echo(f"{encoder} ({'FGP ' + source if pretrain == 'fgp' else 'no pre-training'}), {len(train)} training cells")
+    click.echo(f"validation Kendall tau {max(predictor.fit_history):.3f} on {len(val)} cells (best epoch kept)")
+    click.echo(
+        f"test on {len(test):,d} cells: Kendall tau {report['tau']:.3f}  Spearman rho {report['rho']:.3f}  "
+        f"P@1% {report['p@1%']:.3f}  P@5% {report['p@5%']:.3f}"
+    )
+    click.echo(f"saved {out}")
+
+
+@click.command("evaluate-predictor")
+@space_option
+@benchmark_option
+@dataset_option
+@click.option("--encoder", "encoders", type=ENCODER_CHOICES, multiple=True, default=("gin", "gatedgcn"), show_default=True)
+@click.option("--pretrain", "pretrains", type=PRETRAIN_CHOICES, multiple=True, default=("none", "fgp"), show_default=True)
+@click.option("--ratios", default="0.01,0.05,0.1", show_default=True, callback=_float_list, help="Train ratios in (0, 1].")
+@click.option("--seeds", default="21,2021,202121", show_default=True, callback=_int_list, help="Model seeds.")
+@click.option("--perms", default="21,2021,202121", show_default=True, callback=_int_list, help="Permutation seeds.")
+@click.option("--pool", type=int, default=None, help="Training pool size (default: the field's, 7,813 for nb201).")
+def evaluate_predictor(space, benchmark, dataset, encoders, pretrains, ratios, seeds, perms, pool):
+    """Run the field's predictor protocol and print mean ± std of tau, rho, P@1%, P@5%.
+
+    Pool = first 7,813 cells of a seeded permutation; train on the first ratio x pool,
+    validate on the next 40 after the pool, test on the rest; every model seed x
+    permutation; supervised and FGP side by side.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from nasflow import get_space
+    from nasflow.predictors.protocol import format_table, run_protocol, summarise
+
+    torch.set_num_threads(1)
+    if not seeds or not perms:
+        raise click.BadParameter("give at least one seed and one permutation")
+    sp = get_space(space)
+    oracle = sp.open_oracle(benchmark, dataset)
+    archs, values = _labeled_cells(sp, oracle)
+    pool = _pool(sp.name, len(archs), pool)
+    total = len(encoders) * len(pretrains) * len(seeds) * len(perms) * len(ratios)
+    with tqdm(total=total, desc="protocol runs", unit="run") as bar:
+        runs = run_protocol(
+            sp, archs, values, encoders=encoders, pretrains=pretrains, ratios=ratios, seeds=seeds,
+            perm_seeds=perms, pool=pool, progress=True, on_run=lambda run: bar.update(1),
+        )  # fmt: skip
+    click.echo(f"{sp.name}, {dataset} validation labels, pool {pool:,d}, {len(seeds)} seeds x {len(perms)} permutations")
+    click.echo(format_table(summarise(runs)))

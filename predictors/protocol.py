@@ -1,0 +1,146 @@
+"""The field's predictor protocol (TA-GATES / FlowerFormer / FGP on NAS-Bench-201).
+
+Cells in official index order are permuted by a seed (seed 21 keeps the identity order,
+as the reference code does; others use NumPy's legacy ``permutation``). The first
+``pool`` cells of the permutation are the training pool: the predictor trains on its
+first ``int(ratio * pool)`` cells (78 at 1% of 7,813), validates on the next ``n_val``
+cells after the pool, and is tested on all the rest. Each run is one (permutation,
+model seed) pair; pre-training sees no labels, so one pre-training per (encoder, seed)
+serves every permutation and ratio.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from nasflow.errors import DataError
+from nasflow.metrics import kendall_tau, precision_at_k, spearman_rho
+
+FIELD_SEEDS = (21, 2021, 202121)
+POOL_SIZES = {"nb201": 7_813, "nb101": 7_290}
+N_VAL = 40
+
+
+def field_permutation(n: int, seed: int) -> np.ndarray:
+    if seed == 21:
+        return np.arange(n)
+    return np.random.RandomState(seed).permutation(n)
+
+
+def field_split(n: int, perm_seed: int, ratio: float, pool: int, n_val: int = N_VAL):
+    """(train, validation, test) index arrays into the cells in official order."""
+    if not 0 < ratio <= 1:
+        raise DataError(f"train ratio must be in (0, 1], got {ratio}")
+    if pool + n_val >= n:
+        raise DataError(f"a pool of {pool} plus {n_val} validation cells leaves no test cells among {n}")
+    n_train = int(ratio * pool)
+    if n_train < 2:
+        raise DataError(f"train ratio {ratio} of a {pool}-cell pool is {n_train} cells; need at least 2")
+    perm = field_permutation(n, perm_seed)
+    return perm[:n_train], perm[pool : pool + n_val], perm[pool + n_val :]
+
+
+@dataclass
+class ProtocolRun:
+    encoder: str
+    pretrain: str
+    ratio: float
+    perm_seed: int
+    seed: int
+    n_train: int
+    tau: float
+    rho: float
+    p1: float
+    p5: float
+    fit_seconds: float
+    pretrain_seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_protocol(
+    space,
+    archs: Sequence,
+    values: np.ndarray,
+    encoders: Sequence[str] = ("gin", "gatedgcn"),
+    pretrains: Sequence[str] = ("none", "fgp"),
+    ratios: Sequence[float] = (0.01, 0.05, 0.1),
+    seeds: Sequence[int] = FIELD_SEEDS,
+    perm_seeds: Sequence[int] = FIELD_SEEDS,
+    pool: Optional[int] = None,
+    options: Optional[dict] = None,
+    progress: bool = False,
+    on_run: Optional[Callable[[ProtocolRun], None]] = None,
+) -> list[ProtocolRun]:
+    """Every (encoder, pre-training, seed, permutation, ratio) run of the protocol.
+
+    ``archs`` are all cells of the benchmark in official order and ``values`` their
+    labels (the ``*_valid`` column). ``options`` go to every ``Predictor``.
+    """
+    from .predictor import Predictor
+
+    values = np.asarray(values, dtype=np.float64)
+    if len(archs) != values.size:
+        raise DataError(f"{len(archs)} cells but {values.size} labels")
+    pool = pool or POOL_SIZES.get(space.name)
+    if pool is None:
+        raise DataError(f"no standard pool size for space {space.name!r}; pass pool=")
+    splits = {(p, r): field_split(len(archs), p, r, pool) for p in perm_seeds for r in ratios}
+    runs = []
+    for encoder in encoders:
+        for seed in seeds:
+            for mode in pretrains:
+                predictor = Predictor(space, encoder=encoder, pretrain=mode, seed=seed, **(options or {}))
+                start = time.perf_counter()
+                predictor.pretrain(progress=progress)
+                pretrain_seconds = 0.0 if predictor.pretrain_from_cache else time.perf_counter() - start
+                for perm_seed in perm_seeds:
+                    for ratio in ratios:
+                        train, val, test = splits[perm_seed, ratio]
+                        start = time.perf_counter()
+                        predictor.fit([archs[i] for i in train], values[train], [archs[i] for i in val], values[val])
+                        fit_seconds = time.perf_counter() - start
+                        pred, true = predictor.predict([archs[i] for i in test]), values[test]
+                        run = ProtocolRun(
+                            encoder, mode, ratio, perm_seed, seed, len(train),
+                            kendall_tau(pred, true), spearman_rho(pred, true),
+                            precision_at_k(pred, true, 0.01), precision_at_k(pred, true, 0.05),
+                            fit_seconds, pretrain_seconds,
+                        )  # fmt: skip
+                        runs.append(run)
+                        if on_run is not None:
+                            on_run(run)
+    return runs
+
+
+def summarise(runs: Sequence[ProtocolRun]) -> list[dict]:
+    """Mean and standard deviation of each metric per (ratio, encoder, pre-training)."""
+    groups: dict[tuple, list[ProtocolRun]] = {}
+    for r in runs:
+        groups.setdefault((r.ratio, r.encoder, r.pretrain), []).append(r)
+    rows = []
+    for (ratio, encoder, mode), rs in sorted(groups.items()):
+        row = {"ratio": ratio, "encoder": encoder, "pretrain": mode, "runs": len(rs), "n_train": rs[0].n_train}
+        for metric in ("tau", "rho", "p1", "p5", "fit_seconds"):
+            xs = np.array([getattr(r, metric) for r in rs])
+            row[metric], row[metric + "_std"] = float(xs.mean()), float(xs.std())
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """A Markdown table of :func:`summarise` rows."""
+    lines = [
+        "| ratio | n train | encoder | pre-training | runs | Kendall tau | Spearman rho | P@1% | P@5% | fit s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [f"{r['ratio']:g}", str(r["n_train"]), r["encoder"], r["pretrain"], str(r["runs"])]
+        cells += [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in ("tau", "rho", "p1", "p5")]
+        cells.append(f"{r['fit_seconds']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
