@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import benchmark_option, dataset_option, space_option
+from .options import benchmark_option, dataset_option, show_progress, space_option
 
 ENCODER_CHOICES = click.Choice(["gin", "gatedgcn"])
 PRETRAIN_CHOICES = click.Choice(["fgp", "none"])
@@ -82,12 +82,13 @@ def train_predictor(space, benchmark, dataset, encoder, pretrain, train_ratio, p
     from nasflow.predictors.protocol import field_split
 
     torch.set_num_threads(1)
+    progress = show_progress()
     sp = get_space(space)
-    oracle = sp.open_oracle(benchmark, dataset)
+    oracle = sp.open_oracle(benchmark, dataset, progress=progress)
     archs, values = _labeled_cells(sp, oracle)
     train, val, test = field_split(len(archs), perm_seed, train_ratio, _pool(sp.name, len(archs), pool))
     predictor = Predictor(sp, encoder=encoder, pretrain=pretrain, seed=seed)
-    predictor.fit([archs[i] for i in train], values[train], [archs[i] for i in val], values[val], progress=True)
+    predictor.fit([archs[i] for i in train], values[train], [archs[i] for i in val], values[val], progress=progress)
     report = ranking_report(predictor.predict([archs[i] for i in test]), values[test])
     predictor.save(out)
     source = "loaded from cache" if predictor.pretrain_from_cache else "pre-trained"
@@ -126,15 +127,16 @@ def evaluate_predictor(space, benchmark, dataset, encoders, pretrains, ratios, s
     torch.set_num_threads(1)
     if not seeds or not perms:
         raise click.BadParameter("give at least one seed and one permutation")
+    progress = show_progress()
     sp = get_space(space)
-    oracle = sp.open_oracle(benchmark, dataset)
+    oracle = sp.open_oracle(benchmark, dataset, progress=progress)
     archs, values = _labeled_cells(sp, oracle)
     pool = _pool(sp.name, len(archs), pool)
     total = len(encoders) * len(pretrains) * len(seeds) * len(perms) * len(ratios)
-    with tqdm(total=total, desc="protocol runs", unit="run") as bar:
+    with tqdm(total=total, desc="protocol runs", unit="run", disable=not progress) as bar:
         runs = run_protocol(
             sp, archs, values, encoders=encoders, pretrains=pretrains, ratios=ratios, seeds=seeds,
-            perm_seeds=perms, pool=pool, progress=True, on_run=lambda run: bar.update(1),
+            perm_seeds=perms, pool=pool, progress=progress, on_run=lambda run: bar.update(1),
         )  # fmt: skip
     click.echo(f"{sp.name}, {dataset} validation labels, pool {pool:,d}, {len(seeds)} seeds x {len(perms)} permutations")
     click.echo(format_table(summarise(runs)))

@@ -37,24 +37,16 @@ IDENTITY_OPS = frozenset({"input", "output", "skip_connect", "identity", "skip"}
 ZERO_OPS = frozenset({"none", "zero"})
 
 
-def flow_surrogate(
-    space,
-    archs: Sequence,
-    dim: int = 32,
-    variant: str = "operator",
-    readout: str = "sum",
-    seed: int = 0,
-    alpha: float = 0.5,
-    std: float = 0.1,
-) -> np.ndarray:
+def flow_surrogate(space, archs: Sequence, **options) -> np.ndarray:
     """Flow surrogates of ``archs`` in ``space`` as a ``(len(archs), width)`` float32 array.
 
-    ``width`` is ``dim`` for ``readout="input"`` and ``2*dim`` for ``readout="sum"``.
+    ``options`` are those of :func:`flow_surrogate_graphs` (dim, variant, readout, seed,
+    alpha, std). ``width`` is ``dim`` for ``readout="input"`` and ``2*dim`` for "sum".
     """
     vocab = getattr(space, "vocab", None)
     if vocab is None:
         raise SpaceError(f"space {getattr(space, 'name', space)!r} has no node vocabulary (vocab); cannot build flows")
-    return flow_surrogate_graphs([space.to_graph(a) for a in archs], vocab, dim, variant, readout, seed, alpha, std)
+    return flow_surrogate_graphs([space.to_graph(a) for a in archs], vocab, **options)
 
 
 def flow_surrogate_graphs(
@@ -67,7 +59,12 @@ def flow_surrogate_graphs(
     alpha: float = 0.5,
     std: float = 0.1,
 ) -> np.ndarray:
-    """As :func:`flow_surrogate`, from ready-made graphs and the node vocabulary."""
+    """Flow surrogates of ready-made graphs whose node labels are in ``vocab``.
+
+    ``dim``: state width; ``variant``: "operator" or "mix"; ``readout``: "sum" or
+    "input"; ``seed``: draws every random vector and matrix; ``alpha``, ``std``: the mix
+    variant's residual share and init scale.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown flow variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     if readout not in READOUTS:

@@ -35,7 +35,7 @@ PRETRAIN_MODES = ("fgp", "none")
 ENUMERATE_LIMIT = 50_000
 PREDICT_CHUNK = 16_384
 # Options that do not change what pre-training computes, left out of its cache key.
-_FIT_ONLY = {"epochs", "lr", "weight_decay", "batch_size", "cache", "threads", "head_init"}
+_FIT_ONLY = {"epochs", "lr", "weight_decay", "batch_size", "cache", "threads", "head_init", "encoder_lr_scale"}
 # How fine-tuning starts its score head: fresh (seeded), or from the pre-trained proxy
 # head, which already ranks cells by the zero-cost proxy.
 HEAD_INITS = ("random", "proxy")
@@ -85,6 +85,7 @@ class Predictor:
         batch_size: int = 128,
         margin: float = 0.5,
         head_init: str = "random",
+        encoder_lr_scale: float = 1.0,
         cache: bool = True,
         threads: int = 1,
     ):
@@ -113,6 +114,7 @@ class Predictor:
         if head_init not in HEAD_INITS:
             raise NasflowError(f"unknown head_init {head_init!r}; choose one of {', '.join(HEAD_INITS)}")
         self.head_init = head_init
+        self.encoder_lr_scale = encoder_lr_scale
         self.cache = cache
         self.threads = threads
         self._graphs: Optional[GraphCache] = None
@@ -149,6 +151,7 @@ class Predictor:
             "batch_size": self.batch_size,
             "margin": self.margin,
             "head_init": self.head_init,
+            "encoder_lr_scale": self.encoder_lr_scale,
             "cache": self.cache,
             "threads": self.threads,
         }
@@ -309,7 +312,12 @@ class Predictor:
                 model.encoder.load_state_dict(self._pretrained["encoder"])
                 if self.head_init == "proxy":
                     model.head.load_state_dict(self._pretrained["proxy_head"])
-            optimiser = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            # A smaller step on the encoder keeps more of what pre-training taught it.
+            groups = [
+                {"params": model.encoder.parameters(), "lr": self.lr * self.encoder_lr_scale},
+                {"params": model.head.parameters(), "lr": self.lr},
+            ]
+            optimiser = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
             best_tau, best_state = -np.inf, None
             self.fit_history = []
             for _ in tqdm(range(self.epochs), desc="fine-tuning", unit="epoch", disable=not progress):
