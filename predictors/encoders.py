@@ -11,7 +11,7 @@ from torch import nn
 
 from .graphs import CellBatch
 
-ENCODERS = ("gin", "gatedgcn")
+ENCODERS = ("gin", "gatedgcn", "flow")
 
 
 def mean_pool(h: torch.Tensor, batch: CellBatch) -> torch.Tensor:
@@ -100,6 +100,10 @@ def make_encoder(name: str, num_ops: int, dim: int, layers: int, dropout: float)
         return GIN(num_ops, dim, layers, dropout)
     if name == "gatedgcn":
         return GatedGCN(num_ops, dim, layers, dropout)
+    if name == "flow":  # imported here: flow_encoder imports mean_pool from this module
+        from .flow_encoder import FlowEncoder
+
+        return FlowEncoder(num_ops, dim, layers, dropout)
     raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
 
 
