@@ -22,11 +22,11 @@ from nasflow.spaces import get_space
 from nasflow.training import default_training_oracle
 
 
-def per_query(space, n: int, seed: int) -> None:
+def per_query(space, n: int, seed: int, epochs=None) -> None:
     rng = np.random.default_rng(seed)
     archs = [space.sample(rng) for _ in range(n)] + [space.make(["none"] * 6)]
     with tempfile.TemporaryDirectory() as cache:
-        oracle, text = default_training_oracle(space, seed=seed, cache_dir=cache)
+        oracle, text = default_training_oracle(space, epochs=epochs, seed=seed, cache_dir=cache)
         print(text)
         print(f"{'cell':<100} {'wall s':>6} {'cpu s':>6} {'valid':>7} {'test':>7} {'params':>7}")
         costs, cpus = [], []
@@ -44,9 +44,9 @@ def per_query(space, n: int, seed: int) -> None:
           f"a cached query: {cached * 1000:.1f} ms")
 
 
-def whole_search(space, budget: int, seed: int) -> None:
+def whole_search(space, budget: int, seed: int, epochs=None) -> None:
     with tempfile.TemporaryDirectory() as cache:
-        oracle, _ = default_training_oracle(space, seed=seed, cache_dir=cache)
+        oracle, _ = default_training_oracle(space, epochs=epochs, seed=seed, cache_dir=cache)
         start, cpu = time.perf_counter(), time.process_time()
         result = search(space, oracle, get_searcher("evolution", space, seed=seed), budget=budget, seed=seed)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -60,11 +60,12 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=8, help="random cells to time (plus the all-none cell)")
     parser.add_argument("--budget", type=int, default=50, help="queries of the evolution run (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the oracle's)")
     args = parser.parse_args()
     space = get_space("nb201")
-    per_query(space, args.cells, args.seed)
+    per_query(space, args.cells, args.seed, args.epochs)
     if args.budget:
-        whole_search(space, args.budget, args.seed)
+        whole_search(space, args.budget, args.seed, args.epochs)
 
 
 if __name__ == "__main__":
