@@ -136,3 +136,18 @@ def test_flow_predictor_ranks_held_out_nb201_cells(nb201, nb201_oracle):
     assert time.perf_counter() - start < 30
     tau = kendall_tau(p.predict(cells[140:]), values[140:])
     assert tau > 0.45, tau
+
+
+def test_fgp_pretraining_and_fine_tuning_work_with_the_flow_encoder(nb201, nb201_oracle):
+    from nasflow import Predictor
+
+    archs = nb201.enumerate()[::20][:512]
+    values = np.array([nb201_oracle.query(a).valid for a in archs])
+    p = Predictor(nb201, encoder="flow", pretrain="fgp", seed=1, dim=8, layers=1, proxy=None, cache=False,
+                  pretrain_epochs=4, pretrain_batch=128, epochs=5)  # fmt: skip
+    p.pretrain(archs)
+    assert len(p.pretrain_losses) == 4 and p.pretrain_losses[-1] < p.pretrain_losses[0]
+    p.fit(archs[:50], values[:50])
+    # fine-tuning starts from the pre-trained flow encoder, not a fresh one
+    fresh = Predictor(nb201, encoder="flow", pretrain="none", seed=1, dim=8, layers=1, epochs=5).fit(archs[:50], values[:50])
+    assert not np.allclose(p.predict(archs[50:]), fresh.predict(archs[50:]))
