@@ -67,7 +67,9 @@ class ResidualReduction(nn.Module):
         super().__init__()
         self.conv_a = ReLUConvBN(c_in, c_out, 3, stride=2)
         self.conv_b = ReLUConvBN(c_out, c_out, 3)
-        self.shortcut = nn.Sequential(nn.AvgPool2d(2, stride=2), nn.Conv2d(c_in, c_out, 1, bias=False))
+        # ceil_mode: same as NB-201 on even sizes, and odd sizes (a user's 7x7 images) keep both
+        # branches the same size instead of failing or broadcasting
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2, stride=2, ceil_mode=True), nn.Conv2d(c_in, c_out, 1, bias=False))
 
     def forward(self, x):
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
@@ -127,7 +129,7 @@ def op_macs(channels: int, pixels: int) -> dict[str, int]:
 
 
 def _out_size(size: int) -> int:
-    # a stride-2 3x3 conv with padding 1 and a 2x2 avg-pool both give ceil/floor consistent sizes for even inputs
+    """Side of a reduction's output: the stride-2 3x3 conv (padding 1) and the ceil-mode pool give ceil(size / 2)."""
     return (size + 1) // 2
 
 

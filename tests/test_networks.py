@@ -93,3 +93,14 @@ def test_nb101_smallest_cell_and_bad_cells():
         build_network([[0, 1, 0], [0, 0, 0], [0, 0, 0]], ["input", "conv3x3-bn-relu", "output"])
     with pytest.raises(ArchError, match="unknown NAS-Bench-101 operation"):
         network_counts([([[0, 1, 0], [0, 0, 1], [0, 0, 0]], ["input", "conv5x5", "output"])])
+
+
+@pytest.mark.parametrize("side", [5, 6, 7])
+def test_nb201_odd_and_small_images_keep_the_residual_shapes(side):
+    from nasflow.proxies import count_macs
+
+    arch = nb201.make(["nor_conv_3x3", "skip_connect", "avg_pool_3x3", "nor_conv_1x1", "none", "skip_connect"])
+    net = nb201.network(arch, num_classes=3, in_channels=2, width=4, cells=1)
+    assert net(torch.randn(2, 2, side, side)).shape == (2, 3)
+    counts = nb201.network_counts([arch], num_classes=3, in_channels=2, width=4, cells=1, image_size=side)
+    assert counts["flops"][0] == count_macs(net, (2, side, side))

@@ -178,3 +178,15 @@ def test_training_options_parse_and_reject_bad_values():
     assert out.output.strip() == "d.npz 3 4 2"
     bad = runner.invoke(show, ["--epochs", "0"])
     assert bad.exit_code == 2 and "--epochs" in bad.output
+
+
+def test_progress_shows_an_epoch_bar_and_a_space_without_networks_is_refused(digits, tmp_path, capsys):
+    oracle = TrainingOracle(space, digits, epochs=1, width=4, cells=1, cache_dir=tmp_path, progress=True)
+    oracle.query(space.make(["skip_connect"] * 6))
+    assert "epoch" in capsys.readouterr().err
+
+    class Tabular:
+        name = "table-only"
+
+    with pytest.raises(NasflowError, match="cannot build networks"):
+        TrainingOracle(Tabular(), digits)
