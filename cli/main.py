@@ -19,6 +19,8 @@ COMMANDS = {
     "info": "nasflow.cli.info:info",
     "train-predictor": "nasflow.cli.predictor:train_predictor",
     "evaluate-predictor": "nasflow.cli.predictor:evaluate_predictor",
+    "search": "nasflow.cli.search:search",
+    "compare": "nasflow.cli.search:compare",
 }
 
 

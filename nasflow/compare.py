@@ -1,0 +1,231 @@
+"""Every searcher x predictor combination over seeds: curves, a table, a CSV and a PNG.
+
+The figure of merit is the anytime curve: test accuracy of the best-valid cell after n
+oracle queries, mean +- standard error over seeds. Each finished run is stored in
+``out/runs/`` as JSON, so an interrupted comparison picks up where it stopped.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .errors import NasflowError
+from .journal import atomic_write_text
+from .runs import complete, pretrain_for, run_search
+
+
+def _run_file(out: Path, settings: dict) -> Path:
+    return out / "runs" / f"{settings['searcher']}-{settings['predictor']}-seed{settings['seed']}.json"
+
+
+def run_one(job: tuple[dict, str]) -> dict:
+    """One run, for a worker process: settings in, a JSON-able record of its curves out."""
+    settings, out = job
+    path = _run_file(Path(out), settings)
+    if path.is_file():
+        try:
+            record = json.loads(path.read_text())
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and record.get("settings") == json.loads(json.dumps(settings)):
+            return record
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # parallel runs share the cores
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    result = run_search(settings)
+    record = {
+        "searcher": settings["searcher"],
+        "predictor": settings["predictor"],
+        "seed": settings["seed"],
+        "best_valid": result.best_valid_curve().tolist(),
+        "best_test": [None if np.isnan(v) else v for v in result.best_test_curve().tolist()],
+        "queries_to_optimum": result.queries_to_optimum(),
+        "overhead_per_query_s": result.overhead_per_query,
+        "wall_s": result.trajectory[-1].wall,
+        "optimum": result.optimum,
+        "settings": settings,
+    }
+    atomic_write_text(path, json.dumps(record) + "\n")
+    return record
+
+
+def _pretrain_job(settings: dict) -> None:
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+    pretrain_for(settings)
+
+
+def compare(
+    searchers: Sequence[str],
+    predictors: Sequence[str],
+    seeds: int,
+    out,
+    base: Optional[dict] = None,
+    jobs: int = 1,
+    progress: bool = False,
+) -> list[dict]:
+    """Run the grid (``seeds`` seeds 0..seeds-1 each) in ``jobs`` processes; return the run records."""
+    from tqdm.auto import tqdm
+
+    from nasflow.searchers import SEARCHERS, SearcherError
+
+    if not isinstance(seeds, int) or seeds < 1:
+        raise NasflowError(f"--seeds must be an integer >= 1, got {seeds!r}")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise NasflowError(f"--jobs must be an integer >= 1, got {jobs!r}")
+    for name in searchers:
+        if name not in SEARCHERS:
+            raise SearcherError(f"unknown searcher {name!r}; choose from {', '.join(SEARCHERS)}")
+    out = Path(out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    grid = [
+        complete({**(base or {}), "searcher": s, "predictor": p, "seed": seed})
+        for s in searchers
+        for p in predictors
+        for seed in range(seeds)
+    ]
+    # Fail fast on a bad benchmark/predictor before forking anything.
+    from .runs import build
+
+    build(grid[0])
+    for settings in grid[1:]:
+        if settings["predictor"] != grid[0]["predictor"]:
+            build(settings)
+            break
+    pretrain = {json.dumps({k: s[k] for k in ("space", "searcher", "predictor", "seed")}): s for s in grid
+                if s["predictor"] == "fgp" and not _run_file(out, s).is_file()}
+    jobs_list = [(s, str(out)) for s in grid]
+    if jobs == 1:
+        for s in tqdm(pretrain.values(), disable=not progress, desc="pre-training", unit="run"):
+            _pretrain_job(s)
+        records = [run_one(j) for j in tqdm(jobs_list, disable=not progress, desc="runs", unit="run")]
+    else:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(jobs) as workers:
+            list(tqdm(workers.imap_unordered(_pretrain_job, pretrain.values()), total=len(pretrain),
+                      disable=not progress, desc="pre-training", unit="run"))
+            records = list(tqdm(workers.imap(run_one, jobs_list), total=len(jobs_list),
+                                disable=not progress, desc="runs", unit="run"))
+    return records
+
+
+def _groups(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["searcher"], r["predictor"]), []).append(r)
+    return groups
+
+
+def _mean_se(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = np.nanmean(values, axis=0)
+    n = np.sum(~np.isnan(values), axis=0)
+    se = np.nanstd(values, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1)) if values.shape[0] > 1 else np.zeros_like(mean)
+    return mean, se
+
+
+def curves_csv(records: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["searcher", "predictor", "queries", "runs", "mean_test", "se_test", "mean_valid", "se_valid"])
+    for (searcher, predictor), runs in _groups(records).items():
+        test = np.array([[np.nan if v is None else v for v in r["best_test"]] for r in runs], dtype=float)
+        valid = np.array([r["best_valid"] for r in runs], dtype=float)
+        mt, st = _mean_se(test)
+        mv, sv = _mean_se(valid)
+        for q in range(test.shape[1]):
+            writer.writerow([searcher, predictor, q + 1, len(runs), f"{mt[q]:.4f}", f"{st[q]:.4f}", f"{mv[q]:.4f}", f"{sv[q]:.4f}"])
+    return buf.getvalue()
+
+
+def summary_rows(records: list[dict]) -> list[dict]:
+    """Per combination: mean +- s.e. final test, median queries to the best-valid cell, overhead."""
+    rows = []
+    for (searcher, predictor), runs in _groups(records).items():
+        finals = np.array([np.nan if r["best_test"][-1] is None else r["best_test"][-1] for r in runs])
+        budget = len(runs[0]["best_valid"])
+        # a run that never found it counts as needing more than the budget
+        hits = np.array([budget + 1 if r["queries_to_optimum"] is None else r["queries_to_optimum"] for r in runs])
+        median = float(np.median(hits))
+        mean, se = _mean_se(finals[:, None])
+        rows.append({
+            "searcher": searcher, "predictor": predictor, "runs": len(runs),
+            "mean_final_test": float(mean[0]), "se_final_test": float(se[0]),
+            "median_queries_to_best_valid": median if median <= budget else None,
+            "found": int(np.sum(hits <= budget)), "budget": budget,
+            "overhead_per_query_s": float(np.mean([r["overhead_per_query_s"] for r in runs])),
+        })
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [f"{'searcher':10s} {'predictor':10s} {'runs':>4s}  {'final test':>15s}  {'median q to best-valid':>22s}  {'overhead s/q':>12s}"]
+    for r in rows:
+        median = r["median_queries_to_best_valid"]
+        median = f">{r['budget']}" if median is None else f"{median:g}"
+        found = f"{median} ({r['found']}/{r['runs']} found)"
+        lines.append(
+            f"{r['searcher']:10s} {r['predictor']:10s} {r['runs']:4d}  "
+            f"{r['mean_final_test']:8.3f} +- {r['se_final_test']:.3f}  {found:>22s}  {r['overhead_per_query_s']:12.3f}"
+        )
+    return "\n".join(lines)
+
+
+def plot(records: list[dict], path) -> None:
+    """PNG of mean +- s.e. test-of-best-valid vs queries, one line per combination (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for (searcher, predictor), runs in _groups(records).items():
+        test = np.array([[np.nan if v is None else v for v in r["best_test"]] for r in runs], dtype=float)
+        mean, se = _mean_se(test)
+        x = np.arange(1, len(mean) + 1)
+        (line,) = ax.plot(x, mean, label=f"{searcher} + {predictor} ({len(runs)} seeds)")
+        ax.fill_between(x, mean - se, mean + se, alpha=0.2, color=line.get_color())
+    optimum = records[0].get("optimum", {}).get("test")
+    if optimum is not None:
+        ax.axhline(optimum, color="black", linestyle=":", linewidth=1, label="table optimum (test)")
+    ax.set_xlabel("oracle queries")
+    ax.set_ylabel("test accuracy of the best-valid cell (%)")
+    finals = [r["best_test"][-1] for r in records if r["best_test"][-1] is not None]
+    if finals:
+        ax.set_ylim(min(finals) - 1.5, (optimum or max(finals)) + 0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_outputs(records: list[dict], out) -> dict:
+    """curves.csv, summary.csv, curves.png in ``out``; returns their paths."""
+    out = Path(out)
+    rows = summary_rows(records)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    paths = {"curves": out / "curves.csv", "summary": out / "summary.csv", "plot": out / "curves.png"}
+    atomic_write_text(paths["curves"], curves_csv(records))
+    atomic_write_text(paths["summary"], buf.getvalue())
+    plot(records, paths["plot"])
+    return paths

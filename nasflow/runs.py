@@ -1,0 +1,115 @@
+"""Runs as the CLI describes them: settings -> oracle, searcher, predictor -> the loop.
+
+``nasflow search`` and ``nasflow compare`` both go through ``run_search``; the settings
+dict is also the journal header, so ``--resume`` rebuilds the very same run from it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from .errors import NasflowError
+from .loop import SearchResult, search
+
+PREDICTOR_KINDS = ("fgp", "scratch", "none")
+# A searcher that models the objective itself takes the predictor as its ensemble.
+ENSEMBLE_SEARCHERS = ("bananas",)
+ENSEMBLE_MEMBERS = 3
+
+DEFAULTS = {
+    "space": "nb201",
+    "searcher": "evolution",
+    "predictor": "none",
+    "budget": 100,
+    "batch": 1,
+    "pool": None,  # 100 cells, 25 for tpe (each Optuna suggestion costs milliseconds)
+    "refit_every": 5,
+    "warmup": 10,
+    "dataset": "cifar10",
+    "benchmark": None,
+    "seed": 0,
+    "training": None,  # {data, epochs, width, cells} when there is no benchmark
+}
+
+
+def complete(settings: dict) -> dict:
+    """``settings`` with every default filled in (None means 'use the default')."""
+    out = {**DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
+    if out["pool"] is None:
+        out["pool"] = 25 if out["searcher"] == "tpe" else 100
+    if out["benchmark"] is not None:
+        out["benchmark"] = str(Path(out["benchmark"]).expanduser().resolve())
+        out["training"] = None
+    return out
+
+
+def make_predictor(space, spec: str, seed: int):
+    """'fgp' (pre-trained GIN fine-tuned online), 'scratch' (same GIN, random init), 'none', or a checkpoint path."""
+    if spec == "none":
+        return None
+    if spec not in ("fgp", "scratch") and not Path(spec).expanduser().is_file():
+        raise NasflowError(f"unknown predictor {spec!r}: use fgp, scratch, none or the path of a saved predictor")
+    from nasflow.predictors import Predictor
+
+    if spec in ("fgp", "scratch"):
+        return Predictor(space, encoder="gin", pretrain="fgp" if spec == "fgp" else "none", seed=seed)
+    return Predictor.load(Path(spec).expanduser(), space=space)
+
+
+def open_oracle(space, settings: dict, progress: bool = False):
+    """(oracle, one-line description): the benchmark table, else the real-training oracle."""
+    training = settings.get("training")
+    if settings["benchmark"] is None and training is not None:
+        from .training import default_training_oracle
+
+        return default_training_oracle(
+            space, data_path=training.get("data"), epochs=training.get("epochs"), width=training.get("width"),
+            cells=training.get("cells"), seed=settings["seed"], progress=progress,
+        )
+    oracle = space.open_oracle(settings["benchmark"], settings["dataset"])
+    return oracle, f"benchmark {oracle.source} ({settings['dataset']})"
+
+
+def build(settings: dict, progress: bool = False):
+    """(space, oracle, searcher, predictor, description) for complete settings."""
+    from nasflow.searchers import get_searcher
+    from nasflow.spaces import get_space
+
+    space = get_space(settings["space"])
+    oracle, description = open_oracle(space, settings, progress)
+    seed, spec = settings["seed"], settings["predictor"]
+    if settings["searcher"] in ENSEMBLE_SEARCHERS and spec != "none":
+        # consecutive seeds: each member has its own pre-training, shared with neighbouring runs' caches
+        ensemble = [make_predictor(space, spec, seed + m) for m in range(ENSEMBLE_MEMBERS)]
+        # three members cost three fits: refit half as often to keep the loop's overhead per query in bounds
+        searcher = get_searcher(settings["searcher"], space, seed=seed, ensemble=ensemble,
+                                refit_every=2 * settings["refit_every"])
+        predictor = None
+    else:
+        predictor = make_predictor(space, spec, seed)
+        searcher = get_searcher(settings["searcher"], space, seed=seed)
+    return space, oracle, searcher, predictor, description
+
+
+def run_search(settings: dict, run_dir=None, resume: bool = False, progress: bool = False) -> SearchResult:
+    settings = complete(settings)
+    space, oracle, searcher, predictor, description = build(settings, progress)
+    return search(
+        space, oracle, searcher, predictor=predictor, budget=settings["budget"],
+        pool=settings["pool"], batch=settings["batch"],
+        refit_every=settings["refit_every"], warmup=settings["warmup"], seed=settings["seed"],
+        run_dir=run_dir, resume=resume, meta={**settings, "oracle": description}, progress=progress,
+    )
+
+
+def pretrain_for(settings: dict, progress: bool = False) -> None:
+    """Run (or load from the disk cache) the pre-training a run will need, so parallel runs share it."""
+    settings = complete(settings)
+    from nasflow.spaces import get_space
+
+    space = get_space(settings["space"])
+    members = ENSEMBLE_MEMBERS if settings["searcher"] in ENSEMBLE_SEARCHERS else 1
+    for m in range(members):
+        predictor = make_predictor(space, settings["predictor"], settings["seed"] + m)
+        if predictor is not None:
+            predictor.pretrain(progress=progress)
