@@ -68,8 +68,9 @@ def _pool(space_name, n_cells, pool):
 @click.option("--pool", type=int, default=None, help="Training pool size (default: the field's, 7,813 for nb201).")
 @click.option("--perm-seed", type=int, default=21, show_default=True, help="Permutation of the cells (21 = official order).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Model seed.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Fine-tuning epochs (default: the predictor's, 200).")
 @click.option("--out", required=True, metavar="PATH", help="Where to save the trained predictor.")
-def train_predictor(space, benchmark, dataset, encoder, pretrain, train_ratio, pool, perm_seed, seed, out):
+def train_predictor(space, benchmark, dataset, encoder, pretrain, train_ratio, pool, perm_seed, seed, epochs, out):
     """Train a predictor on the field's split and save it.
 
     Trains on the first ratio x pool cells of a seeded permutation, selects the model on
@@ -87,7 +88,7 @@ def train_predictor(space, benchmark, dataset, encoder, pretrain, train_ratio, p
     oracle = sp.open_oracle(benchmark, dataset, progress=progress)
     archs, values = _labeled_cells(sp, oracle)
     train, val, test = field_split(len(archs), perm_seed, train_ratio, _pool(sp.name, len(archs), pool))
-    predictor = Predictor(sp, encoder=encoder, pretrain=pretrain, seed=seed)
+    predictor = Predictor(sp, encoder=encoder, pretrain=pretrain, seed=seed, **({"epochs": epochs} if epochs else {}))
     predictor.fit([archs[i] for i in train], values[train], [archs[i] for i in val], values[val], progress=progress)
     report = ranking_report(predictor.predict([archs[i] for i in test]), values[test])
     predictor.save(out)
@@ -111,7 +112,8 @@ def train_predictor(space, benchmark, dataset, encoder, pretrain, train_ratio, p
 @click.option("--seeds", default="21,2021,202121", show_default=True, callback=_int_list, help="Model seeds.")
 @click.option("--perms", default="21,2021,202121", show_default=True, callback=_int_list, help="Permutation seeds.")
 @click.option("--pool", type=int, default=None, help="Training pool size (default: the field's, 7,813 for nb201).")
-def evaluate_predictor(space, benchmark, dataset, encoders, pretrains, ratios, seeds, perms, pool):
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Fine-tuning epochs (default: the predictor's, 200).")
+def evaluate_predictor(space, benchmark, dataset, encoders, pretrains, ratios, seeds, perms, pool, epochs):
     """Run the field's predictor protocol and print mean ± std of tau, rho, P@1%, P@5%.
 
     Pool = first 7,813 cells of a seeded permutation; train on the first ratio x pool,
@@ -136,7 +138,8 @@ def evaluate_predictor(space, benchmark, dataset, encoders, pretrains, ratios, s
     with tqdm(total=total, desc="protocol runs", unit="run", disable=not progress) as bar:
         runs = run_protocol(
             sp, archs, values, encoders=encoders, pretrains=pretrains, ratios=ratios, seeds=seeds,
-            perm_seeds=perms, pool=pool, progress=progress, on_run=lambda run: bar.update(1),
+            perm_seeds=perms, pool=pool, options={"epochs": epochs} if epochs else None, progress=progress,
+            on_run=lambda run: bar.update(1),
         )  # fmt: skip
     click.echo(f"{sp.name}, {dataset} validation labels, pool {pool:,d}, {len(seeds)} seeds x {len(perms)} permutations")
     click.echo(format_table(summarise(runs)))

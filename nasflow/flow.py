@@ -17,6 +17,9 @@ Two node updates are offered:
   ``g_v = tanh(M[op_v]^T @ m_v)`` backward, so a ``none`` edge really cuts the flow in
   both directions and a skip really passes it on unchanged.
 
+``"both"`` concatenates the two (each with the given readout), so pre-training must
+reconstruct both pictures of the flow.
+
 Readout ``"input"`` returns the backward state at the input node (what the authors use);
 ``"sum"`` returns ``[sum_v h_v, sum_v g_v]`` over real nodes (sum pooling, twice as wide).
 Every cell of a batch is processed at once: the loops run over node positions only.
@@ -30,7 +33,7 @@ import numpy as np
 from .core import CellGraph, graph_arrays
 from .errors import SpaceError
 
-VARIANTS = ("operator", "mix")
+VARIANTS = ("operator", "mix", "both")
 READOUTS = ("sum", "input")
 # Operations that pass their input on unchanged / cut it, by the names the spaces use.
 IDENTITY_OPS = frozenset({"input", "output", "skip_connect", "identity", "skip"})
@@ -71,6 +74,9 @@ def flow_surrogate_graphs(
         raise ValueError(f"unknown flow readout {readout!r}; choose one of {', '.join(READOUTS)}")
     if dim < 1:
         raise ValueError(f"flow dimension must be positive, got {dim}")
+    if variant == "both":
+        parts = [flow_surrogate_graphs(graphs, vocab, dim, v, readout, seed, alpha, std) for v in ("operator", "mix")]
+        return np.concatenate(parts, axis=1)
     width = dim if readout == "input" else 2 * dim
     if len(graphs) == 0:
         return np.zeros((0, width), dtype=np.float32)

@@ -65,7 +65,7 @@ class Predictor:
         pretrain: str = "fgp",
         seed: int = 0,
         *,
-        dim: int = 32,
+        dim: int = 64,
         layers: int = 3,
         dropout: float = 0.1,
         flow_variant: str = "operator",

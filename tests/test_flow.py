@@ -83,3 +83,10 @@ def test_bad_options_and_empty_batch(nb201):
     with pytest.raises(ValueError):
         flow_surrogate(nb201, nb201.enumerate()[:2], readout="max")
     assert flow_surrogate_graphs([], nb201.vocab, dim=4, readout="input").shape == (0, 4)
+
+
+def test_both_variant_concatenates_the_two(nb201):
+    archs = nb201.enumerate()[:50]
+    both = flow_surrogate(nb201, archs, dim=8, variant="both", readout="input", seed=4)
+    parts = [flow_surrogate(nb201, archs, dim=8, variant=v, readout="input", seed=4) for v in ("operator", "mix")]
+    np.testing.assert_array_equal(both, np.concatenate(parts, axis=1))

@@ -162,12 +162,35 @@ def test_bad_inputs(nb201, labeled):
         Predictor(nb201, pretrain="sometimes")
 
 
-def _cli(*args, cache):
-    import subprocess
-    import sys
+class _Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
 
-    env = dict(os.environ, NASFLOW_CACHE=str(cache))
-    return subprocess.run([sys.executable, "-m", "nasflow.cli.main", *args], capture_output=True, text=True, env=env)
+
+def _cli(*args, cache):
+    """Run the CLI in this process (torch and dgl are already imported here, which a
+    subprocess would pay seconds for) and capture what it prints."""
+    import contextlib
+    import io
+
+    from nasflow.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old = os.environ.get("NASFLOW_CACHE")
+    os.environ["NASFLOW_CACHE"] = str(cache)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(list(args))
+                code = 0
+            except SystemExit as e:
+                code = e.code
+    finally:
+        if old is None:
+            os.environ.pop("NASFLOW_CACHE", None)
+        else:
+            os.environ["NASFLOW_CACHE"] = old
+    return _Result(code, out.getvalue(), err.getvalue())
 
 
 def test_cli_train_predictor_saves_a_working_model(nb201_csv, tmp_path, nb201):
@@ -175,7 +198,7 @@ def test_cli_train_predictor_saves_a_working_model(nb201_csv, tmp_path, nb201):
 
     out = tmp_path / "model.pt"
     r = _cli("train-predictor", "--benchmark", str(nb201_csv), "--encoder", "gin", "--pretrain", "none",
-             "--pool", "1000", "--train-ratio", "0.1", "--out", str(out), cache=tmp_path)  # fmt: skip
+             "--pool", "1000", "--train-ratio", "0.1", "--epochs", "40", "--out", str(out), cache=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "100 training cells" in r.stdout and "test on 14,585 cells" in r.stdout
     tau = float(r.stdout.split("Kendall tau ")[-1].split()[0])
@@ -185,7 +208,7 @@ def test_cli_train_predictor_saves_a_working_model(nb201_csv, tmp_path, nb201):
 
 def test_cli_evaluate_predictor_prints_the_table(nb201_csv, tmp_path):
     r = _cli("evaluate-predictor", "--benchmark", str(nb201_csv), "--encoder", "gin", "--pretrain", "none",
-             "--ratios", "0.05", "--seeds", "21", "--perms", "21", "--pool", "1000", cache=tmp_path)  # fmt: skip
+             "--ratios", "0.05", "--seeds", "21", "--perms", "21", "--pool", "1000", "--epochs", "20", cache=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
     row = [line for line in r.stdout.splitlines() if line.startswith("| 0.05 |")]
     assert len(row) == 1 and "| 50 | gin | none | 1 |" in row[0]
@@ -201,9 +224,24 @@ def test_cli_evaluate_predictor_prints_the_table(nb201_csv, tmp_path):
         ["train-predictor", "--pool", "15620", "--out", "x.pt"],
         ["evaluate-predictor", "--ratios", "0.01,2"],
         ["evaluate-predictor", "--seeds", "a,b"],
+        ["evaluate-predictor", "--epochs", "0"],
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(args, nb201_csv, tmp_path):
     r = _cli(*args, "--benchmark", str(nb201_csv), cache=tmp_path)
     assert r.returncode == 2, r.stdout
     assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("nasflow: error:"), r.stderr
+
+
+def test_nb101_cells_pretrain_fit_and_rank(nb101_jsonl, cache_dir):
+    from nasflow import Predictor, get_space
+
+    sp = get_space("nb101")
+    oracle = sp.open_oracle(str(nb101_jsonl))
+    archs = sorted(oracle.archs(), key=lambda a: a.key)
+    values = np.array([oracle.query(a).valid for a in archs])
+    rng = np.random.default_rng(0)
+    p = Predictor(sp, encoder="gatedgcn", pretrain="fgp", **{**SMALL, "proxy": None})
+    p.pretrain([sp.sample(rng) for _ in range(300)])
+    p.fit(archs[:200], values[:200], archs[200:240], values[200:240])
+    assert kendall_tau(p.predict(archs[240:]), values[240:]) > 0.3
