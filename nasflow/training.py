@@ -85,7 +85,10 @@ class TrainingOracle:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.cache_path, "a+b") as f:
                 # a run killed mid-line left a torn record: start ours on a fresh line
-                torn = f.tell() > 0 and (f.seek(-1, os.SEEK_END) or f.read(1) != b"\n")
+                torn = False
+                if f.seek(0, os.SEEK_END) > 0:
+                    f.seek(-1, os.SEEK_END)
+                    torn = f.read(1) != b"\n"
                 f.write((("\n" if torn else "") + json.dumps(rec) + "\n").encode("utf-8"))
                 f.flush()
                 os.fsync(f.fileno())

@@ -68,6 +68,7 @@ def test_cache_makes_the_second_query_free_and_identical(trained, digits):
     assert resumed.extra["cached"] is True and resumed.valid == first.valid
     lines = path.read_text().splitlines()
     assert json.loads(lines[0])["arch"] == CONV.key
+    assert all(line.strip() for line in lines)  # one record a line, no blank lines between
     # records appended after the torn line survive
     pools = space.make(["avg_pool_3x3"] * 6)
     assert fresh.query(pools).extra["cached"] is False
