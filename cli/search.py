@@ -99,10 +99,13 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, dataset
 @click.option("--seeds", type=int, default=30, show_default=True, help="Seeds 0..N-1 per combination.")
 @_loop_options
 @benchmark_option
+@click.option("--predictor-seed", type=int, default=None,
+              help="Seed of every run's predictor (pre-training + fine-tuning)  [default: the run's seed]")
 @click.option("--jobs", type=int, default=None, help="Worker processes  [default: min(2, CPUs)]")
 @click.option("--out", default="compare", show_default=True, metavar="DIR",
               help="Output directory: curves.csv, summary.csv, curves.png, runs/ (finished runs are reused).")
-def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_every, dataset, benchmark, jobs, out):
+def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_every, dataset, benchmark, predictor_seed,
+            jobs, out):
     """Every searcher x predictor over seeds: anytime curves (CSV + PNG) and a summary table."""
     import os
 
@@ -113,7 +116,7 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
     if not names or not kinds:
         raise NasflowError("--searchers and --predictor each need at least one name")
     base = {"space": space, "budget": budget, "pool": pool, "batch": batch, "refit_every": refit_every,
-            "dataset": dataset, "benchmark": benchmark}
+            "dataset": dataset, "benchmark": benchmark, "predictor_seed": predictor_seed}
     if benchmark is None:
         from nasflow.spaces import get_space
 

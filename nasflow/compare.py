@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import NasflowError
 from .journal import atomic_write_text
-from .runs import complete, pretrain_for, run_search
+from .runs import ENSEMBLE_SEARCHERS, complete, pretrain_for, run_search
 
 
 def _run_file(out: Path, settings: dict) -> Path:
@@ -91,11 +91,12 @@ def compare(
             raise SearcherError(f"unknown searcher {name!r}; choose from {', '.join(SEARCHERS)}")
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
+    # seed-major order: a comparison stopped early still has every combination on its first seeds
     grid = [
         complete({**(base or {}), "searcher": s, "predictor": p, "seed": seed})
+        for seed in range(seeds)
         for s in searchers
         for p in predictors
-        for seed in range(seeds)
     ]
     # Fail fast on a bad benchmark/predictor before forking anything.
     from .runs import build
@@ -105,8 +106,11 @@ def compare(
         if settings["predictor"] != grid[0]["predictor"]:
             build(settings)
             break
-    pretrain = {json.dumps({k: s[k] for k in ("space", "searcher", "predictor", "seed")}): s for s in grid
-                if s["predictor"] == "fgp" and not _run_file(out, s).is_file()}
+    def pretraining(s):  # what decides which pre-trainings a run needs
+        seed = s["seed"] if s["predictor_seed"] is None else s["predictor_seed"]
+        return (s["space"], s["predictor"], s["searcher"] in ENSEMBLE_SEARCHERS, seed)
+
+    pretrain = {pretraining(s): s for s in grid if s["predictor"] == "fgp" and not _run_file(out, s).is_file()}
     jobs_list = [(s, str(out)) for s in grid]
     if jobs == 1:
         for s in tqdm(pretrain.values(), disable=not progress, desc="pre-training", unit="run"):

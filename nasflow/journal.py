@@ -21,7 +21,7 @@ FILE_NAME = "journal.jsonl"
 FORMAT = "nasflow-journal"
 VERSION = 1
 # Header fields that decide the trajectory: resuming with other values would not replay it.
-IDENTITY = ("space", "seed", "searcher", "predictor", "dataset", "pool", "batch", "refit_every", "warmup")
+IDENTITY = ("space", "seed", "searcher", "predictor", "predictor_seed", "dataset", "pool", "batch", "refit_every", "warmup")
 
 
 class JournalError(NasflowError):

@@ -28,6 +28,7 @@ DEFAULTS = {
     "dataset": "cifar10",
     "benchmark": None,
     "seed": 0,
+    "predictor_seed": None,  # None: the run's seed; fixed, runs share one pre-training per ensemble member
     "training": None,  # {data, epochs, width, cells} when there is no benchmark
 }
 
@@ -78,15 +79,16 @@ def build(settings: dict, progress: bool = False):
     space = get_space(settings["space"])
     oracle, description = open_oracle(space, settings, progress)
     seed, spec = settings["seed"], settings["predictor"]
+    predictor_seed = seed if settings["predictor_seed"] is None else settings["predictor_seed"]
     if settings["searcher"] in ENSEMBLE_SEARCHERS and spec != "none":
         # consecutive seeds: each member has its own pre-training, shared with neighbouring runs' caches
-        ensemble = [make_predictor(space, spec, seed + m) for m in range(ENSEMBLE_MEMBERS)]
+        ensemble = [make_predictor(space, spec, predictor_seed + m) for m in range(ENSEMBLE_MEMBERS)]
         # three members cost three fits: refit half as often to keep the loop's overhead per query in bounds
         searcher = get_searcher(settings["searcher"], space, seed=seed, ensemble=ensemble,
                                 refit_every=2 * settings["refit_every"])
         predictor = None
     else:
-        predictor = make_predictor(space, spec, seed)
+        predictor = make_predictor(space, spec, predictor_seed)
         searcher = get_searcher(settings["searcher"], space, seed=seed)
     return space, oracle, searcher, predictor, description
 
@@ -110,6 +112,7 @@ def pretrain_for(settings: dict, progress: bool = False) -> None:
     space = get_space(settings["space"])
     members = ENSEMBLE_MEMBERS if settings["searcher"] in ENSEMBLE_SEARCHERS else 1
     for m in range(members):
-        predictor = make_predictor(space, settings["predictor"], settings["seed"] + m)
+        seed = settings["seed"] if settings["predictor_seed"] is None else settings["predictor_seed"]
+        predictor = make_predictor(space, settings["predictor"], seed + m)
         if predictor is not None:
             predictor.pretrain(progress=progress)
