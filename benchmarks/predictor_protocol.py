@@ -8,6 +8,7 @@ of Kendall tau, Spearman rho, P@1%, P@5%. Also times FGP pre-training on all 15,
 
     NASFLOW_BENCHMARKS=/path/to/benchmarks python benchmarks/predictor_protocol.py
     python benchmarks/predictor_protocol.py --ratios 0.01 --seeds 21 --set pretrain_epochs=60
+    python benchmarks/predictor_protocol.py --merge gin.json gatedgcn.json
 """
 from __future__ import annotations
 
@@ -35,7 +36,18 @@ def main(argv=None):
     ap.add_argument("--fresh-cache", action="store_true", help="pre-train into an empty cache so it is timed")
     ap.add_argument("--json", default=None, help="also write every run to this JSON file")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="print one table from runs saved by earlier --json runs, and exit")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.merge:
+        from nasflow.predictors.protocol import ProtocolRun, format_table, summarise
+
+        runs = []
+        for path in args.merge:
+            with open(path) as f:
+                runs += [ProtocolRun(**r) for r in json.load(f)]
+        print(format_table(summarise(runs)))
+        return 0
 
     import torch
 

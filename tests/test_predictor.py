@@ -245,3 +245,18 @@ def test_nb101_cells_pretrain_fit_and_rank(nb101_jsonl, cache_dir):
     p.pretrain([sp.sample(rng) for _ in range(300)])
     p.fit(archs[:200], values[:200], archs[200:240], values[200:240])
     assert kendall_tau(p.predict(archs[240:]), values[240:]) > 0.3
+
+
+def test_field_split_is_the_reference_protocol():
+    from nasflow.predictors.protocol import field_split
+
+    train, val, test = field_split(15_625, 21, 0.01, 7_813)
+    np.testing.assert_array_equal(train, np.arange(78))  # seed 21 keeps the official order
+    np.testing.assert_array_equal(val, np.arange(7_813, 7_853))
+    assert len(test) == 15_625 - 7_853
+    train, val, test = field_split(15_625, 2021, 0.1, 7_813)
+    perm = np.random.RandomState(2021).permutation(15_625)
+    np.testing.assert_array_equal(np.concatenate([train, val, test]), np.concatenate([perm[:781], perm[7_813:]]))
+    for ratio in (0.0, 1.5, 0.0001):
+        with pytest.raises(DataError):
+            field_split(15_625, 21, ratio, 7_813)
