@@ -287,6 +287,22 @@ class NB101Space:
         edges = tuple((i, j) for i in range(n) for j in range(i + 1, n) if arch.matrix[i][j])
         return CellGraph(ops=arch.ops, edges=edges)
 
+    def network(self, arch: NB101Arch, num_classes: int = 10, in_channels: int = 3, width: int = 128,
+                cells: int = 3, stacks: int = 3):
+        """The NAS-Bench-101 network (torch module); defaults are the official stem 128, 3 stacks x 3 cells."""
+        from .nb101_network import build_network
+
+        return build_network(arch.matrix, arch.ops, num_classes=num_classes, in_channels=in_channels,
+                             stem=width, stacks=stacks, cells=cells)
+
+    def network_counts(self, archs: Sequence[NB101Arch], num_classes: int = 10, in_channels: int = 3,
+                       width: int = 128, cells: int = 3, stacks: int = 3, image_size: int = 32) -> dict:
+        """Exact ``{"params": ..., "flops": ...}`` arrays of ``network(arch)`` for many cells, in closed form."""
+        from .nb101_network import network_counts
+
+        return network_counts([(a.matrix, a.ops) for a in archs], num_classes=num_classes, in_channels=in_channels,
+                              stem=width, stacks=stacks, cells=cells, image_size=image_size)
+
     def open_oracle(
         self, benchmark: Optional[str] = None, dataset: str = "cifar10", epochs: int = 108, progress: bool = False
     ):

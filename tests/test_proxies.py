@@ -87,31 +87,12 @@ def test_unknown_proxy_is_a_one_line_error():
     assert {"params", "flops"} <= set(PROXIES)
 
 
-class NB101WithNetwork:
-    """NB101Space plus the two methods proposed for spaces/nb101.py (not yet added there)."""
-
-    def __new__(cls):
-        from nasflow.spaces.nb101 import NB101Space
-        from nasflow.spaces.nb101_network import build_network, network_counts
-
-        class Space(NB101Space):
-            def network(self, arch, num_classes=10, in_channels=3, width=128, cells=3, stacks=3):
-                return build_network(arch.matrix, arch.ops, num_classes=num_classes, in_channels=in_channels,
-                                     stem=width, stacks=stacks, cells=cells)
-
-            def network_counts(self, archs, num_classes=10, in_channels=3, width=128, cells=3, stacks=3,
-                               image_size=32):
-                return network_counts([(a.matrix, a.ops) for a in archs], num_classes=num_classes,
-                                      in_channels=in_channels, stem=width, stacks=stacks, cells=cells,
-                                      image_size=image_size)
-
-        return Space()
-
-
 def test_nb101_params_proxy_matches_the_table(nb101_jsonl):
     from nasflow.spaces.nb101 import NB101TableOracle
 
-    space = NB101WithNetwork()
+    from nasflow.spaces.nb101 import NB101Space
+
+    space = NB101Space()
     table = NB101TableOracle(nb101_jsonl)
     archs = table.archs()
     params = zero_cost(space, archs, "params")
@@ -123,7 +104,9 @@ def test_nb101_network_trains_on_digits(tmp_path):
     from nasflow.data import load_digits
     from nasflow.training import TrainingOracle
 
-    space = NB101WithNetwork()
+    from nasflow.spaces.nb101 import NB101Space
+
+    space = NB101Space()
     arch = space.make([[0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]],
                       ["input", "conv3x3-bn-relu", "maxpool3x3", "output"])
     ev = TrainingOracle(space, load_digits(), epochs=2, width=8, cells=1, cache_dir=tmp_path).query(arch)
