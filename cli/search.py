@@ -14,7 +14,7 @@ _PREDICTOR_HELP = "fgp (FGP-pretrained GIN fine-tuned online), scratch (same GIN
 
 def _loop_options(f):
     options = [
-        click.option("--budget", type=int, default=None, help="Oracle queries  [default: 100]"),
+        click.option("--budget", type=int, default=None, help="Oracle queries  [default: 100; 50 when training on data]"),
         click.option("--pool", type=int, default=None,
                      help="Candidates the predictor ranks per step  [default: 100; 25 for tpe]"),
         click.option("--batch", type=int, default=None, help="Cells queried per step  [default: 1]"),
@@ -46,8 +46,15 @@ def _fmt(value, spec=".4f"):
 @click.option("--seed", type=int, default=None, help="Seed of the searcher, predictor and loop  [default: 0]")
 @click.option("--out", default=None, metavar="RUN_DIR", help="Run directory (journal, result.json, trajectory.csv).")
 @click.option("--resume", default=None, metavar="RUN_DIR", help="Continue the killed run in RUN_DIR with its own settings.")
+@click.option("--storage", default=None, metavar="URL",
+              help="Share the search through an Optuna storage: sqlite:///file.db, postgresql://..., or a journal file path.")
+@click.option("--study", default=None, metavar="NAME", help="Study name in --storage; joins it if it exists  [default: nasflow]")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes on this machine for --storage  [default: 1]")
+@click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Release a claimed cell whose worker's heartbeat stopped this long ago  [default: 60]")
 def search(space, searcher, predictor, budget, pool, batch, refit_every, dataset, benchmark,
-           data_path, epochs, width, cells, seed, out, resume):
+           data_path, epochs, width, cells, seed, out, resume, storage, study, workers, stale_after):
     """Search a space for the best cell within a budget of oracle queries."""
     import time
 
@@ -57,6 +64,20 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, dataset
     given = _settings(space=space, searcher=searcher, predictor=predictor, budget=budget, pool=pool, batch=batch,
                       refit_every=refit_every, dataset=dataset, benchmark=benchmark, seed=seed,
                       data_path=data_path, epochs=epochs, width=width, cells=cells)
+    if storage is None and (study is not None or workers is not None or stale_after is not None):
+        raise NasflowError("--study, --workers and --stale-after need --storage URL (the shared Optuna storage)")
+    if storage is not None:
+        if resume is not None:
+            raise NasflowError("--resume continues a run directory; a --storage study resumes by running it again")
+        from nasflow.distributed import DEFAULT_STALE_AFTER, run_study
+
+        study = study or "nasflow"
+        result = run_study(given, storage, study, workers=workers or 1,
+                           stale_after=stale_after or DEFAULT_STALE_AFTER, progress=show_progress())
+        if out is not None:
+            result.save(out)
+        _report(f"study {study} in {storage}" + (f" (saved to {out})" if out else ""), result.config, result)
+        return
     if resume is not None:
         if out is not None and Path(out).resolve() != Path(resume).resolve():
             raise NasflowError("pass either --out or --resume: --resume RUN_DIR continues the run in RUN_DIR")
@@ -77,11 +98,16 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, dataset
     if result.notice:
         click.echo(f"nasflow: warning: {result.notice}", err=True)
     result.save(run_dir)
+    _report(run_dir, settings, result)
+
+
+def _report(where, settings, result) -> None:
     s = result.summary()
-    click.echo(f"run        {run_dir}")
+    click.echo(f"run        {where}")
     click.echo(f"search     {settings['space']} with {settings['searcher']} + predictor {settings['predictor']}, seed {settings['seed']}")
     click.echo(f"oracle     {result.config.get('oracle', '')}")
-    click.echo(f"queries    {s['queries']} (of budget {settings['budget']}; {s['resumed_queries']} from the journal)")
+    click.echo(f"queries    {s['queries']} (of budget {settings['budget']}; {s['resumed_queries']} from "
+               f"{'the study' if 'study' in result.config else 'the journal'})")
     click.echo(f"best cell  {s['best_arch']}")
     click.echo(f"valid      {_fmt(s['best_valid'])}" + (f"  (regret {_fmt(s.get('regret_valid'))} to the table's {_fmt(s.get('optimum_valid'))})" if "optimum_valid" in s else ""))
     click.echo(f"test       {_fmt(s['best_test'])}" + (f"  (regret {_fmt(s.get('regret_test'))} to the table's {_fmt(s.get('optimum_test'))})" if "optimum_test" in s else ""))

@@ -20,7 +20,7 @@ DEFAULTS = {
     "space": "nb201",
     "searcher": "evolution",
     "predictor": "none",
-    "budget": 100,
+    "budget": None,  # 100 queries of a benchmark table; 50 real trainings (about 2 minutes on 2 cores)
     "batch": 1,
     "pool": None,  # 100 cells, 25 for tpe (each Optuna suggestion costs milliseconds)
     "refit_every": 5,
@@ -36,6 +36,8 @@ DEFAULTS = {
 def complete(settings: dict) -> dict:
     """``settings`` with every default filled in (None means 'use the default')."""
     out = {**DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
+    if out["budget"] is None:
+        out["budget"] = 50 if out["benchmark"] is None and out["training"] is not None else 100
     if out["pool"] is None:
         out["pool"] = 25 if out["searcher"] == "tpe" else 100
     if out["benchmark"] is not None:
