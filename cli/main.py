@@ -21,6 +21,7 @@ COMMANDS = {
     "evaluate-predictor": "nasflow.cli.predictor:evaluate_predictor",
     "search": "nasflow.cli.search:search",
     "compare": "nasflow.cli.search:compare",
+    "proxies": "nasflow.cli.proxies:proxies",
 }
 
 

@@ -1,20 +1,25 @@
 """Zero-cost proxies: cheap per-cell scores computed from the network, without training.
 
-``zero_cost(space, archs, name)`` returns one score per cell. Each proxy is a registered
-function; scores are cached on disk per space and proxy (``$NASFLOW_CACHE`` or
-``~/.nasflow/cache``), so a whole space is paid for once. Adding a proxy (synflow, snip,
-...) is one function decorated with ``@proxy(...)``.
+``zero_cost(space, archs, name)`` returns one score per cell; ``zero_cost_table(space, archs,
+names)`` several at once, sharing the network passes. Each proxy is a registered function;
+scores are cached on disk per space and proxy (``$NASFLOW_CACHE`` or ``~/.nasflow/cache``),
+so a whole space is paid for once. Adding a proxy is one function decorated with ``@proxy(...)``.
 
 The ``params`` and ``flops`` proxies count the space's official network (NB-201: C=16, N=5,
 10 classes; NB-101: 128-channel stem, 3 stacks of 3 cells) on a 32x32 input. ``flops`` is
 NAS-Bench-201's convention: multiply-accumulates of convolutions and linear layers.
 A space may offer ``network_counts(archs)`` (exact closed-form counts for many cells at
 once); otherwise every network is built and counted.
+
+``synflow``, ``snip``, ``grad_norm``, ``jacov`` and ``naswot`` run the official network at
+initialisation on a fixed, seeded probe batch (see :mod:`nasflow.proxies_grad` for their
+definitions and the batch); they are computed together per cell, optionally in worker processes.
 """
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +31,19 @@ from .core import Arch
 from .errors import NasflowError
 
 IMAGE_SIZE = 32
+# seconds between cache writes during a long computation, so an interrupted run keeps its work
+SAVE_EVERY = 30.0
 
 
 @dataclass(frozen=True)
 class Proxy:
     name: str
-    compute: Callable  # (space, archs, progress) -> np.ndarray of len(archs)
+    compute: Optional[Callable]  # (space, archs, progress) -> np.ndarray of len(archs)
     description: str
     # part of the cache file name: change it whenever the definition changes
     version: str = "1"
+    # computed by nasflow.proxies_grad on the built network, together with the other such proxies
+    network: bool = False
 
 
 PROXIES: dict[str, Proxy] = {}
@@ -53,22 +62,73 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".nasflow" / "cache"
 
 
-def zero_cost(space, archs: Sequence[Arch], name: str, progress: bool = False, cache: bool = True) -> np.ndarray:
+def check_names(names: Sequence[str]) -> list[str]:
+    """``names`` as a list, or a one-line error naming the first unknown proxy."""
+    names = list(names)
+    for name in names:
+        if name not in PROXIES:
+            raise NasflowError(f"unknown zero-cost proxy {name!r}; choose one of {', '.join(sorted(PROXIES))}")
+    if not names:
+        raise NasflowError(f"no zero-cost proxy named; choose from {', '.join(sorted(PROXIES))}")
+    return names
+
+
+def zero_cost(space, archs: Sequence[Arch], name: str, progress: bool = False, cache: bool = True,
+              workers: int = 1) -> np.ndarray:
     """Score of proxy ``name`` for every cell in ``archs`` (float64, same order)."""
-    if name not in PROXIES:
-        raise NasflowError(f"unknown zero-cost proxy {name!r}; choose one of {', '.join(sorted(PROXIES))}")
-    spec = PROXIES[name]
+    return zero_cost_table(space, archs, [name], progress=progress, cache=cache, workers=workers)[name]
+
+
+def zero_cost_table(space, archs: Sequence[Arch], names: Sequence[str], progress: bool = False, cache: bool = True,
+                    workers: int = 1) -> dict[str, np.ndarray]:
+    """``{name: scores}`` for several proxies; the network proxies share one build and pass per cell.
+
+    ``workers > 1`` scores the network proxies in that many spawned processes.
+    """
+    names = check_names(names)
     archs = list(archs)
     keys = [a.key for a in archs]
-    path = cache_dir() / "proxies" / f"{space.name}-{name}-v{spec.version}.npz"
-    known = _load(path) if cache else {}
-    missing = list({k: a for k, a in zip(keys, archs) if k not in known}.values())
-    if missing:
-        values = np.asarray(spec.compute(space, missing, progress), dtype=np.float64)
-        known.update(zip((a.key for a in missing), values.tolist()))
-        if cache:
-            _save(path, known)
-    return np.array([known[k] for k in keys], dtype=np.float64)
+    paths = {n: cache_dir() / "proxies" / f"{space.name}-{n}-v{PROXIES[n].version}.npz" for n in names}
+    known = {n: _load(paths[n]) if cache else {} for n in names}
+
+    def missing(n):
+        return list({k: a for k, a in zip(keys, archs) if k not in known[n]}.values())
+
+    for n in names:
+        todo = missing(n)
+        if todo and not PROXIES[n].network:
+            values = np.asarray(PROXIES[n].compute(space, todo, progress), dtype=np.float64)
+            known[n].update(zip((a.key for a in todo), values.tolist()))
+            if cache:
+                _save(paths[n], known[n])
+    network_names = [n for n in names if PROXIES[n].network]
+    todo = list({a.key: a for n in network_names for a in missing(n)}.values())
+    if todo:
+        _network_scores(space, todo, network_names, known, paths if cache else None, progress, workers)
+    return {n: np.array([known[n][k] for k in keys], dtype=np.float64) for n in names}
+
+
+def _network_scores(space, archs, names, known, paths, progress, workers) -> None:
+    from tqdm.auto import tqdm
+
+    from .proxies_grad import iter_network_scores
+
+    if not hasattr(space, "network"):
+        raise NasflowError(f"search space {space.name!r} cannot build networks, so it has no {names[0]} proxy")
+    last_save = time.monotonic()
+    with tqdm(total=len(archs), desc="zero-cost proxies", unit="cell", disable=not progress) as bar:
+        for start, scores in iter_network_scores(space, archs, names, workers=workers):
+            for arch, score in zip(archs[start:start + len(scores)], scores):
+                for n in names:
+                    known[n][arch.key] = score[n]
+            bar.update(len(scores))
+            if paths and time.monotonic() - last_save > SAVE_EVERY:
+                for n in names:
+                    _save(paths[n], known[n])
+                last_save = time.monotonic()
+    if paths:
+        for n in names:
+            _save(paths[n], known[n])
 
 
 def _load(path: Path) -> dict:
@@ -176,3 +236,13 @@ def _params(space, archs, progress):
 @proxy("flops", "multiply-accumulates of the official network on one 32x32 image (conv + linear)")
 def _flops(space, archs, progress):
     return _official_counts(space, archs, progress)["flops"]
+
+
+def _register_network_proxies() -> None:
+    from .proxies_grad import CACHE_VERSION, NETWORK_PROXIES
+
+    for name, description in NETWORK_PROXIES.items():
+        PROXIES[name] = Proxy(name, None, description, version=CACHE_VERSION, network=True)
+
+
+_register_network_proxies()

@@ -1,0 +1,75 @@
+"""`nasflow proxies`: zero-cost proxy scores of a whole space (or a seeded sample) to CSV."""
+from __future__ import annotations
+
+import click
+
+from .options import show_progress, space_option
+
+DEFAULT_PROXIES = "params,flops,synflow,snip,grad_norm,jacov,naswot"
+
+
+@click.command()
+@space_option
+@click.option("--proxies", "names", default=DEFAULT_PROXIES, show_default=True,
+              help="Comma-separated zero-cost proxies (see nasflow.proxies.PROXIES).")
+@click.option("--sample", type=click.IntRange(min=1), default=None,
+              help="Score this many random cells (drawn with --seed) instead of the whole space.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes scoring the network proxies (one torch thread each).")
+@click.option("--out", "out_path", required=True, metavar="PATH.csv", help="CSV to write: arch, then one column per proxy.")
+def proxies(space, names, sample, seed, workers, out_path):
+    """Zero-cost proxy scores of cells, cached per space so each cell is paid for once."""
+    import csv
+    import io
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from nasflow.errors import NasflowError
+    from nasflow.proxies import check_names, zero_cost_table
+    from nasflow.spaces import get_space
+
+    sp = get_space(space)
+    chosen = check_names([n.strip() for n in names.split(",") if n.strip()])
+    out = Path(out_path).expanduser()
+    if not out.parent.is_dir():
+        raise NasflowError(f"cannot write {out}: folder {out.parent} does not exist")
+    if sample is None:
+        try:
+            archs = sp.enumerate()
+        except NasflowError as e:
+            raise NasflowError(f"{e}; or score a random sample with --sample N") from None
+    else:
+        rng = np.random.default_rng(seed)
+        if sample > sp.size:
+            raise NasflowError(f"--sample {sample} is more than the {sp.size:,d} cells of {sp.name}")
+        archs = _distinct_sample(sp, rng, sample)
+    scores = zero_cost_table(sp, archs, chosen, progress=show_progress(), workers=workers)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["arch", *chosen])
+    for i, arch in enumerate(archs):
+        writer.writerow([sp.format(arch), *(repr(float(scores[n][i])) for n in chosen)])
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text.getvalue())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    click.echo(f"wrote {len(archs):,d} cells x {len(chosen)} proxies to {out}")
+
+
+def _distinct_sample(space, rng, n: int) -> list:
+    """``n`` different cells; spaces with an index draw without replacement directly."""
+    if hasattr(space, "arch_at"):
+        return [space.arch_at(int(i)) for i in rng.choice(space.size, size=n, replace=False)]
+    seen = {}
+    while len(seen) < n:
+        arch = space.sample(rng)
+        seen.setdefault(arch.key, arch)
+    return list(seen.values())
