@@ -43,6 +43,12 @@ setup(
         "scikit-learn",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "hypothesis", "protobuf"]},
+    extras_require={
+        "test": ["pytest", "hypothesis", "protobuf"],
+        # web UI on a shared search study: optuna-dashboard sqlite:///study.db
+        "dashboard": ["optuna-dashboard"],
+        # driver for --storage postgresql://... across machines (SQLAlchemy 2.1 defaults to psycopg 3)
+        "postgres": ["psycopg[binary]"],
+    },
     entry_points={"console_scripts": ["nasflow=nasflow.cli.main:main"]},
 )
