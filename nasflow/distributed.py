@@ -88,11 +88,11 @@ def open_study(storage, name: str, given: dict) -> tuple[int, dict]:
     import optuna
     from optuna.study import StudyDirection
 
+    if given.get("batch") not in (None, 1):
+        raise DistributedError("--batch does not apply to a shared study: each worker queries one cell at a time")
     try:
         study_id = storage.create_new_study([StudyDirection.MAXIMIZE], name)
         settings = complete(given)
-        if settings["batch"] != 1:
-            raise DistributedError("--batch does not apply to a shared study: each worker queries one cell at a time")
         storage.set_study_user_attr(study_id, SETTINGS, _json_safe(settings))
         return study_id, settings
     except optuna.exceptions.DuplicatedStudyError:

@@ -6,6 +6,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 
 from nasflow.distributed import (
@@ -76,6 +77,39 @@ def test_stale_claim_of_a_dead_worker_is_released(tmp_path, nb201_csv):
     run_study({}, url, "d", workers=1, stale_after=1)
     assert storage.get_trial(dead).state == TrialState.FAIL
     assert_exact_budget(url, "d", 10)
+
+
+def test_predictor_is_fitted_on_every_completed_trial_including_other_workers(tmp_path, nb201_csv, monkeypatch):
+    from searchdoubles import PeekingPredictor
+
+    import nasflow.distributed as distributed
+    from nasflow.journal import query_record
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    storage = open_storage(url)
+    study_id, settings = open_study(storage, "p", {"budget": 14, "warmup": 5, "refit_every": 3, "benchmark": nb201_csv})
+    real_build = distributed.build
+    predictors = []
+
+    def build_with_predictor(settings, progress=False):
+        space, oracle, searcher, _, description = real_build(settings, progress)
+        predictors.append(PeekingPredictor(oracle))
+        return space, oracle, searcher, predictors[-1], description
+
+    monkeypatch.setattr(distributed, "build", build_with_predictor)
+    space, oracle = real_build(settings)[:2]
+    others = [space.sample(np.random.default_rng(i)) for i in range(4)]
+    for i, arch in enumerate(others):  # queries another worker already completed
+        trial_id = _claim(storage, study_id, space.format(arch), 14, "other")
+        assert distributed._finish(storage, trial_id, query_record(i, space.format(arch), oracle.query(arch), 0.0))
+    assert distributed.run_worker(url, "p", settings) == 10
+    order = [t.user_attrs[CELL] for t in completed_trials(storage, study_id)]
+    fits = predictors[-1].fits
+    assert [len(archs) for archs, _ in fits] == [5, 8, 11]
+    for archs, values in fits:
+        assert [space.format(a) for a in archs] == order[:len(archs)]
+        assert np.allclose(values, [oracle.query(a).valid for a in archs])
+    assert {space.format(a) for a in others} <= set(order[:5])
 
 
 def test_only_claims_with_a_still_heartbeat_are_stale(tmp_path, nb201_csv):
