@@ -44,7 +44,7 @@ HEARTBEAT = "nasflow:heartbeat"
 WORKER = "nasflow:worker"
 SETTINGS = "nasflow"
 # Settings two invocations must agree on to share a study (the budget may be raised).
-STUDY_IDENTITY = tuple(k for k in IDENTITY if k != "batch") + ("benchmark",)
+STUDY_IDENTITY = tuple(k for k in IDENTITY if k != "batch") + ("benchmark", "training")
 POLL = 0.2  # seconds between looks at the study while every budget slot is claimed
 DEFAULT_STALE_AFTER = 60.0
 
@@ -83,13 +83,22 @@ def open_storage(url: str):
         raise DistributedError(f"cannot open journal storage {url}: {_first_line(e)}") from None
 
 
-def open_study(storage, name: str, given: dict) -> tuple[int, dict]:
-    """(study id, complete settings): create the study with ``given`` or join it, checking they agree."""
+def open_study(storage, name: str, given: dict, validate=None) -> tuple[int, dict]:
+    """(study id, complete settings): create the study with ``given`` or join it, checking they agree.
+
+    ``validate(settings)`` runs before a new study is created, so settings that cannot work
+    (an unknown space, a missing benchmark) leave no study behind.
+    """
     import optuna
     from optuna.study import StudyDirection
 
     if given.get("batch") not in (None, 1):
         raise DistributedError("--batch does not apply to a shared study: each worker queries one cell at a time")
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
+        if validate is not None:
+            validate(complete(given))
     try:
         study_id = storage.create_new_study([StudyDirection.MAXIMIZE], name)
         settings = complete(given)
@@ -107,7 +116,7 @@ def open_study(storage, name: str, given: dict) -> tuple[int, dict]:
         raise DistributedError(f"study {name!r} exists but was not made by nasflow search; choose another --study")
     wanted = complete(given)
     for key in STUDY_IDENTITY:
-        if given.get(key) is not None and _json_safe(wanted[key]) != stored.get(key):
+        if given.get(key) not in (None, {}) and _json_safe(wanted[key]) != stored.get(key):
             raise DistributedError(
                 f"study {name!r} was made with {key}={stored.get(key)!r}, not {wanted[key]!r}; "
                 f"join it without that option or choose another --study"
@@ -255,8 +264,7 @@ def _finish(storage, trial_id: int, record: dict) -> bool:
         raise
 
 
-def run_worker(storage, study_name: str, settings: dict, stale_after: float = DEFAULT_STALE_AFTER,
-               seed_jitter: Optional[int] = None) -> int:
+def run_worker(storage, study_name: str, settings: dict, stale_after: float = DEFAULT_STALE_AFTER) -> int:
     """Query cells for the study until ``budget`` trials are COMPLETE; returns how many this worker completed.
 
     ``storage`` is a storage URL or an opened storage; ``settings`` the study's complete settings (``open_study``).
@@ -270,7 +278,7 @@ def run_worker(storage, study_name: str, settings: dict, stale_after: float = DE
     budget, warmup, refit_every = settings["budget"], settings["warmup"], settings["refit_every"]
     worker = f"{socket.gethostname()}:{os.getpid()}"
     # workers share the searcher's seed; this only spreads out retries after a lost claim
-    pause = random.Random(seed_jitter if seed_jitter is not None else os.getpid())
+    pause = random.Random(os.getpid())
     stale = _StaleClaims(stale_after)
     fitted_at = None
     done = 0
@@ -306,9 +314,15 @@ def run_worker(storage, study_name: str, settings: dict, stale_after: float = DE
                 continue
             heartbeat.trial_id = trial_id
             t0 = time.perf_counter()
-            evaluation = oracle.query(chosen[0])
+            try:
+                evaluation = oracle.query(chosen[0])
+            except BaseException:
+                # give the cell and the budget slot back now rather than after stale_after
+                storage.set_trial_state_values(trial_id, states.FAIL)
+                raise
+            finally:
+                heartbeat.trial_id = None
             seconds = time.perf_counter() - t0
-            heartbeat.trial_id = None
             if _finish(storage, trial_id, query_record(len(completed), cell, evaluation, seconds)):
                 done += 1
     finally:
@@ -357,8 +371,13 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = 1,
     if not stale_after > 0:
         raise DistributedError(f"stale_after must be positive seconds, got {stale_after!r}")
     storage = open_storage(storage_url)
-    study_id, settings = open_study(storage, study_name, given)
-    space, oracle, _, _, description = build(settings)  # fails here, once, on a bad space/searcher/benchmark
+    built = {}
+
+    def validate(settings):
+        built["parts"] = build(settings)  # a bad space/searcher/benchmark fails here, before any study exists
+
+    study_id, settings = open_study(storage, study_name, given, validate)
+    space, oracle, _, _, description = built.get("parts") or build(settings)
     size = getattr(space, "size", None)
     if size is not None and settings["budget"] > size:
         raise DistributedError(f"budget {settings['budget']} exceeds the {size:,d} cells of {space.name}")

@@ -112,6 +112,26 @@ def test_predictor_is_fitted_on_every_completed_trial_including_other_workers(tm
     assert {space.format(a) for a in others} <= set(order[:5])
 
 
+def test_an_oracle_error_gives_the_claim_back(tmp_path, nb201_csv, monkeypatch):
+    from searchdoubles import DyingOracle
+
+    import nasflow.distributed as distributed
+
+    url = str(tmp_path / "e.log")
+    storage = open_storage(url)
+    study_id, settings = open_study(storage, "e", {"budget": 10, "benchmark": nb201_csv})
+    real_build = distributed.build
+
+    def build_dying(settings, progress=False):
+        space, oracle, searcher, predictor, description = real_build(settings, progress)
+        return space, DyingOracle(oracle, lives=3), searcher, predictor, description
+
+    monkeypatch.setattr(distributed, "build", build_dying)
+    with pytest.raises(RuntimeError, match="oracle died"):
+        distributed.run_worker(url, "e", settings)
+    assert sorted(t.state.name for t in storage.get_all_trials(study_id)) == ["COMPLETE"] * 3 + ["FAIL"]
+
+
 def test_only_claims_with_a_still_heartbeat_are_stale(tmp_path, nb201_csv):
     from nasflow.distributed import _StaleClaims
 
@@ -182,6 +202,7 @@ def test_mismatched_study_is_one_line(tmp_path, nb201_csv):
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert done.stderr.startswith("nasflow: error: study 'm' was made with searcher='evolution', not 'random'")
     for given, message in (({"space": "nb101"}, "space='nb201', not 'nb101'"), ({"seed": 3}, "seed=0, not 3"),
+                           ({"training": {"epochs": 2}}, "training=None"),
                            ({"benchmark": str(tmp_path / "other.csv")}, "was made with benchmark=")):
         with pytest.raises(DistributedError, match=message):
             open_study(storage, "m", given)
@@ -201,6 +222,15 @@ def test_bad_storage_options_are_one_line(tmp_path, nb201_csv, args, message):
     done = nasflow("search", "--benchmark", nb201_csv, *(a.format(tmp=tmp_path) for a in args))
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+def test_settings_that_cannot_work_leave_no_study(tmp_path, nb201_csv):
+    from nasflow.errors import NasflowError
+
+    url = str(tmp_path / "bad.log")
+    with pytest.raises(NasflowError, match="nb999"):
+        run_study({"space": "nb999", "benchmark": nb201_csv}, url, "bad")
+    assert open_storage(url).get_all_studies() == []
 
 
 def test_a_study_made_elsewhere_is_refused(tmp_path):
