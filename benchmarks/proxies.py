@@ -6,7 +6,8 @@ benchmark's CIFAR-10 accuracy on a seeded random sample of cells.
 Part 1 times each network proxy alone on ``--time-cells`` random cells (one process, one
 torch thread) and all five together (they share the network build and two passes).
 Part 2 computes every proxy on ``--sample`` cells drawn without replacement with ``--seed``
-(cached in $NASFLOW_CACHE, so a rerun is free) and prints rho with cifar10_test and
+(cached in $NASFLOW_CACHE, so a rerun is free; ``--cached-only`` reports on the cells a
+run cut short had finished) and prints rho with cifar10_test and
 cifar10_valid from the shared NB-201 table ($NASFLOW_BENCHMARKS).
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 import numpy as np
 
 from nasflow.metrics import spearman_rho
-from nasflow.proxies import PROXIES, zero_cost_table
+from nasflow.proxies import PROXIES, cached_scores, zero_cost_table
 from nasflow.proxies_grad import NETWORK_PROXIES, PROBE_BATCH, cell_scores, probe_batch
 from nasflow.spaces import get_space
 
@@ -37,11 +38,18 @@ def time_proxies(space, n: int, seed: int) -> None:
         print(f"  {'+'.join(names):<36} {(time.perf_counter() - start) / n:6.3f}")
 
 
-def correlations(space, sample: int, seed: int, workers: int) -> None:
+def correlations(space, sample: int, seed: int, workers: int, cached_only: bool = False) -> None:
     oracle = space.open_oracle(dataset="cifar10")
     rng = np.random.default_rng(seed)
     archs = [space.arch_at(int(i)) for i in rng.choice(space.size, size=sample, replace=False)]
     names = sorted(PROXIES)
+    if cached_only:
+        # cells are scored and cached in sample order, so the cached ones of a run cut short
+        # are the sample's first cells: still a seeded uniform sample, only smaller
+        have = [cached_scores(space, n).keys() for n in NETWORK_PROXIES]
+        archs = [a for a in archs if all(a.key in h for h in have)]
+        print(f"--cached-only: {len(archs)} of the {sample} sampled cells have every proxy cached")
+        sample = len(archs)
     start = time.perf_counter()
     scores = zero_cost_table(space, archs, names, progress=True, workers=workers)
     wall = time.perf_counter() - start
@@ -63,11 +71,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--time-cells", type=int, default=12, help="cells for the per-proxy timing (0: skip)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="correlate only the sampled cells already scored in the cache (a run cut short)")
     args = parser.parse_args()
     space = get_space("nb201")
     if args.time_cells:
         time_proxies(space, args.time_cells, args.seed)
-    correlations(space, args.sample, args.seed, args.workers)
+    correlations(space, args.sample, args.seed, args.workers, args.cached_only)
 
 
 if __name__ == "__main__":

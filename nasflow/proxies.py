@@ -73,6 +73,15 @@ def check_names(names: Sequence[str]) -> list[str]:
     return names
 
 
+def cache_path(space, name: str) -> Path:
+    return cache_dir() / "proxies" / f"{space.name}-{name}-v{PROXIES[name].version}.npz"
+
+
+def cached_scores(space, name: str) -> dict:
+    """``{arch key: score}`` of every cell of ``space`` whose ``name`` score is in the cache."""
+    return _load(cache_path(space, check_names([name])[0]))
+
+
 def zero_cost(space, archs: Sequence[Arch], name: str, progress: bool = False, cache: bool = True,
               workers: int = 1) -> np.ndarray:
     """Score of proxy ``name`` for every cell in ``archs`` (float64, same order)."""
@@ -88,7 +97,7 @@ def zero_cost_table(space, archs: Sequence[Arch], names: Sequence[str], progress
     names = check_names(names)
     archs = list(archs)
     keys = [a.key for a in archs]
-    paths = {n: cache_dir() / "proxies" / f"{space.name}-{n}-v{PROXIES[n].version}.npz" for n in names}
+    paths = {n: cache_path(space, n) for n in names}
     known = {n: _load(paths[n]) if cache else {} for n in names}
 
     def missing(n):
@@ -106,6 +115,22 @@ def zero_cost_table(space, archs: Sequence[Arch], names: Sequence[str], progress
     if todo:
         _network_scores(space, todo, network_names, known, paths if cache else None, progress, workers)
     return {n: np.array([known[n][k] for k in keys], dtype=np.float64) for n in names}
+
+
+# the score-based encoding's default proxy vector: every proxy nasflow has
+ZCP_DEFAULT = ("params", "flops", "synflow", "snip", "grad_norm", "jacov", "naswot")
+
+
+def zcp_features(space, archs: Sequence[Arch], names: Sequence[str] = ZCP_DEFAULT, progress: bool = False,
+                 workers: int = 1) -> np.ndarray:
+    """The score-based encoding: ``(len(archs), len(names))`` proxy scores, sign * log(1 + |score|).
+
+    The log tames tails that span tens of orders of magnitude (synflow reaches 1e50) so a
+    standardised column is not one outlier; being monotone, it keeps every proxy's ranking.
+    """
+    table = zero_cost_table(space, archs, names, progress=progress, workers=workers)
+    scores = np.stack([table[n] for n in names], axis=1) if len(archs) else np.zeros((0, len(names)))
+    return np.sign(scores) * np.log1p(np.abs(scores))
 
 
 def _network_scores(space, archs, names, known, paths, progress, workers) -> None:
@@ -141,6 +166,9 @@ def _load(path: Path) -> dict:
 
 
 def _save(path: Path, table: dict) -> None:
+    # another process may have added cells since this one loaded the file (two long runs on
+    # one space): keep its entries, or the later writer would erase the other's work
+    table = {**_load(path), **table}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")

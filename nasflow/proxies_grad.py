@@ -33,6 +33,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .errors import NasflowError
+
 NETWORK_PROXIES = {
     "synflow": "synaptic flow: sum |theta * dR/dtheta|, |weights|, all-ones input (data-free)",
     "snip": "SNIP saliency: sum |theta * dL/dtheta| on the probe batch",
@@ -131,6 +133,8 @@ def jacov_and_naswot(net, x) -> tuple[float, float]:
         kernel.add_(codes @ codes.T + (1.0 - codes) @ (1.0 - codes).T)
 
     hooks = [m.register_forward_hook(count_agreements) for m in net.modules() if isinstance(m, nn.ReLU)]
+    if not hooks:
+        raise NasflowError("naswot reads the codes of nn.ReLU modules, and this network has none (functional relu?)")
     try:
         x = x.clone().requires_grad_(True)
         out = net(x)

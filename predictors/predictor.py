@@ -35,27 +35,48 @@ PRETRAIN_MODES = ("fgp", "none")
 ENUMERATE_LIMIT = 50_000
 PREDICT_CHUNK = 16_384
 # Options that do not change what pre-training computes, left out of its cache key.
-_FIT_ONLY = {"epochs", "lr", "weight_decay", "batch_size", "cache", "threads", "head_init", "encoder_lr_scale"}
+_FIT_ONLY = {"epochs", "lr", "weight_decay", "batch_size", "cache", "threads", "head_init", "encoder_lr_scale",
+             "features", "zcp_proxies"}
 # How fine-tuning starts its score head: fresh (seeded), or from the pre-trained proxy
 # head, which already ranks cells by the zero-cost proxy.
 HEAD_INITS = ("random", "proxy")
+# Graph-level inputs next to the encoder's embedding: "zcp" is the vector of zero-cost proxy scores.
+FEATURES = ("zcp",)
 
 
 class ScoreModel(nn.Module):
-    def __init__(self, encoder: nn.Module, hidden: int):
+    """Encoder embedding, optionally joined by ``extra`` graph-level features, into a score head.
+
+    The extra features are standardised with the training cells' mean and std, kept as
+    buffers so a saved model standardises new cells the same way.
+    """
+
+    def __init__(self, encoder: nn.Module, hidden: int, extra: int = 0):
         super().__init__()
         self.encoder = encoder
-        self.head = mlp_head(encoder.out_dim, hidden, 1)
+        self.head = mlp_head(encoder.out_dim + extra, hidden, 1)
+        self.register_buffer("extra_mean", torch.zeros(extra))
+        self.register_buffer("extra_std", torch.ones(extra))
 
-    def forward(self, batch):
-        return self.head(self.encoder(batch)).squeeze(1)
+    def set_standardisation(self, features: torch.Tensor) -> None:
+        self.extra_mean.copy_(features.mean(0))
+        # a constant column carries no ranking information: leave it at zero, not NaN
+        self.extra_std.copy_(features.std(0).nan_to_num(1.0).clamp(min=1e-6))
+
+    def forward(self, batch, extra: Optional[torch.Tensor] = None):
+        h = self.encoder(batch)
+        if extra is not None:
+            h = torch.cat([h, (extra - self.extra_mean) / self.extra_std], dim=1)
+        return self.head(h).squeeze(1)
 
 
 class Predictor:
     """Ranks cells of ``space``; higher score = predicted better.
 
     ``proxy`` names a zero-cost proxy of :mod:`nasflow.proxies` (or is a callable
-    ``archs -> np.ndarray``, or None to pre-train on the flow surrogate alone).
+    ``archs -> np.ndarray``, or None to pre-train on the flow surrogate alone): FGP's
+    auxiliary ranking target. ``features=["zcp"]`` also feeds the score head the
+    standardised vector of the ``zcp_proxies`` scores of each cell (the score-based encoding).
     """
 
     def __init__(
@@ -86,6 +107,8 @@ class Predictor:
         margin: float = 0.5,
         head_init: str = "random",
         encoder_lr_scale: float = 1.0,
+        features: Sequence[str] = (),
+        zcp_proxies: Optional[Sequence[str]] = None,
         cache: bool = True,
         threads: int = 1,
     ):
@@ -115,6 +138,16 @@ class Predictor:
             raise NasflowError(f"unknown head_init {head_init!r}; choose one of {', '.join(HEAD_INITS)}")
         self.head_init = head_init
         self.encoder_lr_scale = encoder_lr_scale
+        self.features = tuple(features)
+        for f in self.features:
+            if f not in FEATURES:
+                raise NasflowError(f"unknown predictor feature {f!r}; choose from {', '.join(FEATURES)}")
+        if self.features and head_init == "proxy":
+            raise NasflowError("head_init='proxy' reuses the pre-training head, which has no zcp inputs; "
+                               "use head_init='random' with features")
+        from nasflow.proxies import ZCP_DEFAULT, check_names
+
+        self.zcp_proxies = tuple(check_names(zcp_proxies if zcp_proxies is not None else ZCP_DEFAULT))
         self.cache = cache
         self.threads = threads
         self._graphs: Optional[GraphCache] = None
@@ -152,6 +185,8 @@ class Predictor:
             "margin": self.margin,
             "head_init": self.head_init,
             "encoder_lr_scale": self.encoder_lr_scale,
+            "features": list(self.features),
+            "zcp_proxies": list(self.zcp_proxies),
             "cache": self.cache,
             "threads": self.threads,
         }
@@ -167,6 +202,20 @@ class Predictor:
 
     def _new_encoder(self) -> nn.Module:
         return make_encoder(self.encoder, len(self.graphs.vocab), self.dim, self.layers, self.dropout)
+
+    def _new_model(self) -> ScoreModel:
+        return ScoreModel(self._new_encoder(), self.dim, len(self.zcp_proxies) if self.features else 0)
+
+    def _extra(self, archs, progress: bool = False) -> Optional[torch.Tensor]:
+        """The graph-level features of ``archs`` (None without ``features``)."""
+        if not self.features:
+            return None
+        from nasflow.proxies import zcp_features
+
+        values = zcp_features(self.space, archs, self.zcp_proxies, progress=progress)
+        if not np.isfinite(values).all():
+            raise DataError("a zero-cost proxy gave NaN or infinite scores; drop it from zcp_proxies")
+        return torch.as_tensor(values, dtype=torch.float32)
 
     # ----------------------------------------------------------------- pre-training
     def _default_pretrain_archs(self) -> tuple[list[Arch], str]:
@@ -305,9 +354,13 @@ class Predictor:
         rng = np.random.default_rng(self.seed)
         full_batch = self.graphs.batch(archs) if n <= self.batch_size else None
         val_batch = self.graphs.batch(val_archs) if validate else None
+        extra = self._extra(archs, progress)
+        val_extra = self._extra(val_archs) if validate else None
         with torch.random.fork_rng(), _torch_threads(self.threads):
             torch.manual_seed(self.seed)
-            model = ScoreModel(self._new_encoder(), self.dim)
+            model = self._new_model()
+            if extra is not None:
+                model.set_standardisation(extra)
             if self._pretrained is not None:
                 model.encoder.load_state_dict(self._pretrained["encoder"])
                 if self.head_init == "proxy":
@@ -327,14 +380,15 @@ class Predictor:
                     idx = order[start : start + self.batch_size]
                     batch = full_batch if full_batch is not None else self.graphs.batch([archs[i] for i in idx])
                     target = targets if full_batch is not None else targets[idx]
-                    loss = pairwise_hinge(model(batch), target, self.margin)
+                    batch_extra = None if extra is None else (extra if full_batch is not None else extra[idx])
+                    loss = pairwise_hinge(model(batch, batch_extra), target, self.margin)
                     optimiser.zero_grad()
                     loss.backward()
                     optimiser.step()
                 if validate:
                     model.eval()
                     with torch.no_grad():
-                        tau = kendall_tau(model(val_batch).numpy(), val_values)
+                        tau = kendall_tau(model(val_batch, val_extra).numpy(), val_values)
                     tau = -1.0 if np.isnan(tau) else tau
                     self.fit_history.append(tau)
                     if tau > best_tau:
@@ -356,10 +410,13 @@ class Predictor:
             raise NasflowError("this predictor is not fitted yet; call fit(archs, values) first")
         archs = self._check_archs(archs, "cells to predict")
         out = np.empty(len(archs), dtype=np.float64)
+        # before no_grad: the network proxies differentiate through the cells' networks
+        extra = self._extra(archs)
         with torch.no_grad(), _torch_threads(self.threads):
             for start in range(0, len(archs), PREDICT_CHUNK):
                 chunk = archs[start : start + PREDICT_CHUNK]
-                out[start : start + len(chunk)] = self._model(self.graphs.batch(chunk)).numpy()
+                chunk_extra = None if extra is None else extra[start : start + len(chunk)]
+                out[start : start + len(chunk)] = self._model(self.graphs.batch(chunk), chunk_extra).numpy()
         return out
 
     # ----------------------------------------------------------------- persistence
@@ -399,7 +456,7 @@ class Predictor:
                 raise CheckpointError(f"{path} was saved with other node labels than space {state['space']!r} has now")
             predictor._pretrained = state["pretrained"]
             if state["model"] is not None:
-                model = ScoreModel(predictor._new_encoder(), predictor.dim)
+                model = predictor._new_model()
                 model.load_state_dict(state["model"])
                 model.eval()
                 predictor._model = model

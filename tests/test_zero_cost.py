@@ -149,3 +149,68 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_two_writers_of_one_cache_file_keep_each_others_cells(cache):
+    from nasflow.proxies import PROXIES, _load, _save
+
+    path = cache / "proxies" / f"nb201-synflow-v{PROXIES['synflow'].version}.npz"
+    before = _load(path)
+    _save(path, {"cell-from-run-a": 1.0})
+    # run b loaded the file before run a wrote, and writes only its own cells
+    _save(path, {"cell-from-run-b": 2.0})
+    after = _load(path)
+    assert after["cell-from-run-a"] == 1.0 and after["cell-from-run-b"] == 2.0
+    assert before.items() <= after.items()
+
+
+def test_naswot_refuses_a_network_without_relu_modules():
+    import torch
+
+    from nasflow.proxies_grad import jacov_and_naswot
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
+    with pytest.raises(NasflowError, match="nn.ReLU"):
+        jacov_and_naswot(net, torch.randn(4, 3, 8, 8))
+
+
+def test_zcp_features_are_signed_logs_of_the_scores(cache):
+    from nasflow.proxies import zcp_features
+
+    archs = [CELLS["skip"], CELLS["conv"]]
+    features = zcp_features(SPACE, archs, ["params", "jacov"])
+    assert features.shape == (2, 2)
+    np.testing.assert_allclose(features[:, 0], np.log1p(zero_cost(SPACE, archs, "params")))
+    assert (features[:, 1] == -np.log1p(-zero_cost(SPACE, archs, "jacov"))).all()
+
+
+def test_predictor_with_zcp_features_learns_from_them_and_round_trips(cache, tmp_path):
+    from nasflow.metrics import kendall_tau
+    from nasflow.predictors.predictor import Predictor
+
+    rng = np.random.default_rng(3)
+    index = rng.choice(SPACE.size, size=160, replace=False)
+    archs = [SPACE.arch_at(int(i)) for i in index]
+    # a target the feature vector states outright: the head only has to read it
+    target = -np.log(zero_cost(SPACE, archs, "flops")) + 0.5 * np.log(zero_cost(SPACE, archs, "params"))
+    predictor = Predictor(SPACE, pretrain="none", epochs=60, features=["zcp"], zcp_proxies=["params", "flops"], seed=0)
+    predictor.fit(archs[:60], target[:60])
+    assert predictor._model.head[0].in_features == predictor._new_encoder().out_dim + 2
+    predicted = predictor.predict(archs[60:])
+    assert kendall_tau(predicted, target[60:]) > 0.7
+    predictor.save(tmp_path / "p.pt")
+    loaded = Predictor.load(tmp_path / "p.pt")
+    assert loaded.features == ("zcp",) and loaded.zcp_proxies == ("params", "flops")
+    np.testing.assert_array_equal(loaded.predict(archs[60:]), predicted)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"features": ["zcpp"]}, "unknown predictor feature 'zcpp'"),
+    ({"features": ["zcp"], "head_init": "proxy"}, "head_init='proxy'"),
+    ({"features": ["zcp"], "zcp_proxies": ["synflw"]}, "unknown zero-cost proxy 'synflw'"),
+])
+def test_predictor_feature_options_are_checked(options, message):
+    from nasflow.predictors.predictor import Predictor
+
+    with pytest.raises(NasflowError, match=message):
+        Predictor(SPACE, **options)
