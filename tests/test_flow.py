@@ -1,5 +1,4 @@
 """The flow surrogate: deterministic, batch-independent, fast, and faithful to its definition."""
-import time
 
 import numpy as np
 import pytest
@@ -68,13 +67,12 @@ def test_operator_flow_is_cut_by_none_and_passed_by_skip(nb201):
     assert np.abs(fwd_sum[0, :8]).sum() > 0 and np.abs(fwd_sum[1]).sum() > 0
 
 
-def test_whole_nb201_space_is_fast(nb201):
+def test_whole_nb201_space_in_one_batch(nb201):
+    # speed (< 1 s for the whole space) is measured by benchmarks/predictor_protocol.py, not here
     archs = nb201.enumerate()
-    start = time.perf_counter()
     out = flow_surrogate(nb201, archs)
-    elapsed = time.perf_counter() - start
     assert out.shape == (15_625, 64) and np.isfinite(out).all()
-    assert elapsed < 2.0, f"flow surrogate of the whole space took {elapsed:.2f} s (target < 1 s)"
+    np.testing.assert_allclose(out[:20], flow_surrogate(nb201, archs[:20]), rtol=1e-5, atol=1e-6)
 
 
 def test_bad_options_and_empty_batch(nb201):
