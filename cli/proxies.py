@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import click
 
-from .options import show_progress, space_option
+from nasflow.proxies import ZCP_DEFAULT  # torch-free: keeps --help fast
 
-DEFAULT_PROXIES = "params,flops,synflow,snip,grad_norm,jacov,naswot"
+from .options import show_progress, space_option
 
 
 @click.command()
 @space_option
-@click.option("--proxies", "names", default=DEFAULT_PROXIES, show_default=True,
+@click.option("--proxies", "names", default=",".join(ZCP_DEFAULT), show_default=True,
               help="Comma-separated zero-cost proxies (see nasflow.proxies.PROXIES).")
 @click.option("--sample", type=click.IntRange(min=1), default=None,
               help="Score this many random cells (drawn with --seed) instead of the whole space.")
