@@ -55,8 +55,9 @@ class ScoreModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.head = mlp_head(encoder.out_dim + extra, hidden, 1)
-        self.register_buffer("extra_mean", torch.zeros(extra))
-        self.register_buffer("extra_std", torch.ones(extra))
+        if extra:  # only then: checkpoints saved without features keep loading strictly
+            self.register_buffer("extra_mean", torch.zeros(extra))
+            self.register_buffer("extra_std", torch.ones(extra))
 
     def set_standardisation(self, features: torch.Tensor) -> None:
         self.extra_mean.copy_(features.mean(0))

@@ -214,3 +214,10 @@ def test_predictor_feature_options_are_checked(options, message):
 
     with pytest.raises(NasflowError, match=message):
         Predictor(SPACE, **options)
+
+
+def test_a_predictor_without_features_has_the_same_state_keys_as_before():
+    from nasflow.predictors.predictor import Predictor
+
+    model = Predictor(SPACE, pretrain="none")._new_model()
+    assert not any(k.startswith("extra_") for k in model.state_dict())
