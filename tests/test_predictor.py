@@ -253,3 +253,10 @@ def test_field_split_is_the_reference_protocol():
     for ratio in (0.0, 1.5, 0.0001):
         with pytest.raises(DataError):
             field_split(15_625, 21, ratio, 7_813)
+
+
+def test_cli_offers_every_encoder():
+    from nasflow.cli.predictor import ENCODER_CHOICES
+    from nasflow.predictors.encoders import ENCODERS
+
+    assert tuple(ENCODER_CHOICES.choices) == tuple(ENCODERS)
