@@ -1,5 +1,4 @@
 """Flow encoder: topological-order updates, batching, determinism, ranking real NB-201 cells."""
-import time
 
 import dgl
 import numpy as np
@@ -131,9 +130,7 @@ def test_flow_predictor_ranks_held_out_nb201_cells(nb201, nb201_oracle):
     values = np.array([nb201_oracle.query(archs[i]).valid for i in order[:2140]])
     cells = [archs[i] for i in order[:2140]]
     p = Predictor(nb201, encoder="flow", pretrain="none", seed=0, dim=16, layers=2, epochs=60)
-    start = time.perf_counter()
     p.fit(cells[:100], values[:100], cells[100:140], values[100:140])
-    assert time.perf_counter() - start < 30
     tau = kendall_tau(p.predict(cells[140:]), values[140:])
     assert tau > 0.45, tau
 
