@@ -13,7 +13,6 @@ of Kendall tau, Spearman rho, P@1%, P@5%. Also times FGP pre-training on all 15,
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import sys
@@ -21,6 +20,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from predictor_options import add_set_option, predictor_options  # sibling module: run as benchmarks/<script>.py
 
 
 def main(argv=None):
@@ -32,7 +33,7 @@ def main(argv=None):
     ap.add_argument("--ratios", default="0.01,0.05,0.1")
     ap.add_argument("--seeds", default="21,2021,202121", help="model (and pre-training) seeds")
     ap.add_argument("--perms", default="21,2021,202121", help="permutation seeds")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Predictor option, repeatable")
+    add_set_option(ap)
     ap.add_argument("--fresh-cache", action="store_true", help="pre-train into an empty cache so it is timed")
     ap.add_argument("--json", default=None, help="also write every run to this JSON file")
     ap.add_argument("--threads", type=int, default=1)
@@ -59,13 +60,7 @@ def main(argv=None):
     from nasflow import Predictor, get_space
     from nasflow.predictors.protocol import format_table, run_protocol, summarise
 
-    options = {}
-    for item in args.set:
-        key, _, text = item.partition("=")
-        try:
-            options[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            options[key] = text
+    options = predictor_options(args.set)
     space = get_space("nb201")
     oracle = space.open_oracle(args.benchmark, args.dataset)
     archs = space.enumerate()

@@ -15,11 +15,12 @@ the numbers hold for supervised and FGP models alike.
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 import time
 
 import numpy as np
+
+from predictor_options import add_set_option, predictor_options  # sibling module: run as benchmarks/<script>.py
 
 
 def best_time(fn, repeats: int) -> float:
@@ -37,7 +38,7 @@ def main(argv=None):
     ap.add_argument("--batch-sizes", default="256,16384", help="prediction chunk sizes (16384 = all cells at once)")
     ap.add_argument("--train-batch", type=int, default=128, help="training batch size (Predictor default 128)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Predictor option, repeatable")
+    add_set_option(ap)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
 
@@ -46,13 +47,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     from nasflow import Predictor, get_space
 
-    options = {}
-    for item in args.set:
-        key, _, text = item.partition("=")
-        try:
-            options[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            options[key] = text
+    options = predictor_options(args.set)
     encoders = [e for e in args.encoders.split(",") if e]
     sizes = [int(s) for s in args.batch_sizes.split(",") if s]
     space = get_space("nb201")
