@@ -11,6 +11,8 @@ from typing import Any, Iterable, Iterator, Optional, Protocol, Sequence, runtim
 
 import numpy as np
 
+from .errors import BenchmarkError, SpaceError
+
 
 class Arch:
     """An immutable, hashable cell of some search space.
@@ -122,8 +124,6 @@ def graph_arrays(graphs: Sequence[CellGraph], vocab: Sequence[str], max_nodes: O
     n = max_nodes or max(g.num_nodes for g in graphs)
     unknown = {op for g in graphs for op in g.ops} - index.keys()
     if unknown:
-        from .errors import SpaceError
-
         raise SpaceError(f"operations {sorted(unknown)} are not in the vocabulary {list(vocab)}")
     op_ids = np.full((len(graphs), n), -1, dtype=np.int64)
     adj = np.zeros((len(graphs), n, n), dtype=np.float32)
@@ -163,8 +163,6 @@ class TabularOracle:
         return list(self._table)
 
     def query(self, arch: Arch) -> Evaluation:
-        from .errors import BenchmarkError
-
         try:
             return self._table[arch]
         except KeyError:
@@ -174,8 +172,6 @@ class TabularOracle:
         """All cells tied at the best value of ``metric`` ('valid' or 'test'), and that value."""
         values = {a: getattr(e, metric) for a, e in self._table.items() if getattr(e, metric) is not None}
         if not values:
-            from .errors import BenchmarkError
-
             raise BenchmarkError(f"{self.source} has no {metric} accuracies for {self.dataset}")
         top = max(values.values())
         return [a for a, v in values.items() if v == top], top
