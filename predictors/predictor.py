@@ -27,6 +27,7 @@ from nasflow.flow import READOUTS, VARIANTS, flow_surrogate
 from .encoders import ENCODERS, make_encoder, mlp_head
 from .fgp import fgp_pretrain, pairwise_hinge
 from .graphs import GraphCache
+from .unified import SPACE_IDS, UnifiedGraphCache, check_init_from, make_unified
 
 FORMAT = "nasflow-predictor"
 FORMAT_VERSION = 1
@@ -110,6 +111,7 @@ class Predictor:
         encoder_lr_scale: float = 1.0,
         features: Sequence[str] = (),
         zcp_proxies: Optional[Sequence[str]] = None,
+        unified: bool = False,
         cache: bool = True,
         threads: int = 1,
     ):
@@ -149,6 +151,8 @@ class Predictor:
         from nasflow.proxies import ZCP_DEFAULT, check_names
 
         self.zcp_proxies = tuple(check_names(zcp_proxies if zcp_proxies is not None else ZCP_DEFAULT))
+        # shared NB-101/NB-201 op vocabulary plus a space embedding (predictors/unified.py)
+        self.unified = bool(unified)
         self.cache = cache
         self.threads = threads
         self._graphs: Optional[GraphCache] = None
@@ -188,6 +192,7 @@ class Predictor:
             "encoder_lr_scale": self.encoder_lr_scale,
             "features": list(self.features),
             "zcp_proxies": list(self.zcp_proxies),
+            "unified": self.unified,
             "cache": self.cache,
             "threads": self.threads,
         }
@@ -198,11 +203,12 @@ class Predictor:
     @property
     def graphs(self) -> GraphCache:
         if self._graphs is None:
-            self._graphs = GraphCache(self.space)
+            self._graphs = UnifiedGraphCache(self.space) if self.unified else GraphCache(self.space)
         return self._graphs
 
     def _new_encoder(self) -> nn.Module:
-        return make_encoder(self.encoder, len(self.graphs.vocab), self.dim, self.layers, self.dropout)
+        encoder = make_encoder(self.encoder, len(self.graphs.vocab), self.dim, self.layers, self.dropout)
+        return make_unified(encoder) if self.unified else encoder
 
     def _new_model(self) -> ScoreModel:
         return ScoreModel(self._new_encoder(), self.dim, len(self.zcp_proxies) if self.features else 0)
@@ -235,6 +241,8 @@ class Predictor:
         if not self.cache or (self.proxy is not None and not isinstance(self.proxy, str)):
             return None
         keys = {k: v for k, v in self.config().items() if k not in _FIT_ONLY}
+        if not self.unified:  # so caches written before the option existed keep their keys
+            del keys["unified"]
         keys.update(space=self.space.name, vocab=list(self.graphs.vocab), archs=archs_tag, format=FORMAT_VERSION)
         digest = hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
         from nasflow.proxies import cache_dir
@@ -309,11 +317,12 @@ class Predictor:
         return values
 
     # ----------------------------------------------------------------- fine-tuning
-    def _check_archs(self, archs, what: str) -> list[Arch]:
+    def _check_archs(self, archs, what: str, any_unified_space: bool = False) -> list[Arch]:
         archs = list(archs)
+        spaces = sorted(SPACE_IDS) if any_unified_space else [self.space.name]
         for a in archs:
-            if not isinstance(a, Arch) or a.space != self.space.name:
-                raise DataError(f"{what} must be {self.space.name} cells; got {a!r}")
+            if not isinstance(a, Arch) or a.space not in spaces:
+                raise DataError(f"{what} must be {' or '.join(spaces)} cells; got {a!r}")
         return archs
 
     def _check_labeled(self, archs, values, what: str) -> tuple[list[Arch], np.ndarray]:
@@ -332,11 +341,14 @@ class Predictor:
             raise DataError(f"{what}: all values are equal, so there is no ranking to learn")
         return archs, values
 
-    def fit(self, archs, values, val_archs=None, val_values=None, progress: bool = False) -> "Predictor":
+    def fit(self, archs, values, val_archs=None, val_values=None, progress: bool = False,
+            init_from: Optional["Predictor"] = None) -> "Predictor":
         """Fine-tune on labeled cells with the pairwise hinge loss.
 
         With a validation set, the state with the best validation Kendall tau is kept.
-        Starts from the pre-trained encoder (pre-training first if needed) every time.
+        Starts from the pre-trained encoder (pre-training first if needed) every time, or,
+        with ``init_from``, from that fitted predictor's encoder and score head (transfer from
+        another dataset of the same space, or across spaces when both are ``unified``).
         """
         from tqdm.auto import tqdm
 
@@ -348,7 +360,9 @@ class Predictor:
             if val_archs is None or val_values is None:
                 raise DataError("pass both val_archs and val_values, or neither")
             val_archs, val_values = self._check_labeled(val_archs, val_values, "validation cells")
-        if self.pretrain_mode == "fgp" and self._pretrained is None:
+        if init_from is not None:
+            check_init_from(init_from, self)
+        elif self.pretrain_mode == "fgp" and self._pretrained is None:
             self.pretrain(progress=progress)
         targets = torch.as_tensor(values, dtype=torch.float32)
         n = len(archs)
@@ -360,12 +374,14 @@ class Predictor:
         with torch.random.fork_rng(), _torch_threads(self.threads):
             torch.manual_seed(self.seed)
             model = self._new_model()
-            if extra is not None:
-                model.set_standardisation(extra)
-            if self._pretrained is not None:
+            if init_from is not None:
+                model.load_state_dict(init_from._model.state_dict())
+            elif self._pretrained is not None:
                 model.encoder.load_state_dict(self._pretrained["encoder"])
                 if self.head_init == "proxy":
                     model.head.load_state_dict(self._pretrained["proxy_head"])
+            if extra is not None:  # after loading: the target cells' statistics, not the source's
+                model.set_standardisation(extra)
             # A smaller step on the encoder keeps more of what pre-training taught it.
             groups = [
                 {"params": model.encoder.parameters(), "lr": self.lr * self.encoder_lr_scale},
@@ -409,7 +425,8 @@ class Predictor:
         """Scores (float64, one per cell, higher = better) in the order given."""
         if self._model is None:
             raise NasflowError("this predictor is not fitted yet; call fit(archs, values) first")
-        archs = self._check_archs(archs, "cells to predict")
+        # a unified predictor also scores other spaces' cells (zero-shot transfer); zcp features are per space
+        archs = self._check_archs(archs, "cells to predict", any_unified_space=self.unified and not self.features)
         out = np.empty(len(archs), dtype=np.float64)
         # before no_grad: the network proxies differentiate through the cells' networks
         extra = self._extra(archs)
