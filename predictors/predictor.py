@@ -25,7 +25,7 @@ from nasflow.errors import CheckpointError, DataError, NasflowError
 from nasflow.flow import READOUTS, VARIANTS, flow_surrogate
 
 from .encoders import ENCODERS, make_encoder, mlp_head
-from .fgp import fgp_pretrain, pairwise_hinge
+from .fgp import FLOW_LOSSES, FLOW_TARGETS, fgp_pretrain, pairwise_hinge
 from .graphs import GraphCache
 from .unified import SPACE_IDS, UnifiedGraphCache, check_init_from, make_unified
 
@@ -37,7 +37,9 @@ ENUMERATE_LIMIT = 50_000
 PREDICT_CHUNK = 16_384
 # Options that do not change what pre-training computes, left out of its cache key.
 _FIT_ONLY = {"epochs", "lr", "weight_decay", "batch_size", "cache", "threads", "head_init", "encoder_lr_scale",
-             "features", "zcp_proxies"}
+             "features", "zcp_proxies", "clip_grad"}
+# Options added later, left out of the pre-training cache key at their default so older caches keep loading.
+_NEW_DEFAULTS = {"flow_target": "standardised", "flow_loss": "mean", "clip_grad": None}
 # How fine-tuning starts its score head: fresh (seeded), or from the pre-trained proxy
 # head, which already ranks cells by the zero-cost proxy.
 HEAD_INITS = ("random", "proxy")
@@ -95,6 +97,8 @@ class Predictor:
         flow_readout: str = "sum",
         flow_dim: int = 32,
         flow_seed: int = 0,
+        flow_target: str = "standardised",
+        flow_loss: str = "mean",
         proxy: Union[str, Callable, None] = "flops",
         flow_weight: float = 1.0,
         proxy_weight: float = 0.5,
@@ -109,6 +113,7 @@ class Predictor:
         margin: float = 0.5,
         head_init: str = "random",
         encoder_lr_scale: float = 1.0,
+        clip_grad: Optional[float] = None,
         features: Sequence[str] = (),
         zcp_proxies: Optional[Sequence[str]] = None,
         unified: bool = False,
@@ -131,6 +136,12 @@ class Predictor:
         self.seed = int(seed)
         self.dim, self.layers, self.dropout = dim, layers, dropout
         self.flow_variant, self.flow_readout, self.flow_dim, self.flow_seed = flow_variant, flow_readout, flow_dim, flow_seed
+        if flow_target not in FLOW_TARGETS or flow_loss not in FLOW_LOSSES:
+            raise NasflowError(f"flow_target must be one of {FLOW_TARGETS} and flow_loss one of {FLOW_LOSSES}")
+        # "raw"/"sum" is the authors' reconstruction loss (see predictors/fgp.py)
+        self.flow_target, self.flow_loss = flow_target, flow_loss
+        # FlowerFormer clips the fine-tuning gradient norm at 1.0; None does not clip
+        self.clip_grad = clip_grad
         self.proxy = proxy
         self.flow_weight, self.proxy_weight = flow_weight, proxy_weight
         self.pretrain_epochs, self.pretrain_lr = pretrain_epochs, pretrain_lr
@@ -176,6 +187,9 @@ class Predictor:
             "flow_readout": self.flow_readout,
             "flow_dim": self.flow_dim,
             "flow_seed": self.flow_seed,
+            "flow_target": self.flow_target,
+            "flow_loss": self.flow_loss,
+            "clip_grad": self.clip_grad,
             "proxy": self.proxy if isinstance(self.proxy, str) else None,
             "flow_weight": self.flow_weight,
             "proxy_weight": self.proxy_weight,
@@ -243,6 +257,9 @@ class Predictor:
         keys = {k: v for k, v in self.config().items() if k not in _FIT_ONLY}
         if not self.unified:  # so caches written before the option existed keep their keys
             del keys["unified"]
+        for k, default in _NEW_DEFAULTS.items():
+            if keys.get(k, default) == default:
+                keys.pop(k, None)
         keys.update(space=self.space.name, vocab=list(self.graphs.vocab), archs=archs_tag, format=FORMAT_VERSION)
         digest = hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
         from nasflow.proxies import cache_dir
@@ -292,6 +309,8 @@ class Predictor:
                 margin=self.margin,
                 hidden=self.dim,
                 rng=np.random.default_rng(self.seed),
+                flow_target=self.flow_target,
+                flow_loss=self.flow_loss,
                 progress=progress,
             )
         self._pretrained = {
@@ -401,6 +420,8 @@ class Predictor:
                     loss = pairwise_hinge(model(batch, batch_extra), target, self.margin)
                     optimiser.zero_grad()
                     loss.backward()
+                    if self.clip_grad is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad)
                     optimiser.step()
                 if validate:
                     model.eval()
