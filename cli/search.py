@@ -126,7 +126,7 @@ def _report(where, settings, result) -> None:
 @_loop_options
 @benchmark_option
 @click.option("--predictor-seed", type=int, default=None,
-              help="Seed of every run's predictor (pre-training + fine-tuning)  [default: the run's seed]")
+              help="Seed of every run's predictor (pre-training + fine-tuning)  [default: the run's seed mod 5]")
 @click.option("--jobs", type=int, default=None, help="Worker processes  [default: min(2, CPUs)]")
 @click.option("--out", default="compare", show_default=True, metavar="DIR",
               help="Output directory: curves.csv, summary.csv, curves.png, runs/ (finished runs are reused).")

@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import NasflowError
 from .journal import atomic_write_text
-from .runs import ENSEMBLE_SEARCHERS, complete, pretrain_for, run_search
+from .runs import ENSEMBLE_SEARCHERS, complete, predictor_seed_of, pretrain_for, run_search
 
 
 def _run_file(out: Path, settings: dict) -> Path:
@@ -107,10 +107,9 @@ def compare(
             build(settings)
             break
     def pretraining(s):  # what decides which pre-trainings a run needs
-        seed = s["seed"] if s["predictor_seed"] is None else s["predictor_seed"]
-        return (s["space"], s["predictor"], s["searcher"] in ENSEMBLE_SEARCHERS, seed)
+        return (s["space"], s["predictor"], s["searcher"] in ENSEMBLE_SEARCHERS, predictor_seed_of(s))
 
-    pretrain = {pretraining(s): s for s in grid if s["predictor"] == "fgp" and not _run_file(out, s).is_file()}
+    pretrain = {pretraining(s): s for s in grid if "fgp" in s["predictor"].split("+") and not _run_file(out, s).is_file()}
     jobs_list = [(s, str(out)) for s in grid]
     if jobs == 1:
         for s in tqdm(pretrain.values(), disable=not progress, desc="pre-training", unit="run"):

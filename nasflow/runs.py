@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from .errors import NasflowError
 from .loop import SearchResult, search
 
@@ -15,6 +17,9 @@ PREDICTOR_KINDS = ("fgp", "scratch", "none")
 # A searcher that models the objective itself takes the predictor as its ensemble.
 ENSEMBLE_SEARCHERS = ("bananas",)
 ENSEMBLE_MEMBERS = 3
+# Without --predictor-seed a run's predictor seed is its seed modulo this: a 30-seed grid then
+# pre-trains FGP 5 times (plus the ensemble's neighbours), not 30, and still varies the pre-training.
+PREDICTOR_SEEDS = 5
 
 DEFAULTS = {
     "space": "nb201",
@@ -28,8 +33,9 @@ DEFAULTS = {
     "dataset": "cifar10",
     "benchmark": None,
     "seed": 0,
-    "predictor_seed": None,  # None: the run's seed; fixed, runs share one pre-training per ensemble member
+    "predictor_seed": None,  # None: the run's seed % PREDICTOR_SEEDS; fixed: every run shares one pre-training
     "training": None,  # {data, epochs, width, cells} when there is no benchmark
+    "predictor_options": None,  # extra Predictor keyword options for fgp/scratch, e.g. {"dim": 32}
 }
 
 
@@ -46,17 +52,56 @@ def complete(settings: dict) -> dict:
     return out
 
 
-def make_predictor(space, spec: str, seed: int):
-    """'fgp' (pre-trained GIN fine-tuned online), 'scratch' (same GIN, random init), 'none', or a checkpoint path."""
+class Committee:
+    """Predictors fitted on the same cells whose scores, standardised per call, are averaged.
+
+    Standardising keeps a member with a wider score scale from outvoting the others.
+    """
+
+    def __init__(self, members: list, name: str):
+        self.members, self.name = members, name
+
+    def pretrain(self, progress: bool = False):
+        for m in self.members:
+            if hasattr(m, "pretrain"):
+                m.pretrain(progress=progress)
+        return self
+
+    def fit(self, archs, values):
+        for m in self.members:
+            m.fit(archs, values)
+        return self
+
+    def predict(self, archs) -> np.ndarray:
+        total = np.zeros(len(archs))
+        for m in self.members:
+            scores = np.asarray(m.predict(archs), dtype=np.float64)
+            total += (scores - scores.mean()) / (scores.std() or 1.0)
+        return total / len(self.members)
+
+
+def make_predictor(space, spec: str, seed: int, options: Optional[dict] = None):
+    """'fgp' (pre-trained GIN fine-tuned online), 'scratch' (same GIN, random init), 'none', a checkpoint path,
+    or members joined by '+' (e.g. 'fgp+scratch'): a committee averaging their standardised scores."""
     if spec == "none":
         return None
+    if "+" in spec:
+        parts = spec.split("+")
+        if "none" in parts or len(parts) < 2 or "" in parts:
+            raise NasflowError(f"bad predictor committee {spec!r}: join fgp, scratch or paths with '+', e.g. fgp+scratch")
+        return Committee([make_predictor(space, part, seed, options) for part in parts], spec)
     if spec not in ("fgp", "scratch") and not Path(spec).expanduser().is_file():
         raise NasflowError(f"unknown predictor {spec!r}: use fgp, scratch, none or the path of a saved predictor")
     from nasflow.predictors import Predictor
 
     if spec in ("fgp", "scratch"):
-        return Predictor(space, encoder="gin", pretrain="fgp" if spec == "fgp" else "none", seed=seed)
+        return Predictor(space, encoder="gin", pretrain="fgp" if spec == "fgp" else "none", seed=seed, **(options or {}))
     return Predictor.load(Path(spec).expanduser(), space=space)
+
+
+def predictor_seed_of(settings: dict) -> int:
+    given = settings["predictor_seed"]
+    return settings["seed"] % PREDICTOR_SEEDS if given is None else given
 
 
 def open_oracle(space, settings: dict, progress: bool = False):
@@ -81,16 +126,16 @@ def build(settings: dict, progress: bool = False):
     space = get_space(settings["space"])
     oracle, description = open_oracle(space, settings, progress)
     seed, spec = settings["seed"], settings["predictor"]
-    predictor_seed = seed if settings["predictor_seed"] is None else settings["predictor_seed"]
+    predictor_seed = predictor_seed_of(settings)
     if settings["searcher"] in ENSEMBLE_SEARCHERS and spec != "none":
         # consecutive seeds: each member has its own pre-training, shared with neighbouring runs' caches
-        ensemble = [make_predictor(space, spec, predictor_seed + m) for m in range(ENSEMBLE_MEMBERS)]
+        ensemble = [make_predictor(space, spec, predictor_seed + m, settings["predictor_options"]) for m in range(ENSEMBLE_MEMBERS)]
         # three members cost three fits: refit half as often to keep the loop's overhead per query in bounds
         searcher = get_searcher(settings["searcher"], space, seed=seed, ensemble=ensemble,
                                 refit_every=2 * settings["refit_every"])
         predictor = None
     else:
-        predictor = make_predictor(space, spec, predictor_seed)
+        predictor = make_predictor(space, spec, predictor_seed, settings["predictor_options"])
         searcher = get_searcher(settings["searcher"], space, seed=seed)
     return space, oracle, searcher, predictor, description
 
@@ -114,7 +159,7 @@ def pretrain_for(settings: dict, progress: bool = False) -> None:
     space = get_space(settings["space"])
     members = ENSEMBLE_MEMBERS if settings["searcher"] in ENSEMBLE_SEARCHERS else 1
     for m in range(members):
-        seed = settings["seed"] if settings["predictor_seed"] is None else settings["predictor_seed"]
-        predictor = make_predictor(space, settings["predictor"], seed + m)
+        predictor = make_predictor(space, settings["predictor"], predictor_seed_of(settings) + m,
+                                   settings["predictor_options"])
         if predictor is not None:
             predictor.pretrain(progress=progress)

@@ -23,3 +23,57 @@ def test_training_oracle_run_resumes_with_the_same_trajectory(tmp_path, monkeypa
     resumed = run_search(settings, run_dir=cut, resume=True)
     assert [q.arch for q in resumed.trajectory] == [q.arch for q in full.trajectory]
     assert [q.valid for q in resumed.trajectory] == [q.valid for q in full.trajectory]
+
+
+class _Fixed:
+    """A stand-in predictor whose scores are a fixed affine map of a per-cell value."""
+
+    def __init__(self, scale, offset):
+        self.scale, self.offset, self.fitted = scale, offset, 0
+
+    def fit(self, archs, values):
+        self.fitted += 1
+
+    def predict(self, archs):
+        import numpy as np
+
+        return np.array([self.scale * float(a.ops.count("skip_connect")) + self.offset for a in archs])
+
+
+def test_committee_averages_standardised_scores(nb201):
+    """A member with a 1000x wider score scale must not outvote the other."""
+    import numpy as np
+
+    from nasflow.runs import Committee
+
+    rng = np.random.default_rng(0)
+    archs = [nb201.sample(rng) for _ in range(30)]
+    wide, narrow = _Fixed(1000.0, 5.0), _Fixed(-1.0, 0.0)  # opposite opinions
+    committee = Committee([wide, narrow], "a+b")
+    committee.fit(archs, np.arange(30.0))
+    assert wide.fitted == narrow.fitted == 1
+    np.testing.assert_allclose(committee.predict(archs), 0.0, atol=1e-9)  # equal and opposite after standardising
+    same = Committee([_Fixed(1000.0, 5.0), _Fixed(1.0, 0.0)], "a+b").predict(archs)
+    assert np.argsort(same, kind="stable").tolist() == np.argsort(_Fixed(1.0, 0.0).predict(archs), kind="stable").tolist()
+
+
+def test_committee_spec_builds_members_and_rejects_bad_joins(nb201):
+    import pytest
+
+    from nasflow.errors import NasflowError
+    from nasflow.runs import Committee, make_predictor
+
+    committee = make_predictor(nb201, "fgp+scratch", 3, {"dim": 16})
+    assert isinstance(committee, Committee) and committee.name == "fgp+scratch"
+    assert [m.pretrain_mode for m in committee.members] == ["fgp", "none"]
+    assert all(m.seed == 3 and m.dim == 16 for m in committee.members)
+    for bad in ("fgp+none", "fgp+", "+scratch", "fgp+nonsense"):
+        with pytest.raises(NasflowError):
+            make_predictor(nb201, bad, 0)
+
+
+def test_predictor_seed_defaults_to_the_run_seed_modulo_a_few():
+    from nasflow.runs import PREDICTOR_SEEDS, complete, predictor_seed_of
+
+    assert [predictor_seed_of(complete({"seed": s})) for s in range(7)] == [s % PREDICTOR_SEEDS for s in range(7)]
+    assert predictor_seed_of(complete({"seed": 6, "predictor_seed": 11})) == 11
