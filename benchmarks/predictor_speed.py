@@ -1,4 +1,4 @@
-"""Prediction and training speed of the GIN, GatedGCN and flow encoders on all NB-201 cells.
+"""Prediction and training speed of every predictor encoder (GIN, GatedGCN, flow, FLAN-style) on all NB-201 cells.
 
 Same process, same batch sizes, same model width and depth for every encoder; each
 number is the best of ``--repeats`` timings (the CPU is shared, so the best is the least
@@ -34,7 +34,7 @@ def best_time(fn, repeats: int) -> float:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--encoders", default="gin,gatedgcn,flow")
+    ap.add_argument("--encoders", default=None, help="comma-separated (default: every encoder in ENCODERS)")
     ap.add_argument("--batch-sizes", default="256,16384", help="prediction chunk sizes (16384 = all cells at once)")
     ap.add_argument("--train-batch", type=int, default=128, help="training batch size (Predictor default 128)")
     ap.add_argument("--repeats", type=int, default=3)
@@ -46,9 +46,10 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     from nasflow import Predictor, get_space
+    from nasflow.predictors.encoders import ENCODERS
 
     options = predictor_options(args.set)
-    encoders = [e for e in args.encoders.split(",") if e]
+    encoders = [e for e in args.encoders.split(",") if e] if args.encoders else list(ENCODERS)
     sizes = [int(s) for s in args.batch_sizes.split(",") if s]
     space = get_space("nb201")
     archs = space.enumerate()

@@ -7,7 +7,7 @@ from .options import benchmark_option, dataset_option, show_progress, space_opti
 
 # spelled out rather than imported: predictors.encoders imports torch, which `--help` must not
 # (tests/test_predictor.py checks the two lists agree)
-ENCODER_CHOICES = click.Choice(["gin", "gatedgcn", "flow"])
+ENCODER_CHOICES = click.Choice(["gin", "gatedgcn", "flow", "flan"])
 PRETRAIN_CHOICES = click.Choice(["fgp", "none"])
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from .graphs import CellBatch
 
-ENCODERS = ("gin", "gatedgcn", "flow")
+ENCODERS = ("gin", "gatedgcn", "flow", "flan")
 
 
 def mean_pool(h: torch.Tensor, batch: CellBatch) -> torch.Tensor:
@@ -104,6 +104,10 @@ def make_encoder(name: str, num_ops: int, dim: int, layers: int, dropout: float)
         from .flow_encoder import FlowEncoder
 
         return FlowEncoder(num_ops, dim, layers, dropout)
+    if name == "flan":
+        from .flan_encoder import FlanEncoder
+
+        return FlanEncoder(num_ops, dim, layers, dropout)
     raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
 
 
