@@ -109,19 +109,19 @@ class Probe:
 
 
 def run_one(spec: str, seed: int, predictor_seed, options: dict, benchmark: str, budget: int, refit_every: int,
-            table: dict) -> dict:
+            table: dict, explore: float = 0.0) -> dict:
     from nasflow.loop import search
     from nasflow.runs import build, complete
 
     settings = complete({"space": "nb201", "searcher": "evolution", "predictor": spec, "budget": budget,
                          "benchmark": benchmark, "seed": seed, "predictor_seed": predictor_seed,
-                         "refit_every": refit_every, "predictor_options": options})
+                         "refit_every": refit_every, "predictor_options": options, "explore": explore})
     space, oracle, searcher, predictor, _ = build(settings)
     if predictor is not None and hasattr(predictor, "pretrain"):
         predictor.pretrain()  # cached per (config, seed); not part of the loop's overhead
     probe = Probe(predictor, space, table) if predictor is not None else None
     result = search(space, oracle, searcher, predictor=probe, budget=budget, pool=settings["pool"],
-                    refit_every=settings["refit_every"], warmup=settings["warmup"], seed=seed)
+                    refit_every=settings["refit_every"], warmup=settings["warmup"], explore=explore, seed=seed)
     traj = result.trajectory
     queried = [space.parse(q.arch) for q in traj]
     # repeats of the same evolution parent are invisible here; distance of each query to the best so far is not
@@ -132,6 +132,7 @@ def run_one(spec: str, seed: int, predictor_seed, options: dict, benchmark: str,
         "seed": seed,
         "predictor_seed": predictor_seed,
         "options": options,
+        "explore": explore,
         "best_valid": {n: traj[n - 1].best_valid for n in CHECKPOINTS if n <= len(traj)},
         "best_test": {n: traj[n - 1].best_test for n in CHECKPOINTS if n <= len(traj)},
         "final_arch": traj[-1].best_arch,
@@ -252,6 +253,7 @@ def main(argv=None) -> None:
                         help="fixed pre-training/fine-tuning seed, 'run' for the run's seed, or 'mod5' for seed %% 5")
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--refit-every", type=int, default=5)
+    parser.add_argument("--explore", type=float, default=0.0)
     parser.add_argument("--out", required=True, help="JSON lines, appended per run (a rerun skips finished runs)")
     parser.add_argument("--label", default="", help="tag stored with each run")
     parser.add_argument("--summary", action="store_true", help="print the summary of --out and exit")
@@ -295,7 +297,7 @@ def main(argv=None) -> None:
             ps = {"run": None, "mod5": seed % 5}.get(args.predictor_seed)
             ps = ps if args.predictor_seed in ("run", "mod5") else int(args.predictor_seed)
             t0 = time.perf_counter()
-            record = run_one(spec, seed, ps, options, benchmark, args.budget, args.refit_every, table)
+            record = run_one(spec, seed, ps, options, benchmark, args.budget, args.refit_every, table, args.explore)
             record["label"] = args.label
             record["wall_s"] = time.perf_counter() - t0
             with out.open("a") as f:

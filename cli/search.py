@@ -19,6 +19,8 @@ def _loop_options(f):
                      help="Candidates the predictor ranks per step  [default: 100; 25 for tpe]"),
         click.option("--batch", type=int, default=None, help="Cells queried per step  [default: 1]"),
         click.option("--refit-every", type=int, default=None, help="Queries between predictor re-fits  [default: 5]"),
+        click.option("--explore", type=float, default=None,
+                     help="Share of queries that take the searcher's own proposal, not the predictor's pick  [default: 0]"),
         click.option("--dataset", default=None, help="Benchmark dataset; search on its valid split  [default: cifar10]"),
     ]
     for option in reversed(options):
@@ -53,7 +55,7 @@ def _fmt(value, spec=".4f"):
               help="Worker processes on this machine for --storage  [default: 1]")
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Release a claimed cell whose worker's heartbeat stopped this long ago  [default: 60]")
-def search(space, searcher, predictor, budget, pool, batch, refit_every, dataset, benchmark,
+def search(space, searcher, predictor, budget, pool, batch, refit_every, explore, dataset, benchmark,
            data_path, epochs, width, cells, seed, out, resume, storage, study, workers, stale_after):
     """Search a space for the best cell within a budget of oracle queries."""
     import time
@@ -62,7 +64,7 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, dataset
     from nasflow.runs import complete, run_search
 
     given = _settings(space=space, searcher=searcher, predictor=predictor, budget=budget, pool=pool, batch=batch,
-                      refit_every=refit_every, dataset=dataset, benchmark=benchmark, seed=seed,
+                      refit_every=refit_every, explore=explore, dataset=dataset, benchmark=benchmark, seed=seed,
                       data_path=data_path, epochs=epochs, width=width, cells=cells)
     if storage is None and (study is not None or workers is not None or stale_after is not None):
         raise NasflowError("--study, --workers and --stale-after need --storage URL (the shared Optuna storage)")
@@ -130,7 +132,7 @@ def _report(where, settings, result) -> None:
 @click.option("--jobs", type=int, default=None, help="Worker processes  [default: min(2, CPUs)]")
 @click.option("--out", default="compare", show_default=True, metavar="DIR",
               help="Output directory: curves.csv, summary.csv, curves.png, runs/ (finished runs are reused).")
-def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_every, dataset, benchmark, predictor_seed,
+def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_every, explore, dataset, benchmark, predictor_seed,
             jobs, out):
     """Every searcher x predictor over seeds: anytime curves (CSV + PNG) and a summary table."""
     import os
@@ -141,7 +143,7 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
     kinds = [p.strip() for p in predictors.split(",") if p.strip()]
     if not names or not kinds:
         raise NasflowError("--searchers and --predictor each need at least one name")
-    base = {"space": space, "budget": budget, "pool": pool, "batch": batch, "refit_every": refit_every,
+    base = {"space": space, "budget": budget, "pool": pool, "batch": batch, "refit_every": refit_every, "explore": explore,
             "dataset": dataset, "benchmark": benchmark, "predictor_seed": predictor_seed}
     if benchmark is None:
         from nasflow.spaces import get_space

@@ -141,6 +141,7 @@ def search(
     batch: int = 1,
     refit_every: Optional[int] = None,
     warmup: int = 10,
+    explore: float = 0.0,
     seed: int = 0,
     run_dir=None,
     resume: bool = False,
@@ -152,7 +153,10 @@ def search(
     Each step the searcher proposes ``pool`` cells (``batch`` without a predictor); the
     predictor, once fitted, ranks them and the top ``batch`` go to the oracle. The
     predictor is fitted on all queried cells when ``warmup`` cells are known and again
-    every ``refit_every`` queries (each ``fit`` restarts from its initial weights).
+    every ``refit_every`` queries (each ``fit`` restarts from its initial weights). A share
+    ``explore`` of the queries, evenly spaced, skips the predictor and takes the searcher's
+    own first proposal: a predictor that keeps vetoing the one mutation out of a local
+    optimum would otherwise stall the run there.
     With ``run_dir`` every query is journaled; ``resume=True`` continues that run.
     """
     budget = _check_int("budget", budget, 1)
@@ -164,6 +168,8 @@ def search(
         raise SearchError(f"pool ({pool}) must be at least the batch ({batch}): the predictor picks the batch from the pool")
     refit_every = _check_int("refit_every", batch if refit_every is None else refit_every, 1)
     warmup = _check_int("warmup", warmup, 1)
+    if isinstance(explore, bool) or not isinstance(explore, (int, float)) or not 0.0 <= explore <= 1.0:
+        raise SearchError(f"explore must be a share between 0 and 1, got {explore!r}")
     size = getattr(space, "size", None)
     if size is not None and budget > size:
         raise SearchError(f"budget {budget} exceeds the {size:,d} cells of {space.name}")
@@ -180,6 +186,7 @@ def search(
         "batch": batch,
         "refit_every": refit_every,
         "warmup": warmup,
+        "explore": float(explore),
         **(meta or {}),
     }
     journal = None
@@ -207,7 +214,7 @@ def _run(space, oracle, searcher, predictor, config, journal, progress) -> Searc
     try:
         while len(history) < budget:
             k = min(batch, budget - len(history))
-            ranking = predictor is not None and fitted_at is not None
+            ranking = predictor is not None and fitted_at is not None and not _exploring(len(history), k, config["explore"])
             chosen = _choose(space, searcher, predictor if ranking else None, history, pool if ranking else k, k, config["seed"])
             for arch in chosen:
                 n = len(history)
@@ -262,6 +269,11 @@ def _run(space, oracle, searcher, predictor, config, journal, progress) -> Searc
         notice=journal.notice if journal is not None else None,
         optimum=_optimum(oracle),
     )
+
+
+def _exploring(n: int, k: int, share: float) -> bool:
+    """Whether the step querying cells n+1..n+k is an exploration step: Bresenham spacing, no RNG."""
+    return int((n + k) * share) > int(n * share)
 
 
 def _choose(space, searcher, predictor, history, n_ask, k, seed) -> list[Arch]:

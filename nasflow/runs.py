@@ -30,6 +30,7 @@ DEFAULTS = {
     "pool": None,  # 100 cells, 25 for tpe (each Optuna suggestion costs milliseconds)
     "refit_every": 5,
     "warmup": 10,
+    "explore": 0.0,  # share of queries that take the searcher's own proposal over the predictor's pick
     "dataset": "cifar10",
     "benchmark": None,
     "seed": 0,
@@ -146,7 +147,7 @@ def run_search(settings: dict, run_dir=None, resume: bool = False, progress: boo
     return search(
         space, oracle, searcher, predictor=predictor, budget=settings["budget"],
         pool=settings["pool"], batch=settings["batch"],
-        refit_every=settings["refit_every"], warmup=settings["warmup"], seed=settings["seed"],
+        refit_every=settings["refit_every"], warmup=settings["warmup"], explore=settings["explore"], seed=settings["seed"],
         run_dir=run_dir, resume=resume, meta={**settings, "oracle": description}, progress=progress,
     )
 

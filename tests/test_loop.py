@@ -77,3 +77,36 @@ def test_bad_options_are_one_line_errors(nb201, nb201_oracle, kw, match):
     with pytest.raises(SearchError, match=match) as e:
         run(nb201, nb201_oracle, **kw)
     assert isinstance(e.value, NasflowError) and "\n" not in str(e.value)
+
+
+class _CountingPeek(PeekingPredictor):
+    def __init__(self, oracle):
+        super().__init__(oracle)
+        self.predicts = 0
+
+    def predict(self, archs):
+        self.predicts += 1
+        return super().predict(archs)
+
+
+def test_explore_share_hands_evenly_spaced_queries_back_to_the_searcher(nb201, nb201_oracle):
+    def go(explore, predictor):
+        return run(nb201, nb201_oracle, "evolution", seed=4, budget=40, warmup=10, refit_every=5,
+                   predictor=predictor, explore=explore)
+
+    counts = {}
+    for share in (0.0, 0.2):
+        predictor = _CountingPeek(nb201_oracle)
+        go(share, predictor)
+        counts[share] = predictor.predicts
+    # 30 steps after the first fit; with 0.2 the steps querying cells 15, 20, ..., 40 explore
+    assert counts == {0.0: 30, 0.2: 24}
+    alone = run(nb201, nb201_oracle, "evolution", seed=4, budget=40)
+    always = go(1.0, _CountingPeek(nb201_oracle))
+    assert [q.arch for q in always.trajectory] == [q.arch for q in alone.trajectory]
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5, "0.2", True])
+def test_bad_explore_share_is_a_one_line_error(nb201, nb201_oracle, share):
+    with pytest.raises(SearchError, match="explore must be a share between 0 and 1"):
+        run(nb201, nb201_oracle, budget=10, explore=share)
