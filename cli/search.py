@@ -20,7 +20,7 @@ def _loop_options(f):
         click.option("--batch", type=int, default=None, help="Cells queried per step  [default: 1]"),
         click.option("--refit-every", type=int, default=None, help="Queries between predictor re-fits  [default: 5]"),
         click.option("--explore", type=float, default=None,
-                     help="Share of queries that take the searcher's own proposal, not the predictor's pick  [default: 0]"),
+                     help="Share of queries that take the searcher's own proposal, not the predictor's pick  [default: 0.2]"),
         click.option("--dataset", default=None, help="Benchmark dataset; search on its valid split  [default: cifar10]"),
     ]
     for option in reversed(options):

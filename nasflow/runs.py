@@ -30,7 +30,10 @@ DEFAULTS = {
     "pool": None,  # 100 cells, 25 for tpe (each Optuna suggestion costs milliseconds)
     "refit_every": 5,
     "warmup": 10,
-    "explore": 0.0,  # share of queries that take the searcher's own proposal over the predictor's pick
+    # share of queries that take the searcher's own proposal over the predictor's pick: without it, FGP-guided
+    # evolution stalled on a local optimum whose one better neighbour the predictor kept ranking low
+    # (docs/RESULTS.md, "Search (issue 9)")
+    "explore": 0.2,
     "dataset": "cifar10",
     "benchmark": None,
     "seed": 0,
