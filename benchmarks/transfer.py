@@ -1,0 +1,247 @@
+"""Transfer benchmark (issue 8 item 5): does a predictor fitted on one dataset or space need
+fewer labels on the next?
+
+dataset: NAS-Bench-201, source labels cifar10_valid, target labels cifar100_valid.
+space:   NAS-Bench-101 (the 1,000 cells of nb101_1k.jsonl, valid_acc_108) to NAS-Bench-201
+         cifar10_valid, through unified encodings (Predictor(unified=True)).
+
+Per seed s: cells are permuted by the field permutation of seed s; the target trains on the
+first n (8, 16, 32, 64) cells, all inside the 7,813-cell pool; the dataset source trains on
+the next ``--source-size`` pool cells (cifar10_valid labels); every remaining cell (neither
+source nor target training) is the test set, the same for every row and n of that seed.
+No validation labels anywhere: a fit runs its fixed epochs, because with 8 target labels a
+40-cell validation set would cost 5x the budget being measured.
+
+Rows: supervised (no transfer), FGP alone, transfer (init_from the source, the same
+fine-tuning as the other rows), "gentle" transfer (init_from, fine-tuned with the
+``--gentle`` options: a few labels should only nudge a good source), FGP + transfer (dataset
+only, gentle: the source itself was FGP-pre-trained, then fitted on cifar10_valid), and
+the sources' zero-shot tau on the target test cells (no target labels).
+
+    NASFLOW_BENCHMARKS=/path/to/benchmarks python benchmarks/transfer.py --json /work/runs/J/transfer.json
+    python benchmarks/transfer.py --experiments dataset --seeds 0,1 --sizes 8,64 --set dim=32
+    python benchmarks/transfer.py --merge a.json b.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from predictor_options import add_set_option, predictor_options  # sibling module: run as benchmarks/<script>.py
+
+POOL = 7_813
+ZERO_SHOT = 0  # the n of zero-shot rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--experiments", default="dataset,space")
+    ap.add_argument("--sizes", default="8,16,32,64", help="target label counts")
+    ap.add_argument("--seeds", default="0,1,2,3,21", help="permutation and model seeds (0, 1, 2, 21 have cached FGP)")
+    ap.add_argument("--source-size", type=int, default=781, help="cifar10_valid source cells (781 = the protocol's 10%%)")
+    add_set_option(ap)
+    ap.add_argument("--gentle", action="append", default=None, metavar="KEY=VALUE",
+                    help="fine-tuning options of the gentle transfer rows (default: lr=1e-4 epochs=50, chosen on seed 99)")  # fmt: skip
+    ap.add_argument("--json", default=None, help="write every run (and the summary) to this JSON file, after each seed")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON", help="print the table of saved runs and exit")
+    args = ap.parse_args(argv)
+    if args.merge:
+        runs = []
+        for path in args.merge:
+            with open(path) as f:
+                runs += json.load(f)["runs"]
+        report(runs)
+        return 0
+
+    import torch
+
+    torch.set_num_threads(1)
+    options = predictor_options(args.set)
+    gentle = {**options, **predictor_options(args.gentle or ["lr=1e-4", "epochs=50"])}
+    sizes = sorted(int(x) for x in args.sizes.split(","))
+    data = load_tables()
+    runs: list[dict] = []
+    start = time.perf_counter()
+    for seed in (int(x) for x in args.seeds.split(",")):
+        for experiment in args.experiments.split(","):
+            run = {"dataset": dataset_transfer, "space": space_transfer}[experiment]
+            for r in run(data, seed, sizes, args.source_size, options, gentle):
+                runs.append(r)
+                print(f"{r['experiment']:7s} seed {seed:<3d} {r['row']:21s} n {r['n']:<3d} tau {r['tau']:.3f} "
+                      f"P@1% {r['p1']:.3f} fit {r['fit_s']:.1f}s", flush=True)  # fmt: skip
+        if args.json:
+            _write_json(args.json, {"command": " ".join(sys.argv), "options": options, "gentle": gentle, "runs": runs})
+    print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s; options {options or 'defaults'}; "
+          f"gentle {gentle}; source size {args.source_size}\n")  # fmt: skip
+    report(runs)
+    return 0
+
+
+def load_tables() -> dict:
+    from nasflow import get_space
+
+    nb201, nb101 = get_space("nb201"), get_space("nb101")
+    archs = nb201.enumerate()
+    c10, c100 = (nb201.open_oracle(dataset=d) for d in ("cifar10", "cifar100"))
+    table101 = nb101.open_oracle()
+    archs101 = list(table101.archs())
+    return {
+        "nb201": nb201, "nb101": nb101, "archs": archs,
+        "cifar10": np.array([c10.query(a).valid for a in archs]),
+        "cifar100": np.array([c100.query(a).valid for a in archs]),
+        "archs101": archs101, "values101": np.array([table101.query(a).valid for a in archs101]),
+    }  # fmt: skip
+
+
+def _scores(pred, true) -> dict:
+    from nasflow.metrics import kendall_tau, precision_at_k
+
+    return {"tau": kendall_tau(pred, true), "p1": precision_at_k(pred, true, 0.01)}
+
+
+def _fit(predictor, archs, values, idx, init_from=None):
+    start = time.perf_counter()
+    predictor.fit([archs[i] for i in idx], values[idx], init_from=init_from)
+    return predictor, time.perf_counter() - start
+
+
+def _target_rows(experiment, data, seed, sizes, labels, test, makers):
+    """Fit each row's predictor on the first n permuted cells for every n; score on ``test``."""
+    archs, perm = data["archs"], _perm(seed)
+    test_archs = [archs[i] for i in test]
+    for row, (make, source) in makers.items():
+        for n in sizes:
+            predictor, seconds = _fit(make(), archs, labels, perm[:n], init_from=source)
+            scores = _scores(predictor.predict(test_archs), labels[test])
+            yield {"experiment": experiment, "row": row, "seed": seed, "n": n, **scores, "fit_s": seconds}
+
+
+def _zero_shot(experiment, row, source, data, seed, labels, test):
+    scores = _scores(source.predict([data["archs"][i] for i in test]), labels[test])
+    return {"experiment": experiment, "row": row, "seed": seed, "n": ZERO_SHOT, **scores, "fit_s": 0.0}
+
+
+def _perm(seed: int) -> np.ndarray:
+    from nasflow.predictors.protocol import field_permutation
+
+    return field_permutation(15_625, seed)
+
+
+def dataset_transfer(data, seed, sizes, source_size, options, gentle):
+    """cifar10_valid -> cifar100_valid on NB-201."""
+    from nasflow import Predictor
+
+    nb201, archs, c10, c100 = data["nb201"], data["archs"], data["cifar10"], data["cifar100"]
+    perm, n_max = _perm(seed), max(sizes)
+    if n_max + source_size > POOL:
+        raise SystemExit(f"{n_max} target + {source_size} source cells do not fit in the {POOL}-cell pool")
+    source_idx, test = perm[n_max : n_max + source_size], perm[n_max + source_size :]
+    sources = {}
+    for mode in ("none", "fgp"):
+        sources[mode], seconds = _fit(Predictor(nb201, pretrain=mode, seed=seed, **options), archs, c10, source_idx)
+        row = "source" if mode == "none" else "fgp source"
+        yield {**_zero_shot("dataset", row + " 0-shot", sources[mode], data, seed, c100, test), "fit_s": seconds}
+
+    def make(mode, fit_options=options):
+        return lambda: Predictor(nb201, pretrain=mode, seed=seed, **fit_options)
+
+    makers = {
+        "supervised": (make("none"), None),
+        "fgp": (make("fgp"), None),
+        "transfer": (make("none"), sources["none"]),
+        "gentle transfer": (make("none", gentle), sources["none"]),
+        "fgp + gentle transfer": (make("none", gentle), sources["fgp"]),
+    }
+    yield from _target_rows("dataset", data, seed, sizes, c100, test, makers)
+
+
+def space_transfer(data, seed, sizes, source_size, options, gentle):
+    """NB-101 (1,000 cells, valid_acc_108) -> NB-201 cifar10_valid, unified encodings."""
+    from nasflow import Predictor
+
+    nb201, c10 = data["nb201"], data["cifar10"]
+    test = _perm(seed)[max(sizes) :]
+    start = time.perf_counter()
+    source = Predictor(data["nb101"], pretrain="none", unified=True, seed=seed, **options)
+    source.fit(data["archs101"], data["values101"])
+    yield {**_zero_shot("space", "nb101 0-shot", source, data, seed, c10, test), "fit_s": time.perf_counter() - start}
+
+    def make(mode, unified, fit_options=options):
+        return lambda: Predictor(nb201, pretrain=mode, unified=unified, seed=seed, **fit_options)
+
+    makers = {
+        "supervised": (make("none", True), None),  # the transfer row's own architecture, random start
+        "fgp": (make("fgp", False), None),
+        "transfer": (make("none", True), source),
+        "gentle transfer": (make("none", True, gentle), source),
+    }
+    yield from _target_rows("space", data, seed, sizes, c10, test, makers)
+
+
+def summarise(runs) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["experiment"], r["row"], r["n"]), []).append(r)
+    out = []
+    for (experiment, row, n), rs in groups.items():
+        entry = {"experiment": experiment, "row": row, "n": n, "runs": len(rs)}
+        for m in ("tau", "p1", "fit_s"):
+            xs = np.array([r[m] for r in rs])
+            entry[m], entry[m + "_std"] = float(xs.mean()), float(xs.std())
+        out.append(entry)
+    return out
+
+
+def report(runs) -> None:
+    rows = summarise(runs)
+    print("| experiment | row | target labels | runs | Kendall tau | P@1% | fit s |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        n = "0 (zero-shot)" if r["n"] == ZERO_SHOT else str(r["n"])
+        print(f"| {r['experiment']} | {r['row']} | {n} | {r['runs']} | {r['tau']:.3f} ± {r['tau_std']:.3f} | "
+              f"{r['p1']:.3f} ± {r['p1_std']:.3f} | {r['fit_s']:.1f} |")  # fmt: skip
+    print()
+    for line in target_check(rows):
+        print(line)
+
+
+def target_check(rows, factor: int = 4) -> list[str]:
+    """Issue 8's target: transfer at n labels reaches the no-transfer tau at factor * n labels."""
+    tau = {(r["experiment"], r["row"], r["n"]): r["tau"] for r in rows}
+    lines = [f"Target: transfer reaches the no-transfer tau with >= {factor}x fewer target labels"]
+    for (experiment, row, n), value in sorted(tau.items()):
+        if n == ZERO_SHOT:  # no target labels at all: compare with the most labels measured
+            for baseline in ("supervised", "fgp"):
+                n_max = max((k[2] for k in tau if k[:2] == (experiment, baseline)), default=None)
+                if n_max is not None:
+                    verdict = "met" if value >= tau[experiment, baseline, n_max] else "NOT met"
+                    lines.append(f"  {experiment}: {row} (0 labels) tau {value:.3f} vs {baseline} at {n_max} labels "
+                                 f"{tau[experiment, baseline, n_max]:.3f}: {verdict}")  # fmt: skip
+            continue
+        if "transfer" not in row:
+            continue
+        for baseline in ("supervised", "fgp"):
+            other = tau.get((experiment, baseline, factor * n))
+            if other is not None:
+                verdict = "met" if value >= other else "NOT met"
+                lines.append(f"  {experiment}: {row} at {n} labels tau {value:.3f} vs {baseline} at {factor * n} "
+                             f"labels {other:.3f}: {verdict}")  # fmt: skip
+    return lines
+
+
+def _write_json(path, obj) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
