@@ -21,7 +21,10 @@ Two node updates are offered:
 reconstruct both pictures of the flow.
 
 Readout ``"input"`` returns the backward state at the input node (what the authors use);
-``"sum"`` returns ``[sum_v h_v, sum_v g_v]`` over real nodes (sum pooling, twice as wide).
+``"sum"`` returns ``[sum_v h_v, sum_v g_v]`` over real nodes (sum pooling, twice as wide);
+``"ends"`` returns ``[h_output, g_input]``, what reaches the output going forward and the
+input going backward (twice as wide). Pre-training on the operator variant read at the
+input ranked NB-201 cells better than the sum readout (docs/RESULTS.md, issue 4).
 Every cell of a batch is processed at once: the loops run over node positions only.
 """
 from __future__ import annotations
@@ -34,7 +37,7 @@ from .core import CellGraph, graph_arrays
 from .errors import SpaceError
 
 VARIANTS = ("operator", "mix", "both")
-READOUTS = ("sum", "input")
+READOUTS = ("sum", "input", "ends")
 # Operations that pass their input on unchanged / cut it, by the names the spaces use.
 IDENTITY_OPS = frozenset({"input", "output", "skip_connect", "identity", "skip"})
 ZERO_OPS = frozenset({"none", "zero"})
@@ -109,6 +112,9 @@ def flow_surrogate_graphs(
 
     if readout == "input":
         out = bwd[:, 0]
+    elif readout == "ends":
+        output_node = mask.sum(1) - 1  # the output is the last real node of every graph
+        out = np.concatenate([fwd[np.arange(b), output_node], bwd[:, 0]], axis=1)
     else:
         m = mask[:, :, None]
         out = np.concatenate([(fwd * m).sum(1), (bwd * m).sum(1)], axis=1)

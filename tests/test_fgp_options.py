@@ -91,3 +91,22 @@ def test_clip_grad_bounds_every_fine_tuning_step(nb201, nb201_oracle, monkeypatc
     assert len(norms) == 3 * 3  # every step of 3 epochs x 3 batches
     assert all(after <= 0.05 + 1e-6 and limit == 0.05 for _, after, limit in norms)
     assert any(before > 0.05 for before, _, _ in norms)  # the limit really bit
+
+
+def test_ends_readout_is_output_forward_and_input_backward(nb201):
+    from nasflow.flow import flow_surrogate, flow_surrogate_graphs
+    from nasflow.spaces import get_space
+
+    archs = nb201.enumerate()[:20]
+    ends = flow_surrogate(nb201, archs, readout="ends")
+    assert ends.shape == (20, 64)
+    np.testing.assert_allclose(ends[:, 32:], flow_surrogate(nb201, archs, readout="input"))
+    cut = [a for a in nb201.enumerate() if set(a.ops) == {"none"}]
+    assert not flow_surrogate(nb201, cut, readout="ends")[:, :32].any()  # nothing reaches the output
+    # padded batches (NB-101 cells of different sizes) read each cell's own output node
+    nb101 = get_space("nb101")
+    graphs = [nb101.to_graph(nb101.sample(np.random.default_rng(k))) for k in range(12)]
+    assert len({g.num_nodes for g in graphs}) > 1
+    batch = flow_surrogate_graphs(graphs, nb101.vocab, readout="ends")
+    one_by_one = np.concatenate([flow_surrogate_graphs([g], nb101.vocab, readout="ends") for g in graphs])
+    np.testing.assert_allclose(batch, one_by_one, rtol=1e-5, atol=1e-6)
