@@ -70,13 +70,22 @@ def _pool(space_name, n_cells, pool):
 @click.option("--pool", type=int, default=None, help="Training pool size (default: the field's, 7,813 for nb201).")
 @click.option("--perm-seed", type=int, default=21, show_default=True, help="Permutation of the cells (21 = official order).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Model seed.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Fine-tuning epochs (default: the predictor's, 200).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Fine-tuning epochs (default: the predictor's, 200; 50 with --init-from).")  # fmt: skip
+@click.option("--unified", is_flag=True,
+              help="Shared NB-101/NB-201 op vocabulary: the saved predictor can seed --init-from in the other space.")  # fmt: skip
+@click.option("--init-from", "init_from", metavar="PATH", default=None,
+              help="Start from a saved predictor (other dataset, or a --unified one of the other space) instead of "
+                   "pre-training; its encoder settings are used.")  # fmt: skip
 @click.option("--out", required=True, metavar="PATH", help="Where to save the trained predictor.")
-def train_predictor(space, benchmark, dataset, encoder, pretrain, train_ratio, pool, perm_seed, seed, epochs, out):
+def train_predictor(space, benchmark, dataset, encoder, pretrain, train_ratio, pool, perm_seed, seed, epochs, unified,
+                    init_from, out):  # fmt: skip
     """Train a predictor on the field's split and save it.
 
     Trains on the first ratio x pool cells of a seeded permutation, selects the model on
     the next 40 cells after the pool, and reports ranking quality on all other cells.
+    With --init-from, fine-tuning starts from that predictor and is gentle (learning rate
+    1e-4, 50 epochs): a few target labels should nudge a good source, not overwrite it.
     """
     import torch
 
@@ -90,12 +99,25 @@ def train_predictor(space, benchmark, dataset, encoder, pretrain, train_ratio, p
     oracle = sp.open_oracle(benchmark, dataset, progress=progress)
     archs, values = _labeled_cells(sp, oracle)
     train, val, test = field_split(len(archs), perm_seed, train_ratio, _pool(sp.name, len(archs), pool))
-    predictor = Predictor(sp, encoder=encoder, pretrain=pretrain, seed=seed, **({"epochs": epochs} if epochs else {}))
-    predictor.fit([archs[i] for i in train], values[train], [archs[i] for i in val], values[val], progress=progress)
+    options = {"encoder": encoder, "pretrain": pretrain, "unified": unified}
+    source = None
+    if init_from:
+        source = Predictor.load(init_from)
+        # the architecture must be the source's; fine-tuning settings from docs/RESULTS.md (transfer)
+        keep = ("encoder", "dim", "layers", "dropout", "unified", "features", "zcp_proxies")
+        options = {**{k: source.config()[k] for k in keep}, "pretrain": "none", "lr": 1e-4, "epochs": 50}
+    predictor = Predictor(sp, seed=seed, **{**options, **({"epochs": epochs} if epochs else {})})
+    predictor.fit([archs[i] for i in train], values[train], [archs[i] for i in val], values[val], progress=progress,
+                  init_from=source)  # fmt: skip
     report = ranking_report(predictor.predict([archs[i] for i in test]), values[test])
     predictor.save(out)
-    source = "loaded from cache" if predictor.pretrain_from_cache else "pre-trained"
-    click.echo(f"{encoder} ({'FGP ' + source if pretrain == 'fgp' else 'no pre-training'}), {len(train)} training cells")
+    if source is not None:
+        start = f"from {init_from} ({source.space.name})"
+    elif pretrain == "fgp":
+        start = "FGP " + ("loaded from cache" if predictor.pretrain_from_cache else "pre-trained")
+    else:
+        start = "no pre-training"
+    click.echo(f"{predictor.encoder} ({start}), {len(train)} training cells")
     click.echo(f"validation Kendall tau {max(predictor.fit_history):.3f} on {len(val)} cells (best epoch kept)")
     click.echo(
         f"test on {len(test):,d} cells: Kendall tau {report['tau']:.3f}  Spearman rho {report['rho']:.3f}  "
