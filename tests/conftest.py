@@ -4,6 +4,13 @@ from pathlib import Path
 
 import pytest
 
+# One intra-op thread for torch in the tests and the CLI subprocesses they start: the models
+# here are tiny, and on a busy 2-core machine two threads per process oversubscribe the cores
+# (a one-cell encoder forward measured 2.1 s with torch's default threads vs 0.01 s with one).
+# Set before any test module imports torch, which reads these at start-up.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 
 
