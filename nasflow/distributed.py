@@ -35,7 +35,7 @@ import numpy as np
 from .core import Arch, Evaluation
 from .errors import NasflowError
 from .journal import IDENTITY, _json_safe, query_record, record_evaluation
-from .loop import Query, SearchResult, _choose, _optimum
+from .loop import Query, SearchResult, _choose, _exploring, _optimum
 from .runs import ENSEMBLE_SEARCHERS, build, complete
 
 CELL = "cell"
@@ -304,7 +304,8 @@ def run_worker(storage, study_name: str, settings: dict, stale_after: float = DE
                 predictor.fit(archs, np.array([history[a].valid for a in archs], dtype=np.float64))
                 fitted_at = len(history)
             taken = {**history, **{space.parse(t.user_attrs[CELL]): None for t in running}}
-            ranking = predictor is not None and fitted_at is not None
+            # the explore share counts every claimed query, so workers together keep the loop's spacing
+            ranking = predictor is not None and fitted_at is not None and not _exploring(len(taken), 1, settings["explore"])
             chosen = _choose(space, replay.searcher, predictor if ranking else None, taken,
                              settings["pool"] if ranking else 1, 1, settings["seed"])
             cell = space.format(chosen[0])

@@ -21,7 +21,8 @@ FILE_NAME = "journal.jsonl"
 FORMAT = "nasflow-journal"
 VERSION = 1
 # Header fields that decide the trajectory: resuming with other values would not replay it.
-IDENTITY = ("space", "seed", "searcher", "predictor", "predictor_seed", "dataset", "pool", "batch", "refit_every", "warmup")
+IDENTITY = ("space", "seed", "searcher", "predictor", "predictor_seed", "dataset", "pool", "batch", "refit_every", "warmup",
+            "explore", "predictor_options")
 
 
 class JournalError(NasflowError):

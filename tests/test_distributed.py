@@ -112,6 +112,30 @@ def test_predictor_is_fitted_on_every_completed_trial_including_other_workers(tm
     assert {space.format(a) for a in others} <= set(order[:5])
 
 
+@pytest.mark.parametrize("explore,ranked", [(0.0, 9), (0.5, 4), (1.0, 0)])
+def test_workers_keep_the_explore_share(tmp_path, nb201_csv, monkeypatch, explore, ranked):
+    from searchdoubles import PeekingPredictor
+
+    import nasflow.distributed as distributed
+
+    class Counting(PeekingPredictor):
+        ranked = 0
+
+        def predict(self, archs):
+            Counting.ranked += 1
+            return super().predict(archs)
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    _, settings = open_study(open_storage(url), "x", {"budget": 14, "warmup": 5, "refit_every": 3,
+                                                      "explore": explore, "benchmark": nb201_csv})  # fmt: skip
+    real_build = distributed.build
+    monkeypatch.setattr(distributed, "build", lambda s, progress=False: (
+        *real_build(s, progress)[:3], Counting(real_build(s, progress)[1]), "peek"))
+    assert distributed.run_worker(url, "x", settings) == 14
+    # 9 queries after the first fit at 5; with 0.5 the odd-numbered ones (5, 7, ..., 13) explore
+    assert Counting.ranked == ranked
+
+
 def test_an_oracle_error_gives_the_claim_back(tmp_path, nb201_csv, monkeypatch):
     from searchdoubles import DyingOracle
 
