@@ -94,7 +94,7 @@ class Predictor:
         layers: int = 3,
         dropout: float = 0.1,
         flow_variant: str = "operator",
-        flow_readout: str = "sum",
+        flow_readout: str = "input",  # sum pooling was the default until 9-run evidence (docs/RESULTS.md, issue 4)
         flow_dim: int = 32,
         flow_seed: int = 0,
         flow_target: str = "standardised",
