@@ -141,7 +141,7 @@ def search(
     batch: int = 1,
     refit_every: Optional[int] = None,
     warmup: int = 10,
-    explore: float = 0.0,
+    explore: float = 0.2,
     seed: int = 0,
     run_dir=None,
     resume: bool = False,
