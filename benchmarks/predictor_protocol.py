@@ -45,10 +45,19 @@ def main(argv=None):
     if args.merge:
         from nasflow.predictors.protocol import ProtocolRun, format_table, summarise
 
-        runs = []
+        # a run repeated in two files (the protocol is deterministic) must count once
+        runs, seen, repeats = [], set(), 0
         for path in args.merge:
             with open(path) as f:
-                runs += [ProtocolRun(**r) for r in json.load(f)]
+                for run in (ProtocolRun(**r) for r in json.load(f)):
+                    key = (run.encoder, run.pretrain, run.ratio, run.perm_seed, run.seed)
+                    repeats += key in seen
+                    if key not in seen:
+                        seen.add(key)
+                        runs.append(run)
+        if repeats:
+            print(f"skipped {repeats} run(s) already given by an earlier file (same encoder, pre-training, ratio, "
+                  f"permutation and seed)", file=sys.stderr)  # fmt: skip
         print(format_table(summarise(runs)))
         return 0
 
