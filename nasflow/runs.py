@@ -112,6 +112,14 @@ def predictor_seed_of(settings: dict) -> int:
     return settings["seed"] % PREDICTOR_SEEDS if given is None else given
 
 
+def run_predictors(space, settings: dict) -> list:
+    """The run's predictors: one, or an ensemble searcher's members. Members take consecutive seeds, so each
+    has its own pre-training, shared with neighbouring runs' caches. Entries are None for predictor 'none'."""
+    members = ENSEMBLE_MEMBERS if settings["searcher"] in ENSEMBLE_SEARCHERS else 1
+    seed = predictor_seed_of(settings)
+    return [make_predictor(space, settings["predictor"], seed + m, settings["predictor_options"]) for m in range(members)]
+
+
 def open_oracle(space, settings: dict, progress: bool = False):
     """(oracle, one-line description): the benchmark table, else the real-training oracle."""
     training = settings.get("training")
@@ -133,17 +141,15 @@ def build(settings: dict, progress: bool = False):
 
     space = get_space(settings["space"])
     oracle, description = open_oracle(space, settings, progress)
-    seed, spec = settings["seed"], settings["predictor"]
-    predictor_seed = predictor_seed_of(settings)
-    if settings["searcher"] in ENSEMBLE_SEARCHERS and spec != "none":
-        # consecutive seeds: each member has its own pre-training, shared with neighbouring runs' caches
-        ensemble = [make_predictor(space, spec, predictor_seed + m, settings["predictor_options"]) for m in range(ENSEMBLE_MEMBERS)]
+    seed = settings["seed"]
+    predictors = run_predictors(space, settings)
+    if settings["searcher"] in ENSEMBLE_SEARCHERS and settings["predictor"] != "none":
         # three members cost three fits: refit half as often to keep the loop's overhead per query in bounds
-        searcher = get_searcher(settings["searcher"], space, seed=seed, ensemble=ensemble,
+        searcher = get_searcher(settings["searcher"], space, seed=seed, ensemble=predictors,
                                 refit_every=2 * settings["refit_every"])
         predictor = None
     else:
-        predictor = make_predictor(space, spec, predictor_seed, settings["predictor_options"])
+        predictor = predictors[0]
         searcher = get_searcher(settings["searcher"], space, seed=seed)
     return space, oracle, searcher, predictor, description
 
@@ -164,10 +170,6 @@ def pretrain_for(settings: dict, progress: bool = False) -> None:
     settings = complete(settings)
     from nasflow.spaces import get_space
 
-    space = get_space(settings["space"])
-    members = ENSEMBLE_MEMBERS if settings["searcher"] in ENSEMBLE_SEARCHERS else 1
-    for m in range(members):
-        predictor = make_predictor(space, settings["predictor"], predictor_seed_of(settings) + m,
-                                   settings["predictor_options"])
+    for predictor in run_predictors(get_space(settings["space"]), settings):
         if predictor is not None:
             predictor.pretrain(progress=progress)
