@@ -296,3 +296,17 @@ def test_cli_offers_every_encoder():
     from nasflow.predictors.encoders import ENCODERS
 
     assert tuple(ENCODER_CHOICES.choices) == tuple(ENCODERS)
+
+
+def test_a_fresh_home_keeps_predictor_errors_to_one_line(nb201_csv, tmp_path):
+    # without ~/.dgl/config.json, `import dgl` prints a backend notice to stderr unless told the backend
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "DGLBACKEND"}
+    env["HOME"] = str(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "nasflow.cli.main", "train-predictor", "--benchmark", str(nb201_csv),
+                        "--init-from", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.pt")],
+                       capture_output=True, text=True, env=env)  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [f"nasflow: error: predictor checkpoint not found: {tmp_path / 'missing.pt'}"]
