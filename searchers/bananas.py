@@ -66,7 +66,26 @@ class RandomFeatureRidge:
         return self._hidden(self.features(archs)) @ self._coef + self._mean
 
 
+ACQUISITIONS = ("ucb", "mean", "its")
+POOLS = ("mutation", "mutation+random", "space")
+
+
 class Bananas(BaseSearcher):
+    """BANANAS: fit the ensemble on the told cells, propose the candidates with the best acquisition.
+
+    ``pool`` is the acquisition optimiser: ``mutation`` scores ``candidates`` mutants of the
+    ``parents`` best cells (the paper's), ``mutation+random`` half of them and half uniform
+    samples, ``space`` every untold cell of an enumerable space. The ensemble is fitted after
+    ``initial`` random cells and then every ``refit_every`` tells, always on the first cells of
+    the history up to that point, so its state is a function of the seed and the history.
+    Its predictions are cached until the next fit: between fits asks only look them up.
+    Acquisition ``its`` is independent Thompson sampling: each candidate's score is drawn from
+    a normal with the ensemble's mean and standard deviation for it.
+    ``standardise`` puts each member on the scale of its own predictions on the fitted cells
+    before they are combined, for members trained on a ranking loss whose scale is arbitrary.
+    A share ``explore`` of the asks, evenly spaced, returns plain mutants of the best cells.
+    """
+
     name = "bananas"
 
     def __init__(
@@ -81,48 +100,109 @@ class Bananas(BaseSearcher):
         acquisition: str = "ucb",
         kappa: float = 0.5,
         refit_every: int = 1,
+        pool: str = "mutation",
+        standardise: bool = False,
+        explore: float = 0.0,
     ):
         super().__init__(space, seed)
-        if acquisition not in ("ucb", "mean"):
-            raise SearcherError(f"bananas acquisition must be 'ucb' or 'mean', got {acquisition!r}")
+        if acquisition not in ACQUISITIONS:
+            raise SearcherError(f"bananas acquisition must be 'ucb', 'mean' or 'its', got {acquisition!r}")
+        if pool not in POOLS:
+            raise SearcherError(f"bananas pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        if pool == "space" and not callable(getattr(space, "enumerate", None)):
+            raise SearcherError(f"bananas pool 'space' needs an enumerable space; {space.name} is not: use pool='mutation'")
         for option, value, low in (("members", members, 1), ("initial", initial, 2), ("candidates", candidates, 1),
                                    ("parents", parents, 1), ("refit_every", refit_every, 1)):
             if not isinstance(value, int) or value < low:
                 raise SearcherError(f"bananas {option} must be an integer >= {low}, got {value!r}")
+        if isinstance(kappa, bool) or not isinstance(kappa, (int, float)) or not kappa >= 0:
+            raise SearcherError(f"bananas kappa must be a number >= 0, got {kappa!r}")
+        if isinstance(explore, bool) or not isinstance(explore, (int, float)) or not 0.0 <= explore <= 1.0:
+            raise SearcherError(f"bananas explore must be a share between 0 and 1, got {explore!r}")
         self.ensemble = list(ensemble) if ensemble is not None else [
             RandomFeatureRidge(space, seed=self.seed * 1000 + m) for m in range(members)
         ]
         if not self.ensemble:
             raise SearcherError("bananas needs at least one ensemble member")
         self.initial, self.candidates, self.parents = initial, candidates, parents
-        self.acquisition, self.kappa, self.refit_every = acquisition, kappa, refit_every
-        self._fitted_at: Optional[int] = None
+        self.acquisition, self.kappa, self.refit_every = acquisition, float(kappa), refit_every
+        self.pool, self.standardise, self.explore = pool, bool(standardise), float(explore)
+        self.fitted_on = 0  # how many of the first told cells the ensemble was fitted on
+        self.predictions = 0  # cells sent to the ensemble for prediction (each cached until the next fit)
+        self._moments: dict[Arch, tuple[float, float]] = {}
+        self._scales: list[tuple[float, float]] = []
+        self._cells: Optional[list[Arch]] = None
 
     def _refit(self) -> None:
-        due = self._fitted_at is None or len(self.history) - self._fitted_at >= self.refit_every
-        if due:
-            archs = list(self.history)
-            values = np.array([self.history[a].valid for a in archs], dtype=np.float64)
-            for member in self.ensemble:
-                member.fit(archs, values)
-            self._fitted_at = len(self.history)
+        n = len(self.history)
+        target = self.initial + (n - self.initial) // self.refit_every * self.refit_every
+        if target == self.fitted_on:
+            return
+        archs = list(self.history)[:target]
+        values = np.array([self.history[a].valid for a in archs], dtype=np.float64)
+        for member in self.ensemble:
+            member.fit(archs, values)
+        self.fitted_on = target
+        self._moments = {}
+        if self.standardise:
+            preds = self._predict(archs)
+            self._scales = [(float(p.mean()), float(p.std()) or 1.0) for p in preds]
 
-    def scores(self, archs: Sequence[Arch]) -> np.ndarray:
-        """The acquisition of each cell under the current ensemble."""
-        preds = np.stack([np.asarray(m.predict(list(archs)), dtype=np.float64) for m in self.ensemble])
-        mean = preds.mean(axis=0)
-        return mean + self.kappa * preds.std(axis=0) if self.acquisition == "ucb" else mean
+    def _predict(self, archs: list[Arch]) -> np.ndarray:
+        self.predictions += len(archs)
+        return np.stack([np.asarray(m.predict(archs), dtype=np.float64) for m in self.ensemble])
+
+    def moments(self, archs: Sequence[Arch]) -> tuple[np.ndarray, np.ndarray]:
+        """The ensemble's mean and standard deviation for each cell, from the cache where it can."""
+        missing = [a for a in dict.fromkeys(archs) if a not in self._moments]
+        if missing:
+            preds = self._predict(missing)
+            if self.standardise:
+                loc = np.array([s[0] for s in self._scales])[:, None]
+                scale = np.array([s[1] for s in self._scales])[:, None]
+                preds = (preds - loc) / scale
+            self._moments.update(zip(missing, zip(preds.mean(axis=0).tolist(), preds.std(axis=0).tolist())))
+        table = np.array([self._moments[a] for a in archs], dtype=np.float64).reshape(len(archs), 2)
+        return table[:, 0], table[:, 1]
+
+    def scores(self, archs: Sequence[Arch], rng: Optional[np.random.Generator] = None) -> np.ndarray:
+        """The acquisition of each cell under the current ensemble (``its`` draws with ``rng``)."""
+        mean, std = self.moments(archs)
+        if self.acquisition == "ucb":
+            return mean + self.kappa * std
+        if self.acquisition == "its":
+            rng = rng if rng is not None else np.random.default_rng([self.seed, self.fitted_on])
+            return mean + std * rng.standard_normal(len(mean))
+        return mean
+
+    def _candidates(self, n: int, rng: np.random.Generator) -> list[Arch]:
+        if self.pool == "space":
+            if self._cells is None:
+                self._cells = list(self.space.enumerate())
+            return [a for a in self._cells if a not in self.history]
+        size = max(self.candidates, n)
+        mutants = size if self.pool == "mutation" else max(n, size // 2)
+        parents = self.best(self.parents)
+        per_parent = -(-mutants // len(parents))
+        pool: list[Arch] = []
+        for parent in parents:
+            pool += self._fresh(per_parent, lambda r, p=parent: self.space.mutate(p, r), rng)
+        if self.pool == "mutation+random":
+            pool += self._fresh(size - mutants, self.space.sample, rng)
+        return list(dict.fromkeys(pool))
+
+    def _exploring(self, n: int) -> bool:
+        told = len(self.history)
+        return int((told + n) * self.explore) > int(told * self.explore)
 
     def ask(self, n: int) -> list[Arch]:
         rng = self._rng()
         if len(self.history) < self.initial:
             return self._fresh(n, self.space.sample, rng)
+        if self._exploring(n):
+            parents = self.best(self.parents)
+            return self._fresh(n, lambda r: self.space.mutate(parents[r.integers(len(parents))], r), rng)
         self._refit()
-        parents = self.best(self.parents)
-        per_parent = max(1, -(-max(self.candidates, n) // len(parents)))
-        pool: list[Arch] = []
-        for parent in parents:
-            pool += self._fresh(per_parent, lambda r, p=parent: self.space.mutate(p, r), rng)
-        pool = list(dict.fromkeys(pool))
-        order = np.argsort(-self.scores(pool), kind="stable")
+        pool = self._candidates(n, rng)
+        order = np.argsort(-self.scores(pool, rng), kind="stable")
         return [pool[i] for i in order[:n]]
