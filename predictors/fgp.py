@@ -53,6 +53,50 @@ class PretrainHeads(nn.Module):
         self.proxy = mlp_head(in_dim, hidden, 1)
 
 
+class PretextTask:
+    """FGP's pretext loss on unlabeled cells: flow reconstruction plus proxy ranking.
+
+    Holds the (optionally standardised) flow targets and proxy values of ``archs``, so
+    pre-training and fine-tuning (which can keep the pretext task as a regulariser) share
+    one definition of the loss.
+    """
+
+    def __init__(
+        self,
+        archs: Sequence,
+        flow_targets: np.ndarray,
+        proxy_values: Optional[np.ndarray],
+        *,
+        flow_weight: float,
+        proxy_weight: float,
+        margin: float,
+        flow_target: str = "standardised",
+        flow_loss: str = "mean",
+    ):
+        if flow_target not in FLOW_TARGETS or flow_loss not in FLOW_LOSSES:
+            raise ValueError(f"flow_target must be one of {FLOW_TARGETS} and flow_loss one of {FLOW_LOSSES}")
+        self.archs = list(archs)
+        target = standardise(flow_targets) if flow_target == "standardised" else flow_targets
+        self.flows = torch.as_tensor(target, dtype=torch.float32)
+        self.flow_dim = flow_targets.shape[1]
+        # "sum": squared error summed over the surrogate's columns, then averaged over cells
+        self.reduce_columns = self.flow_dim if flow_loss == "sum" else 1
+        self.use_proxy = proxy_values is not None and proxy_weight > 0
+        self.proxies = torch.as_tensor(proxy_values, dtype=torch.float32) if self.use_proxy else None
+        self.flow_weight, self.proxy_weight, self.margin = flow_weight, proxy_weight, margin
+
+    def __len__(self) -> int:
+        return len(self.archs)
+
+    def loss(self, encoder: nn.Module, heads: PretrainHeads, graphs: GraphCache, idx: np.ndarray) -> torch.Tensor:
+        """The weighted pretext loss of the cells at positions ``idx``."""
+        emb = encoder(graphs.batch([self.archs[i] for i in idx]))
+        loss = self.flow_weight * self.reduce_columns * ((heads.flow(emb) - self.flows[idx]) ** 2).mean()
+        if self.use_proxy:
+            loss = loss + self.proxy_weight * pairwise_hinge(heads.proxy(emb).squeeze(1), self.proxies[idx], self.margin)
+        return loss
+
+
 def fgp_pretrain(
     encoder: nn.Module,
     graphs: GraphCache,
@@ -79,19 +123,12 @@ def fgp_pretrain(
     """
     from tqdm.auto import tqdm
 
-    heads = PretrainHeads(encoder.out_dim, hidden, flow_targets.shape[1])
+    task = PretextTask(archs, flow_targets, proxy_values, flow_weight=flow_weight, proxy_weight=proxy_weight,
+                       margin=margin, flow_target=flow_target, flow_loss=flow_loss)  # fmt: skip
+    heads = PretrainHeads(encoder.out_dim, hidden, task.flow_dim)
     params = list(encoder.parameters()) + list(heads.parameters())
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=1e-6)
-    if flow_target not in FLOW_TARGETS or flow_loss not in FLOW_LOSSES:
-        raise ValueError(f"flow_target must be one of {FLOW_TARGETS} and flow_loss one of {FLOW_LOSSES}")
-    target = standardise(flow_targets) if flow_target == "standardised" else flow_targets
-    flows = torch.as_tensor(target, dtype=torch.float32)
-    # "sum": squared error summed over the surrogate's columns, then averaged over cells
-    reduce_columns = flow_targets.shape[1] if flow_loss == "sum" else 1
-    use_proxy = proxy_values is not None and proxy_weight > 0
-    proxies = torch.as_tensor(proxy_values, dtype=torch.float32) if use_proxy else None
-    archs = list(archs)
-    n = len(archs)
+    n = len(task)
     losses = []
     encoder.train()
     heads.train()
@@ -101,10 +138,7 @@ def fgp_pretrain(
         total = 0.0
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            emb = encoder(graphs.batch([archs[i] for i in idx]))
-            loss = flow_weight * reduce_columns * ((heads.flow(emb) - flows[idx]) ** 2).mean()
-            if use_proxy:
-                loss = loss + proxy_weight * pairwise_hinge(heads.proxy(emb).squeeze(1), proxies[idx], margin)
+            loss = task.loss(encoder, heads, graphs, idx)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
