@@ -25,7 +25,7 @@ from nasflow.errors import CheckpointError, DataError, NasflowError
 from nasflow.flow import READOUTS, VARIANTS, flow_surrogate
 
 from .encoders import ENCODERS, make_encoder, mlp_head
-from .fgp import FLOW_LOSSES, FLOW_TARGETS, fgp_pretrain, pairwise_hinge
+from .fgp import FLOW_LOSSES, FLOW_TARGETS, PretextTask, PretrainHeads, fgp_pretrain, pairwise_hinge
 from .graphs import GraphCache
 from .unified import SPACE_IDS, UnifiedGraphCache, check_init_from, make_unified
 
@@ -37,7 +37,8 @@ ENUMERATE_LIMIT = 50_000
 PREDICT_CHUNK = 16_384
 # Options that do not change what pre-training computes, left out of its cache key.
 _FIT_ONLY = {"epochs", "lr", "weight_decay", "batch_size", "cache", "threads", "head_init", "encoder_lr_scale",
-             "features", "zcp_proxies", "clip_grad"}
+             "features", "zcp_proxies", "clip_grad", "finetune_flow_weight", "finetune_proxy_weight",
+             "finetune_batch"}
 # Options added later, left out of the pre-training cache key at their default so older caches keep loading.
 _NEW_DEFAULTS = {"flow_target": "standardised", "flow_loss": "mean", "clip_grad": None}
 # How fine-tuning starts its score head: fresh (seeded), or from the pre-trained proxy
@@ -114,6 +115,9 @@ class Predictor:
         head_init: str = "random",
         encoder_lr_scale: float = 1.0,
         clip_grad: Optional[float] = None,
+        finetune_flow_weight: float = 0.0,
+        finetune_proxy_weight: float = 0.0,
+        finetune_batch: int = 256,
         features: Sequence[str] = (),
         zcp_proxies: Optional[Sequence[str]] = None,
         unified: bool = False,
@@ -142,6 +146,12 @@ class Predictor:
         self.flow_target, self.flow_loss = flow_target, flow_loss
         # FlowerFormer clips the fine-tuning gradient norm at 1.0; None does not clip
         self.clip_grad = clip_grad
+        # Keeping the pretext task during fine-tuning (on a batch of unlabeled pre-training cells per
+        # step) stops a few labels from washing out what pre-training taught the encoder.
+        if finetune_flow_weight < 0 or finetune_proxy_weight < 0 or finetune_batch < 2:
+            raise NasflowError("finetune_flow_weight and finetune_proxy_weight must be >= 0 and finetune_batch >= 2")
+        self.finetune_flow_weight, self.finetune_proxy_weight = finetune_flow_weight, finetune_proxy_weight
+        self.finetune_batch = int(finetune_batch)
         self.proxy = proxy
         self.flow_weight, self.proxy_weight = flow_weight, proxy_weight
         self.pretrain_epochs, self.pretrain_lr = pretrain_epochs, pretrain_lr
@@ -168,6 +178,7 @@ class Predictor:
         self.threads = threads
         self._graphs: Optional[GraphCache] = None
         self._pretrained: Optional[dict] = None
+        self._pretrain_archs: Optional[list[Arch]] = None
         self._model: Optional[ScoreModel] = None
         self.pretrain_losses: list[float] = []
         self.pretrain_from_cache = False
@@ -190,6 +201,9 @@ class Predictor:
             "flow_target": self.flow_target,
             "flow_loss": self.flow_loss,
             "clip_grad": self.clip_grad,
+            "finetune_flow_weight": self.finetune_flow_weight,
+            "finetune_proxy_weight": self.finetune_proxy_weight,
+            "finetune_batch": self.finetune_batch,
             "proxy": self.proxy if isinstance(self.proxy, str) else None,
             "flow_weight": self.flow_weight,
             "proxy_weight": self.proxy_weight,
@@ -280,11 +294,13 @@ class Predictor:
         else:
             archs = self._check_archs(archs, "pre-training cells")
             tag = hashlib.sha1("\n".join(sorted(a.key for a in archs)).encode()).hexdigest()
+        self._pretrain_archs = archs
         path = self._cache_path(tag)
         if path is not None and path.is_file():
             state = _try_load_state(path)
-            if state is not None:
-                self._pretrained = {"encoder": state["encoder"], "proxy_head": state["proxy_head"]}
+            # caches written before the flow head was kept cannot continue the pretext task: re-run them
+            if state is not None and ("flow_head" in state or not self._keeps_pretext()):
+                self._pretrained = {k: state[k] for k in ("encoder", "proxy_head", "flow_head") if k in state}
                 self.pretrain_losses = state["losses"].tolist()
                 self.pretrain_from_cache = True
                 return self
@@ -316,14 +332,15 @@ class Predictor:
         self._pretrained = {
             "encoder": {k: v.detach().clone() for k, v in encoder.state_dict().items()},
             "proxy_head": {k: v.detach().clone() for k, v in heads.proxy.state_dict().items()},
+            "flow_head": {k: v.detach().clone() for k, v in heads.flow.state_dict().items()},
         }
         self.pretrain_from_cache = False
         if path is not None:
             _atomic_save({**self._pretrained, "losses": torch.tensor(self.pretrain_losses)}, path)
         return self
 
-    def _proxy_values(self, archs, progress) -> Optional[np.ndarray]:
-        if self.proxy is None or self.proxy_weight <= 0:
+    def _proxy_values(self, archs, progress, weight: Optional[float] = None) -> Optional[np.ndarray]:
+        if self.proxy is None or (self.proxy_weight if weight is None else weight) <= 0:
             return None
         if callable(self.proxy):
             values = np.asarray(self.proxy(archs), dtype=np.float64)
@@ -336,6 +353,23 @@ class Predictor:
         return values
 
     # ----------------------------------------------------------------- fine-tuning
+    def _keeps_pretext(self) -> bool:
+        return self.finetune_flow_weight > 0 or self.finetune_proxy_weight > 0
+
+    def _finetune_pretext(self, progress: bool) -> PretextTask:
+        """The pretext task on the pre-training cells, weighted for fine-tuning."""
+        archs = self._pretrain_archs
+        if archs is None:
+            archs, _ = self._default_pretrain_archs()
+        flows = flow_surrogate(
+            self.space, archs, dim=self.flow_dim, variant=self.flow_variant, readout=self.flow_readout, seed=self.flow_seed
+        )
+        return PretextTask(
+            archs, flows, self._proxy_values(archs, progress, self.finetune_proxy_weight),
+            flow_weight=self.finetune_flow_weight, proxy_weight=self.finetune_proxy_weight, margin=self.margin,
+            flow_target=self.flow_target, flow_loss=self.flow_loss,
+        )  # fmt: skip
+
     def _check_archs(self, archs, what: str, any_unified_space: bool = False) -> list[Arch]:
         archs = list(archs)
         spaces = sorted(SPACE_IDS) if any_unified_space else [self.space.name]
@@ -381,8 +415,11 @@ class Predictor:
             val_archs, val_values = self._check_labeled(val_archs, val_values, "validation cells")
         if init_from is not None:
             check_init_from(init_from, self)
-        elif self.pretrain_mode == "fgp" and self._pretrained is None:
+        elif self.pretrain_mode == "fgp" and (
+            self._pretrained is None or (self._keeps_pretext() and "flow_head" not in self._pretrained)
+        ):
             self.pretrain(progress=progress)
+        pretext = self._finetune_pretext(progress) if self._keeps_pretext() else None
         targets = torch.as_tensor(values, dtype=torch.float32)
         n = len(archs)
         rng = np.random.default_rng(self.seed)
@@ -401,11 +438,22 @@ class Predictor:
                     model.head.load_state_dict(self._pretrained["proxy_head"])
             if extra is not None:  # after loading: the target cells' statistics, not the source's
                 model.set_standardisation(extra)
+            if pretext is not None:
+                # the pre-training heads when there are any; fresh (seeded) heads make it plain multi-task learning
+                heads = PretrainHeads(model.encoder.out_dim, self.dim, pretext.flow_dim)
+                if self._pretrained is not None and init_from is None:
+                    heads.flow.load_state_dict(self._pretrained["flow_head"])
+                    heads.proxy.load_state_dict(self._pretrained["proxy_head"])
+                heads.train()
+                # its own stream, so the labeled batches are drawn as without the pretext task
+                pretext_rng = np.random.default_rng([self.seed, 1])
             # A smaller step on the encoder keeps more of what pre-training taught it.
             groups = [
                 {"params": model.encoder.parameters(), "lr": self.lr * self.encoder_lr_scale},
                 {"params": model.head.parameters(), "lr": self.lr},
             ]
+            if pretext is not None:
+                groups.append({"params": heads.parameters(), "lr": self.lr})
             optimiser = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
             best_tau, best_state = -np.inf, None
             self.fit_history = []
@@ -418,6 +466,9 @@ class Predictor:
                     target = targets if full_batch is not None else targets[idx]
                     batch_extra = None if extra is None else (extra if full_batch is not None else extra[idx])
                     loss = pairwise_hinge(model(batch, batch_extra), target, self.margin)
+                    if pretext is not None:
+                        unlabeled = pretext_rng.choice(len(pretext), size=min(self.finetune_batch, len(pretext)), replace=False)
+                        loss = loss + pretext.loss(model.encoder, heads, self.graphs, unlabeled)
                     optimiser.zero_grad()
                     loss.backward()
                     if self.clip_grad is not None:
