@@ -34,6 +34,9 @@ def main(argv=None):
     ap.add_argument("--seeds", default="21,2021,202121", help="model (and pre-training) seeds")
     ap.add_argument("--perms", default="21,2021,202121", help="permutation seeds")
     add_set_option(ap)
+    ap.add_argument("--ensemble", type=int, default=1, metavar="K",
+                    help="also score an ensemble of K predictors per run (seeds seed..seed+K-1, each pre-trained), "
+                         "next to the single model")  # fmt: skip
     ap.add_argument("--fresh-cache", action="store_true", help="pre-train into an empty cache so it is timed")
     ap.add_argument("--json", default=None, help="also write every run to this JSON file")
     ap.add_argument("--threads", type=int, default=1)
@@ -50,7 +53,7 @@ def main(argv=None):
         for path in args.merge:
             with open(path) as f:
                 for run in (ProtocolRun(**r) for r in json.load(f)):
-                    key = (run.encoder, run.pretrain, run.ratio, run.perm_seed, run.seed)
+                    key = (run.encoder, run.pretrain, run.members, run.ratio, run.perm_seed, run.seed)
                     repeats += key in seen
                     if key not in seen:
                         seen.add(key)
@@ -78,7 +81,7 @@ def main(argv=None):
 
     def show(run):
         print(
-            f"{run.encoder:8s} {run.pretrain:4s} ratio {run.ratio:<5g} perm {run.perm_seed:<6d} seed {run.seed:<6d} "
+            f"{run.encoder:8s} {run.pretrain:4s} x{run.members} ratio {run.ratio:<5g} perm {run.perm_seed:<6d} seed {run.seed:<6d} "
             f"tau {run.tau:.3f} rho {run.rho:.3f} P@1% {run.p1:.3f} P@5% {run.p5:.3f} "
             f"fit {run.fit_seconds:.1f}s pretrain {run.pretrain_seconds:.1f}s",
             flush=True,
@@ -99,13 +102,14 @@ def main(argv=None):
         space, archs, values,
         encoders=split(args.encoders), pretrains=split(args.pretrains), ratios=split(args.ratios, float),
         seeds=split(args.seeds, int), perm_seeds=split(args.perms, int), options=options, on_run=show,
+        ensemble=args.ensemble,
     )  # fmt: skip
     print(f"\nprotocol: {len(runs)} runs in {time.perf_counter() - start:.0f} s; options {options or 'defaults'}\n")
     print(format_table(summarise(runs)))
 
     pretrain_times = {}
     for r in runs:
-        if r.pretrain == "fgp" and r.pretrain_seconds > 0:
+        if r.pretrain == "fgp" and r.members == 1 and r.pretrain_seconds > 0:
             pretrain_times.setdefault(r.encoder, set()).add(round(r.pretrain_seconds, 1))
     for enc, ts in pretrain_times.items():
         print(f"FGP pre-training on all 15,625 cells, {enc}: {', '.join(f'{t:.1f}' for t in sorted(ts))} s")

@@ -57,6 +57,8 @@ class ProtocolRun:
     p5: float
     fit_seconds: float
     pretrain_seconds: float
+    # > 1: the standardised scores of that many predictors (seeds seed, seed+1, ...) averaged
+    members: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,13 +77,21 @@ def run_protocol(
     options: Optional[dict] = None,
     progress: bool = False,
     on_run: Optional[Callable[[ProtocolRun], None]] = None,
+    ensemble: int = 1,
 ) -> list[ProtocolRun]:
     """Every (encoder, pre-training, seed, permutation, ratio) run of the protocol.
 
     ``archs`` are all cells of the benchmark in official order and ``values`` their
     labels (the ``*_valid`` column). ``options`` go to every ``Predictor``.
+    ``ensemble=K > 1`` also scores an ensemble of K predictors with seeds seed, ..., seed+K-1,
+    each pre-trained on its own, and records it next to the single model (the first member).
     """
+    from nasflow.runs import Committee
+
     from .predictor import Predictor
+
+    if ensemble < 1:
+        raise DataError(f"an ensemble needs at least 1 member, got {ensemble}")
 
     values = np.asarray(values, dtype=np.float64)
     if len(archs) != values.size:
@@ -94,37 +104,48 @@ def run_protocol(
     for encoder in encoders:
         for seed in seeds:
             for mode in pretrains:
-                predictor = Predictor(space, encoder=encoder, pretrain=mode, seed=seed, **(options or {}))
-                start = time.perf_counter()
-                predictor.pretrain(progress=progress)
-                pretrain_seconds = 0.0 if predictor.pretrain_from_cache else time.perf_counter() - start
+                members = [Predictor(space, encoder=encoder, pretrain=mode, seed=seed + m, **(options or {}))
+                           for m in range(ensemble)]  # fmt: skip
+                pretrain_seconds = []
+                for member in members:
+                    start = time.perf_counter()
+                    member.pretrain(progress=progress)
+                    pretrain_seconds.append(0.0 if member.pretrain_from_cache else time.perf_counter() - start)
                 for perm_seed in perm_seeds:
                     for ratio in ratios:
                         train, val, test = splits[perm_seed, ratio]
-                        start = time.perf_counter()
-                        predictor.fit([archs[i] for i in train], values[train], [archs[i] for i in val], values[val])
-                        fit_seconds = time.perf_counter() - start
-                        pred, true = predictor.predict([archs[i] for i in test]), values[test]
-                        run = ProtocolRun(
-                            encoder, mode, ratio, perm_seed, seed, len(train),
-                            kendall_tau(pred, true), spearman_rho(pred, true),
-                            precision_at_k(pred, true, 0.01), precision_at_k(pred, true, 0.05),
-                            fit_seconds, pretrain_seconds,
-                        )  # fmt: skip
-                        runs.append(run)
-                        if on_run is not None:
-                            on_run(run)
+                        fit_seconds = []
+                        for member in members:
+                            start = time.perf_counter()
+                            member.fit([archs[i] for i in train], values[train], [archs[i] for i in val], values[val])
+                            fit_seconds.append(time.perf_counter() - start)
+                        test_archs, true = [archs[i] for i in test], values[test]
+                        scored = [(members[0].predict(test_archs), 1, fit_seconds[0], pretrain_seconds[0])]
+                        if ensemble > 1:
+                            committee = Committee(members, f"{ensemble} x {mode}")
+                            scored.append((committee.predict(test_archs), ensemble, sum(fit_seconds), sum(pretrain_seconds)))
+                        for pred, size, fit_s, pretrain_s in scored:
+                            run = ProtocolRun(
+                                encoder, mode, ratio, perm_seed, seed, len(train),
+                                kendall_tau(pred, true), spearman_rho(pred, true),
+                                precision_at_k(pred, true, 0.01), precision_at_k(pred, true, 0.05),
+                                fit_s, pretrain_s, size,
+                            )  # fmt: skip
+                            runs.append(run)
+                            if on_run is not None:
+                                on_run(run)
     return runs
 
 
 def summarise(runs: Sequence[ProtocolRun]) -> list[dict]:
-    """Mean and standard deviation of each metric per (ratio, encoder, pre-training)."""
+    """Mean and standard deviation of each metric per (ratio, encoder, pre-training, ensemble size)."""
     groups: dict[tuple, list[ProtocolRun]] = {}
     for r in runs:
-        groups.setdefault((r.ratio, r.encoder, r.pretrain), []).append(r)
+        groups.setdefault((r.ratio, r.encoder, r.pretrain, r.members), []).append(r)
     rows = []
-    for (ratio, encoder, mode), rs in sorted(groups.items()):
-        row = {"ratio": ratio, "encoder": encoder, "pretrain": mode, "runs": len(rs), "n_train": rs[0].n_train}
+    for (ratio, encoder, mode, members), rs in sorted(groups.items()):
+        row = {"ratio": ratio, "encoder": encoder, "pretrain": mode, "members": members, "runs": len(rs),
+               "n_train": rs[0].n_train}  # fmt: skip
         for metric in ("tau", "rho", "p1", "p5", "fit_seconds"):
             xs = np.array([getattr(r, metric) for r in rs])
             row[metric], row[metric + "_std"] = float(xs.mean()), float(xs.std())
@@ -139,7 +160,8 @@ def format_table(rows: Sequence[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        cells = [f"{r['ratio']:g}", str(r["n_train"]), r["encoder"], r["pretrain"], str(r["runs"])]
+        mode = r["pretrain"] if r.get("members", 1) == 1 else f"{r['pretrain']}, ensemble of {r['members']}"
+        cells = [f"{r['ratio']:g}", str(r["n_train"]), r["encoder"], mode, str(r["runs"])]
         cells += [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in ("tau", "rho", "p1", "p5")]
         cells.append(f"{r['fit_seconds']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")

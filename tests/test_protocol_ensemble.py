@@ -1,0 +1,60 @@
+"""The predictor protocol's ensembles: K predictors with consecutive seeds, scores standardised and averaged."""
+import numpy as np
+import pytest
+
+from nasflow.errors import DataError
+
+OPTIONS = dict(dim=8, layers=2, epochs=3, batch_size=16)
+
+
+@pytest.fixture(scope="session")
+def small_benchmark(nb201, nb201_oracle):
+    archs = nb201.enumerate()[::30][:400]
+    return archs, np.array([nb201_oracle.query(a).valid for a in archs])
+
+
+def _run(nb201, small_benchmark, ensemble):
+    from nasflow.predictors.protocol import run_protocol
+
+    return run_protocol(
+        nb201, *small_benchmark, encoders=["gin"], pretrains=["none"], ratios=[0.1], seeds=[5], perm_seeds=[2021],
+        pool=200, options=OPTIONS, ensemble=ensemble,
+    )  # fmt: skip
+
+
+def test_ensemble_is_recorded_next_to_its_first_member(nb201, small_benchmark):
+    from nasflow import Predictor
+    from nasflow.metrics import kendall_tau
+    from nasflow.predictors.protocol import field_split, format_table, summarise
+
+    (single,) = _run(nb201, small_benchmark, 1)
+    first, pair = _run(nb201, small_benchmark, 2)
+    assert (single.members, first.members, pair.members) == (1, 1, 2)
+    assert first.tau == single.tau and first.seed == pair.seed == 5
+    # the ensemble is the mean of the members' standardised scores, members seeded 5 and 6
+    archs, values = small_benchmark
+    train, val, test = field_split(len(archs), 2021, 0.1, 200)
+    scores = []
+    for seed in (5, 6):
+        p = Predictor(nb201, encoder="gin", pretrain="none", seed=seed, **OPTIONS)
+        p.fit([archs[i] for i in train], values[train], [archs[i] for i in val], values[val])
+        s = p.predict([archs[i] for i in test])
+        scores.append((s - s.mean()) / s.std())
+    assert pair.tau == pytest.approx(kendall_tau(np.mean(scores, axis=0), values[test]))
+    assert pair.tau != first.tau
+    rows = summarise([first, pair])
+    assert [r["members"] for r in rows] == [1, 2]
+    assert "none, ensemble of 2" in format_table(rows)
+
+
+def test_runs_saved_before_ensembles_still_load():
+    from nasflow.predictors.protocol import ProtocolRun
+
+    old = dict(encoder="gin", pretrain="fgp", ratio=0.01, perm_seed=21, seed=21, n_train=78, tau=0.7, rho=0.9,
+               p1=0.5, p5=0.6, fit_seconds=1.0, pretrain_seconds=2.0)  # fmt: skip
+    assert ProtocolRun(**old).members == 1
+
+
+def test_an_empty_ensemble_is_refused(nb201, small_benchmark):
+    with pytest.raises(DataError, match="ensemble"):
+        _run(nb201, small_benchmark, 0)
