@@ -153,6 +153,9 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
     jobs = jobs if jobs is not None else min(2, os.cpu_count() or 1)
     records = cmp.compare(names, kinds, seeds, out, base={k: v for k, v in base.items() if v is not None},
                           jobs=jobs, progress=show_progress())
-    paths = cmp.write_outputs(records, out)
+    paths = cmp.write_outputs(records, out, kinds)
     click.echo(cmp.format_table(cmp.summary_rows(records)))
-    click.echo(f"wrote {paths['curves']}, {paths['summary']}, {paths['plot']}")
+    paired = cmp.format_paired(cmp.paired_rows(records, kinds))
+    if paired:
+        click.echo(paired)
+    click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")

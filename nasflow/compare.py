@@ -174,6 +174,55 @@ def summary_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
+# where the printed paired table looks; paired.csv has every n
+PAIRED_AT = (10, 20, 30, 50, 100)
+
+
+def paired_rows(records: list[dict], predictors: Sequence[str]) -> list[dict]:
+    """Per searcher, each predictor minus the one listed before it, paired by seed, at every query count.
+
+    Runs of one seed share the searcher's seed and so start from the same random cells: the per-seed
+    difference of best valid accuracy removes that luck, which the curves' standard errors keep.
+    """
+    by_key = {(r["searcher"], r["predictor"], r["seed"]): r for r in records}
+    rows = []
+    for searcher in dict.fromkeys(r["searcher"] for r in records):
+        for base, other in zip(predictors, predictors[1:]):
+            seeds = sorted(s for (se, p, s) in by_key if se == searcher and p == other and (se, base, s) in by_key)
+            if not seeds:
+                continue
+            diff = np.array([np.subtract(by_key[searcher, other, s]["best_valid"], by_key[searcher, base, s]["best_valid"])
+                             for s in seeds], dtype=float)
+            mean, se = _mean_se(diff)
+            for q in range(diff.shape[1]):
+                rows.append({
+                    "searcher": searcher, "predictor": other, "minus": base, "queries": q + 1, "seeds": len(seeds),
+                    "mean_diff_valid": float(mean[q]), "se_diff_valid": float(se[q]),
+                    # ties are common late in a run: both found the same best cell
+                    "wins": int(np.sum(diff[:, q] > 1e-9)), "ties": int(np.sum(np.abs(diff[:, q]) <= 1e-9)),
+                    "losses": int(np.sum(diff[:, q] < -1e-9)),
+                })
+    return rows
+
+
+def format_paired(rows: list[dict]) -> str:
+    """The paired rows at PAIRED_AT (and the last query count), one line per searcher and pair."""
+    if not rows:
+        return ""
+    budget = max(r["queries"] for r in rows)
+    at = sorted({n for n in PAIRED_AT if n <= budget} | {budget})
+    lines = ["paired by seed, best valid: predictor minus the one listed before it, mean +- s.e. (wins/ties/losses)",
+             f"{'searcher':10s} {'pair':18s} " + " ".join(f"{'n=' + str(n):>22s}" for n in at)]
+    groups: dict[tuple, dict] = {}
+    for r in rows:
+        groups.setdefault((r["searcher"], r["predictor"], r["minus"]), {})[r["queries"]] = r
+    for (searcher, predictor, base), by_n in groups.items():
+        cells = [f"{by_n[n]['mean_diff_valid']:+.3f}+-{by_n[n]['se_diff_valid']:.3f} "
+                 f"({by_n[n]['wins']}/{by_n[n]['ties']}/{by_n[n]['losses']})" for n in at]
+        lines.append(f"{searcher:10s} {predictor + '-' + base:18s} " + " ".join(f"{c:>22s}" for c in cells))
+    return "\n".join(lines)
+
+
 def format_table(rows: list[dict]) -> str:
     lines = [f"{'searcher':10s} {'predictor':10s} {'runs':>4s}  {'final test':>15s}  {'median q to best-valid':>22s}  {'overhead s/q':>12s}"]
     for r in rows:
@@ -219,16 +268,24 @@ def plot(records: list[dict], path) -> None:
     os.replace(tmp, path)
 
 
-def write_outputs(records: list[dict], out) -> dict:
-    """curves.csv, summary.csv, curves.png in ``out``; returns their paths."""
-    out = Path(out)
-    rows = summary_rows(records)
+def _dicts_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_outputs(records: list[dict], out, predictors: Sequence[str] = ()) -> dict:
+    """curves.csv, summary.csv, curves.png (and paired.csv when two predictors were compared) in ``out``;
+    returns their paths."""
+    out = Path(out)
     paths = {"curves": out / "curves.csv", "summary": out / "summary.csv", "plot": out / "curves.png"}
     atomic_write_text(paths["curves"], curves_csv(records))
-    atomic_write_text(paths["summary"], buf.getvalue())
+    atomic_write_text(paths["summary"], _dicts_csv(summary_rows(records)))
+    paired = paired_rows(records, predictors)
+    if paired:
+        paths["paired"] = out / "paired.csv"
+        atomic_write_text(paths["paired"], _dicts_csv(paired))
     plot(records, paths["plot"])
     return paths

@@ -118,3 +118,23 @@ def test_compare_writes_csv_png_and_a_table(nb201_csv, tmp_path):
 def test_bad_compare_input(nb201_csv, tmp_path, args, message):
     done = nasflow("compare", "--benchmark", nb201_csv, "--out", tmp_path / "c", "--predictor", "none", *args)
     assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_paired_rows_pair_runs_by_seed_and_skip_unpaired_seeds():
+    from nasflow.compare import format_paired, paired_rows
+
+    def run(predictor, seed, curve):
+        return {"searcher": "evolution", "predictor": predictor, "seed": seed, "best_valid": curve}
+
+    records = [run("scratch", 0, [90.0, 91.0]), run("fgp", 0, [90.0, 91.5]),
+               run("scratch", 1, [89.0, 91.0]), run("fgp", 1, [89.0, 90.0]),
+               run("fgp", 2, [95.0, 95.0])]  # no scratch partner: must not count
+    rows = paired_rows(records, ["scratch", "fgp"])
+    assert [(r["predictor"], r["minus"], r["queries"], r["seeds"]) for r in rows] == [("fgp", "scratch", 1, 2), ("fgp", "scratch", 2, 2)]
+    last = rows[1]
+    assert last["mean_diff_valid"] == pytest.approx(-0.25)
+    assert last["se_diff_valid"] == pytest.approx(0.75)  # std of (+0.5, -1.0) over sqrt(2)
+    assert (last["wins"], last["ties"], last["losses"]) == (1, 0, 1)
+    assert (rows[0]["wins"], rows[0]["ties"], rows[0]["losses"]) == (0, 2, 0)
+    assert "fgp-scratch" in format_paired(rows) and "n=2" in format_paired(rows)
+    assert paired_rows(records, ["fgp"]) == []
