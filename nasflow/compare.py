@@ -123,6 +123,10 @@ def compare(
                       disable=not progress, desc="pre-training", unit="run"))
             records = list(tqdm(workers.imap(run_one, jobs_list), total=len(jobs_list),
                                 disable=not progress, desc="runs", unit="run"))
+            # let the workers exit on their own: leaving the block terminates them before their finalisers
+            # unlink the semaphores they created, and Python then warns about leaked semaphores at shutdown
+            workers.close()
+            workers.join()
     return records
 
 
