@@ -38,7 +38,7 @@ PREDICT_CHUNK = 16_384
 # Options that do not change what pre-training computes, left out of its cache key.
 _FIT_ONLY = {"epochs", "lr", "weight_decay", "batch_size", "cache", "threads", "head_init", "encoder_lr_scale",
              "features", "zcp_proxies", "clip_grad", "finetune_flow_weight", "finetune_proxy_weight",
-             "finetune_batch"}
+             "finetune_batch", "finetune_seed"}
 # Options added later, left out of the pre-training cache key at their default so older caches keep loading.
 _NEW_DEFAULTS = {"flow_target": "standardised", "flow_loss": "mean", "clip_grad": None}
 # How fine-tuning starts its score head: fresh (seeded), or from the pre-trained proxy
@@ -118,6 +118,7 @@ class Predictor:
         finetune_flow_weight: float = 0.0,
         finetune_proxy_weight: float = 0.0,
         finetune_batch: int = 256,
+        finetune_seed: Optional[int] = None,
         features: Sequence[str] = (),
         zcp_proxies: Optional[Sequence[str]] = None,
         unified: bool = False,
@@ -152,6 +153,8 @@ class Predictor:
             raise NasflowError("finetune_flow_weight and finetune_proxy_weight must be >= 0 and finetune_batch >= 2")
         self.finetune_flow_weight, self.finetune_proxy_weight = finetune_flow_weight, finetune_proxy_weight
         self.finetune_batch = int(finetune_batch)
+        # None: fine-tuning draws from ``seed`` too; another value varies fine-tuning over one pre-training
+        self.finetune_seed = None if finetune_seed is None else int(finetune_seed)
         self.proxy = proxy
         self.flow_weight, self.proxy_weight = flow_weight, proxy_weight
         self.pretrain_epochs, self.pretrain_lr = pretrain_epochs, pretrain_lr
@@ -204,6 +207,7 @@ class Predictor:
             "finetune_flow_weight": self.finetune_flow_weight,
             "finetune_proxy_weight": self.finetune_proxy_weight,
             "finetune_batch": self.finetune_batch,
+            "finetune_seed": self.finetune_seed,
             "proxy": self.proxy if isinstance(self.proxy, str) else None,
             "flow_weight": self.flow_weight,
             "proxy_weight": self.proxy_weight,
@@ -422,13 +426,14 @@ class Predictor:
         pretext = self._finetune_pretext(progress) if self._keeps_pretext() else None
         targets = torch.as_tensor(values, dtype=torch.float32)
         n = len(archs)
-        rng = np.random.default_rng(self.seed)
+        seed = self.seed if self.finetune_seed is None else self.finetune_seed
+        rng = np.random.default_rng(seed)
         full_batch = self.graphs.batch(archs) if n <= self.batch_size else None
         val_batch = self.graphs.batch(val_archs) if validate else None
         extra = self._extra(archs, progress)
         val_extra = self._extra(val_archs) if validate else None
         with torch.random.fork_rng(), _torch_threads(self.threads):
-            torch.manual_seed(self.seed)
+            torch.manual_seed(seed)
             model = self._new_model()
             if init_from is not None:
                 model.load_state_dict(init_from._model.state_dict())
@@ -446,7 +451,7 @@ class Predictor:
                     heads.proxy.load_state_dict(self._pretrained["proxy_head"])
                 heads.train()
                 # its own stream, so the labeled batches are drawn as without the pretext task
-                pretext_rng = np.random.default_rng([self.seed, 1])
+                pretext_rng = np.random.default_rng([seed, 1])
             # A smaller step on the encoder keeps more of what pre-training taught it.
             groups = [
                 {"params": model.encoder.parameters(), "lr": self.lr * self.encoder_lr_scale},
