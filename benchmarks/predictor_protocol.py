@@ -37,6 +37,8 @@ def main(argv=None):
     ap.add_argument("--ensemble", type=int, default=1, metavar="K",
                     help="also score an ensemble of K predictors per run (seeds seed..seed+K-1, each pre-trained), "
                          "next to the single model")  # fmt: skip
+    ap.add_argument("--ensemble-over", default="pretraining", choices=("pretraining", "finetuning"),
+                    help="finetuning: members share one pre-training and differ in their fine-tuning seed")  # fmt: skip
     ap.add_argument("--fresh-cache", action="store_true", help="pre-train into an empty cache so it is timed")
     ap.add_argument("--json", default=None, help="also write every run to this JSON file")
     ap.add_argument("--threads", type=int, default=1)
@@ -53,7 +55,7 @@ def main(argv=None):
         for path in args.merge:
             with open(path) as f:
                 for run in (ProtocolRun(**r) for r in json.load(f)):
-                    key = (run.encoder, run.pretrain, run.members, run.ratio, run.perm_seed, run.seed)
+                    key = (run.encoder, run.pretrain, run.members, run.ensemble_over, run.ratio, run.perm_seed, run.seed)
                     repeats += key in seen
                     if key not in seen:
                         seen.add(key)
@@ -80,8 +82,9 @@ def main(argv=None):
     split = lambda s, f=str: [f(x) for x in s.split(",") if x]  # noqa: E731
 
     def show(run):
+        kind = f"x{run.members}" + ("f" if run.ensemble_over == "finetuning" else "")
         print(
-            f"{run.encoder:8s} {run.pretrain:4s} x{run.members} ratio {run.ratio:<5g} perm {run.perm_seed:<6d} seed {run.seed:<6d} "
+            f"{run.encoder:8s} {run.pretrain:4s} {kind} ratio {run.ratio:<5g} perm {run.perm_seed:<6d} seed {run.seed:<6d} "
             f"tau {run.tau:.3f} rho {run.rho:.3f} P@1% {run.p1:.3f} P@5% {run.p5:.3f} "
             f"fit {run.fit_seconds:.1f}s pretrain {run.pretrain_seconds:.1f}s",
             flush=True,
@@ -102,7 +105,7 @@ def main(argv=None):
         space, archs, values,
         encoders=split(args.encoders), pretrains=split(args.pretrains), ratios=split(args.ratios, float),
         seeds=split(args.seeds, int), perm_seeds=split(args.perms, int), options=options, on_run=show,
-        ensemble=args.ensemble,
+        ensemble=args.ensemble, ensemble_over=args.ensemble_over,
     )  # fmt: skip
     print(f"\nprotocol: {len(runs)} runs in {time.perf_counter() - start:.0f} s; options {options or 'defaults'}\n")
     print(format_table(summarise(runs)))

@@ -59,6 +59,9 @@ class ProtocolRun:
     pretrain_seconds: float
     # > 1: the standardised scores of that many predictors (seeds seed, seed+1, ...) averaged
     members: int = 1
+    # what the members' seeds vary: "pretraining" (and fine-tuning), or only "finetuning" over one pre-training;
+    # a single model is recorded as "pretraining"
+    ensemble_over: str = "pretraining"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,6 +81,7 @@ def run_protocol(
     progress: bool = False,
     on_run: Optional[Callable[[ProtocolRun], None]] = None,
     ensemble: int = 1,
+    ensemble_over: str = "pretraining",
 ) -> list[ProtocolRun]:
     """Every (encoder, pre-training, seed, permutation, ratio) run of the protocol.
 
@@ -85,13 +89,15 @@ def run_protocol(
     labels (the ``*_valid`` column). ``options`` go to every ``Predictor``.
     ``ensemble=K > 1`` also scores an ensemble of K predictors with seeds seed, ..., seed+K-1,
     each pre-trained on its own, and records it next to the single model (the first member).
+    With ``ensemble_over="finetuning"`` the members share the first one's pre-training and
+    differ in their fine-tuning seed only (K fits, one pre-training).
     """
     from nasflow.runs import Committee
 
-    from .predictor import Predictor
-
     if ensemble < 1:
         raise DataError(f"an ensemble needs at least 1 member, got {ensemble}")
+    if ensemble_over not in ENSEMBLE_OVER:
+        raise DataError(f"ensemble_over must be one of {', '.join(ENSEMBLE_OVER)}, got {ensemble_over!r}")
 
     values = np.asarray(values, dtype=np.float64)
     if len(archs) != values.size:
@@ -104,8 +110,7 @@ def run_protocol(
     for encoder in encoders:
         for seed in seeds:
             for mode in pretrains:
-                members = [Predictor(space, encoder=encoder, pretrain=mode, seed=seed + m, **(options or {}))
-                           for m in range(ensemble)]  # fmt: skip
+                members = [_member(space, encoder, mode, seed, m, ensemble_over, options or {}) for m in range(ensemble)]
                 pretrain_seconds = []
                 for member in members:
                     start = time.perf_counter()
@@ -129,7 +134,7 @@ def run_protocol(
                                 encoder, mode, ratio, perm_seed, seed, len(train),
                                 kendall_tau(pred, true), spearman_rho(pred, true),
                                 precision_at_k(pred, true, 0.01), precision_at_k(pred, true, 0.05),
-                                fit_s, pretrain_s, size,
+                                fit_s, pretrain_s, size, ensemble_over if size > 1 else "pretraining",
                             )  # fmt: skip
                             runs.append(run)
                             if on_run is not None:
@@ -137,15 +142,27 @@ def run_protocol(
     return runs
 
 
+ENSEMBLE_OVER = ("pretraining", "finetuning")
+
+
+def _member(space, encoder, mode, seed, m, ensemble_over, options):
+    """Member ``m`` of a run's ensemble; member 0 is the run's single model."""
+    from .predictor import Predictor
+
+    if ensemble_over == "pretraining":
+        return Predictor(space, encoder=encoder, pretrain=mode, seed=seed + m, **options)
+    return Predictor(space, encoder=encoder, pretrain=mode, seed=seed, finetune_seed=None if m == 0 else seed + m, **options)
+
+
 def summarise(runs: Sequence[ProtocolRun]) -> list[dict]:
     """Mean and standard deviation of each metric per (ratio, encoder, pre-training, ensemble size)."""
     groups: dict[tuple, list[ProtocolRun]] = {}
     for r in runs:
-        groups.setdefault((r.ratio, r.encoder, r.pretrain, r.members), []).append(r)
+        groups.setdefault((r.ratio, r.encoder, r.pretrain, r.members, r.ensemble_over), []).append(r)
     rows = []
-    for (ratio, encoder, mode, members), rs in sorted(groups.items()):
-        row = {"ratio": ratio, "encoder": encoder, "pretrain": mode, "members": members, "runs": len(rs),
-               "n_train": rs[0].n_train}  # fmt: skip
+    for (ratio, encoder, mode, members, over), rs in sorted(groups.items()):
+        row = {"ratio": ratio, "encoder": encoder, "pretrain": mode, "members": members, "ensemble_over": over,
+               "runs": len(rs), "n_train": rs[0].n_train}  # fmt: skip
         for metric in ("tau", "rho", "p1", "p5", "fit_seconds"):
             xs = np.array([getattr(r, metric) for r in rs])
             row[metric], row[metric + "_std"] = float(xs.mean()), float(xs.std())
@@ -160,7 +177,9 @@ def format_table(rows: Sequence[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        mode = r["pretrain"] if r.get("members", 1) == 1 else f"{r['pretrain']}, ensemble of {r['members']}"
+        mode = r["pretrain"]
+        if r.get("members", 1) > 1:
+            mode += f", ensemble of {r['members']}" + (" fine-tunings" if r["ensemble_over"] == "finetuning" else "")
         cells = [f"{r['ratio']:g}", str(r["n_train"]), r["encoder"], mode, str(r["runs"])]
         cells += [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in ("tau", "rho", "p1", "p5")]
         cells.append(f"{r['fit_seconds']:.1f}")

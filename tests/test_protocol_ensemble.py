@@ -13,12 +13,12 @@ def small_benchmark(nb201, nb201_oracle):
     return archs, np.array([nb201_oracle.query(a).valid for a in archs])
 
 
-def _run(nb201, small_benchmark, ensemble):
+def _run(nb201, small_benchmark, ensemble, **kwargs):
     from nasflow.predictors.protocol import run_protocol
 
     return run_protocol(
         nb201, *small_benchmark, encoders=["gin"], pretrains=["none"], ratios=[0.1], seeds=[5], perm_seeds=[2021],
-        pool=200, options=OPTIONS, ensemble=ensemble,
+        pool=200, options=OPTIONS, ensemble=ensemble, **kwargs,
     )  # fmt: skip
 
 
@@ -58,3 +58,34 @@ def test_runs_saved_before_ensembles_still_load():
 def test_an_empty_ensemble_is_refused(nb201, small_benchmark):
     with pytest.raises(DataError, match="ensemble"):
         _run(nb201, small_benchmark, 0)
+
+
+def test_an_ensemble_of_fine_tunings_shares_one_pretraining(nb201, small_benchmark, tmp_path, monkeypatch):
+    from nasflow.predictors.protocol import format_table, run_protocol, summarise
+
+    monkeypatch.setenv("NASFLOW_CACHE", str(tmp_path))
+    runs = run_protocol(
+        nb201, *small_benchmark, encoders=["gin"], pretrains=["fgp"], ratios=[0.1], seeds=[5], perm_seeds=[2021],
+        pool=200, options={**OPTIONS, "pretrain_epochs": 1}, ensemble=2, ensemble_over="finetuning",
+    )  # fmt: skip
+    first, pair = runs
+    assert (first.ensemble_over, pair.ensemble_over) == ("pretraining", "finetuning")
+    assert len(list(tmp_path.glob("fgp/*.pt"))) == 1
+    assert pair.pretrain_seconds == first.pretrain_seconds > 0  # the second member loaded the first one's
+    assert pair.tau != first.tau
+    assert "fgp, ensemble of 2 fine-tunings" in format_table(summarise(runs))
+    with pytest.raises(DataError, match="ensemble_over"):
+        _run(nb201, small_benchmark, 2, ensemble_over="snapshots")
+
+
+def test_finetune_seed_varies_fine_tuning_only(nb201, small_benchmark):
+    from nasflow import Predictor
+
+    archs, values = small_benchmark
+    base = Predictor(nb201, seed=4, **OPTIONS)
+    assert Predictor(nb201, seed=4, finetune_seed=9, **OPTIONS)._cache_path("all") == base._cache_path("all")
+    options = {**OPTIONS, "pretrain": "none"}
+    fits = {fs: Predictor(nb201, seed=4, finetune_seed=fs, **options).fit(archs[:30], values[:30]).predict(archs[30:60])
+            for fs in (None, 4, 9)}  # fmt: skip
+    np.testing.assert_array_equal(fits[None], fits[4])
+    assert not np.allclose(fits[None], fits[9])
