@@ -143,10 +143,14 @@ def build(settings: dict, progress: bool = False):
     oracle, description = open_oracle(space, settings, progress)
     seed = settings["seed"]
     predictors = run_predictors(space, settings)
-    if settings["searcher"] in ENSEMBLE_SEARCHERS and settings["predictor"] != "none":
-        # three members cost three fits: refit half as often to keep the loop's overhead per query in bounds
-        searcher = get_searcher(settings["searcher"], space, seed=seed, ensemble=predictors,
-                                refit_every=2 * settings["refit_every"])
+    if settings["searcher"] in ENSEMBLE_SEARCHERS:
+        # The searcher ranks its own candidates, so the loop's explore share and refit cadence are handed to it:
+        # without them BANANAS+FGP stalled on local optima its ensemble ranked above their better neighbours,
+        # and found the best cell mostly right after a refit (docs/RESULTS.md, issue 9, BANANAS).
+        options = {"explore": settings["explore"]}
+        if settings["predictor"] != "none":
+            options.update(ensemble=predictors, refit_every=settings["refit_every"])
+        searcher = get_searcher(settings["searcher"], space, seed=seed, **options)
         predictor = None
     else:
         predictor = predictors[0]

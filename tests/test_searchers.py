@@ -217,3 +217,17 @@ def test_bananas_space_pool_needs_an_enumerable_space(nb201):
 
     with pytest.raises(SearcherError, match="needs an enumerable space; endless is not"):
         get_searcher("bananas", Endless(), seed=0, pool="space")
+
+
+@pytest.mark.parametrize("predictor", ["none", "scratch"])
+def test_runs_hand_bananas_the_explore_share_and_refit_cadence(nb201_csv, predictor):
+    from nasflow.runs import build, complete
+
+    settings = complete({"searcher": "bananas", "predictor": predictor, "benchmark": str(nb201_csv),
+                         "explore": 0.3, "refit_every": 4})
+    _, _, searcher, loop_predictor, _ = build(settings)
+    assert loop_predictor is None and searcher.explore == 0.3
+    if predictor == "none":
+        assert searcher.refit_every == 1 and len(searcher.ensemble) == 5
+    else:
+        assert searcher.refit_every == 4 and len(searcher.ensemble) == 3
