@@ -5,7 +5,8 @@ The ensemble is any list of objects with ``fit(archs, values)`` / ``predict(arch
 (e.g. several ``nasflow.predictors.Predictor`` with different seeds); by default a few
 random-feature ridge regressions on a one-hot encoding of the cell graph, each on its own
 seed and bootstrap of the history.
-Acquisition ``ucb`` is mean + kappa * std over the members, ``mean`` the mean alone.
+Acquisition ``ucb`` is mean + kappa * std over the members, ``mean`` the mean alone, ``its``
+independent Thompson sampling (NASLib's default).
 """
 from __future__ import annotations
 
