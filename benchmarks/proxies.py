@@ -4,7 +4,8 @@ benchmark's CIFAR-10 accuracy on a seeded random sample of cells.
     nice -n 10 python benchmarks/proxies.py --sample 1000 --seed 0 --workers 2 --time-cells 12
 
 Part 1 times each network proxy alone on ``--time-cells`` random cells (one process, one
-torch thread) and all five together (they share the network build and two passes).
+torch thread; CPU and wall seconds) and all five together (they share the network build and
+one forward pass).
 Part 2 computes every proxy on ``--sample`` cells drawn without replacement with ``--seed``
 (cached in $NASFLOW_CACHE, so a rerun is free; ``--cached-only`` reports on the cells a
 run cut short had finished) and prints rho with cifar10_test and
@@ -31,11 +32,14 @@ def time_proxies(space, n: int, seed: int) -> None:
     archs = [space.sample(rng) for _ in range(n)]
     x, y = probe_batch()
     print(f"seconds per cell (mean over {n} random cells, official C=16 N=5, batch {PROBE_BATCH}, 1 thread):")
+    # CPU seconds are what a core spends; wall seconds also count waiting for a core on a shared machine
+    print(f"  {'proxies':<36} {'cpu':>6} {'wall':>6}")
     for names in [[n] for n in NETWORK_PROXIES] + [list(NETWORK_PROXIES)]:
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         for arch in archs:
             cell_scores(space, arch, names, x, y)
-        print(f"  {'+'.join(names):<36} {(time.perf_counter() - start) / n:6.3f}")
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        print(f"  {'+'.join(names):<36} {cpu / n:6.3f} {wall / n:6.3f}")
 
 
 def correlations(space, sample: int, seed: int, workers: int, cached_only: bool = False) -> None:

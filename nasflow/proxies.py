@@ -267,10 +267,10 @@ def _flops(space, archs, progress):
 
 
 def _register_network_proxies() -> None:
-    from .proxies_grad import CACHE_VERSION, NETWORK_PROXIES
+    from .proxies_grad import CACHE_VERSIONS, NETWORK_PROXIES
 
     for name, description in NETWORK_PROXIES.items():
-        PROXIES[name] = Proxy(name, None, description, version=CACHE_VERSION, network=True)
+        PROXIES[name] = Proxy(name, None, description, version=CACHE_VERSIONS[name], network=True)
 
 
 _register_network_proxies()

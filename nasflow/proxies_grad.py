@@ -1,4 +1,6 @@
-"""Zero-cost proxies that run the real network once or twice at initialisation.
+"""Zero-cost proxies that run the real network at initialisation: synflow on its own all-ones
+input, the four data-dependent ones together from one train-mode forward pass of the probe batch
+(two backward passes: loss -> weights, summed output -> input).
 
 Definitions follow the papers that introduced them (written here from the papers' formulas):
 
@@ -44,13 +46,15 @@ NETWORK_PROXIES = {
 }
 INIT_SEED = 0
 PROBE_SEED = 0
-# zero-cost-nas scored NB-201 with 64 CIFAR-10 images and NASWOT used 128; 32 halves the cost
-# of 64 (2.2 s vs ~4 s per cell for all five on the shared 2-core machine, measured)
-PROBE_BATCH = 32
+# zero-cost-nas scored NB-201 with 64 CIFAR-10 images and NASWOT used 128; fewer images cost
+# proportionally less, and the whole space must fit in an hour on 2 cores (docs/RESULTS.md)
+PROBE_BATCH = 16
 IMAGE_SIZE = 32
 JACOV_K = 1e-5
-# in the cache file names: cached scores of another batch or seed are not these scores
-CACHE_VERSION = f"1-b{PROBE_BATCH}-s{PROBE_SEED}-i{INIT_SEED}"
+# in the cache file names: cached scores of another batch or seed are not these scores;
+# synflow never sees the batch, so its version names only what it depends on
+CACHE_VERSIONS = {name: f"1-b{PROBE_BATCH}-s{PROBE_SEED}-i{INIT_SEED}" for name in NETWORK_PROXIES}
+CACHE_VERSIONS["synflow"] = f"1-i{INIT_SEED}"
 
 
 def probe_batch(batch: int = PROBE_BATCH, seed: int = PROBE_SEED, channels: int = 3, size: int = IMAGE_SIZE):
@@ -95,18 +99,6 @@ def synflow(net, input_shape: Sequence[int]) -> float:
     return float(sum((m.weight * m.weight.grad).abs().sum() for m in _weighted_layers(net) if m.weight.grad is not None))
 
 
-def snip_and_grad_norm(net, x, y) -> tuple[float, float]:
-    import torch.nn.functional as F
-
-    net.train()
-    net.zero_grad()
-    F.cross_entropy(net(x), y).backward()
-    layers = [m for m in _weighted_layers(net) if m.weight.grad is not None]
-    snip = sum(float((m.weight * m.weight.grad).abs().sum()) for m in layers)
-    grad_norm = sum(float(m.weight.grad.norm()) for m in layers)
-    return snip, grad_norm
-
-
 def jacov_score(jacobians: np.ndarray) -> float:
     """Mellor et al.'s v1 score of the (batch, features) input-gradient matrix."""
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -119,35 +111,89 @@ def jacov_score(jacobians: np.ndarray) -> float:
     return float(-np.sum(np.log(v + JACOV_K) + 1.0 / (v + JACOV_K)))
 
 
-def jacov_and_naswot(net, x) -> tuple[float, float]:
+class _AgreementKernel:
+    """NASWOT's kernel summed over every nn.ReLU module: K_ij = units on which images i and j agree.
+
+    Agreements = features - Hamming distance = 2 c_i.c_j - |c_i| - |c_j| + features: one
+    float32 product per ReLU (exact: its entries are integer counts below 2^24) instead of two
+    float64 ones. ReLUs fed the very same tensor (a cell's edges out of one node) see the same
+    codes, so each such tensor's term is computed once and added once per ReLU.
+    """
+
+    def __init__(self, n: int):
+        import torch
+
+        self.n = n
+        self.kernel = torch.zeros(n, n, dtype=torch.float64)
+        # keyed by the input's id and in-place version; holding the tensor keeps its id unique
+        self._terms: dict = {}
+
+    def hook(self, module, inputs, output):
+        import torch
+
+        z = inputs[0]
+        key = (id(z), z._version)
+        if key not in self._terms:
+            codes = (z.detach() > 0).reshape(self.n, -1).to(torch.float32)
+            gram = (codes @ codes.T).double()
+            ones = gram.diagonal()
+            self._terms[key] = (z, 2.0 * gram - ones[:, None] - ones[None, :] + codes.shape[1])
+        self.kernel.add_(self._terms[key][1])
+
+    def logdet(self) -> float:
+        import torch
+
+        self._terms.clear()
+        sign, logdet = torch.linalg.slogdet(self.kernel)
+        # K is an integer matrix, so a non-singular K has |det| >= 1 and log|det| >= 0: a singular
+        # one (images the ReLUs cannot tell apart, e.g. the all-`none` cell) scores 0, still the lowest
+        return float(logdet) if sign != 0 and torch.isfinite(logdet) else 0.0
+
+
+def data_scores(net, x, y, names: Sequence[str]) -> dict:
+    """snip, grad_norm, jacov and naswot (those in ``names``) from ONE train-mode forward pass.
+
+    The loss gradient w.r.t. the weights (snip, grad_norm) and the gradient of the summed
+    output w.r.t. the input (jacov) are two backward passes over the same graph; the ReLU
+    codes (naswot) are read during that forward. Train-mode BN normalises with the batch's own
+    statistics, so every proxy sees the same network function as it would in a pass of its own.
+    """
     import torch
+    import torch.nn.functional as F
     from torch import nn
 
-    net.train()
-    net.zero_grad()
+    want_loss = "snip" in names or "grad_norm" in names
+    want_jacov = "jacov" in names
+    want_naswot = "naswot" in names
+    if not (want_loss or want_jacov or want_naswot):
+        return {}
     n = x.shape[0]
-    kernel = torch.zeros(n, n, dtype=torch.float64)
-
-    def count_agreements(module, inputs, output):
-        codes = (inputs[0].detach().reshape(n, -1) > 0).double()
-        kernel.add_(codes @ codes.T + (1.0 - codes) @ (1.0 - codes).T)
-
-    hooks = [m.register_forward_hook(count_agreements) for m in net.modules() if isinstance(m, nn.ReLU)]
-    if not hooks:
-        raise NasflowError("naswot reads the codes of nn.ReLU modules, and this network has none (functional relu?)")
+    net.train()
+    x = x.detach().clone().requires_grad_(want_jacov)
+    hooks = []
+    if want_naswot:
+        kernel = _AgreementKernel(n)
+        hooks = [m.register_forward_hook(kernel.hook) for m in net.modules() if isinstance(m, nn.ReLU)]
+        if not hooks:
+            raise NasflowError("naswot reads the codes of nn.ReLU modules, and this network has none (functional relu?)")
     try:
-        x = x.clone().requires_grad_(True)
         out = net(x)
-        out.backward(torch.ones_like(out))
     finally:
         for h in hooks:
             h.remove()
-    jacov = jacov_score(x.grad.reshape(n, -1).double().numpy())
-    sign, logdet = torch.linalg.slogdet(kernel)
-    # K is an integer matrix, so a non-singular K has |det| >= 1 and log|det| >= 0: a singular
-    # one (images the ReLUs cannot tell apart, e.g. the all-`none` cell) scores 0, still the lowest
-    naswot = float(logdet) if sign != 0 and torch.isfinite(logdet) else 0.0
-    return jacov, naswot
+    scores = {}
+    if want_loss:
+        weights = [m.weight for m in _weighted_layers(net)]
+        grads = torch.autograd.grad(F.cross_entropy(out, y), weights, retain_graph=want_jacov, allow_unused=True)
+        used = [(w, g) for w, g in zip(weights, grads) if g is not None]
+        scores["snip"] = sum(float((w * g).abs().sum()) for w, g in used)
+        scores["grad_norm"] = sum(float(g.norm()) for _, g in used)
+    if want_jacov:
+        (jacobian,) = torch.autograd.grad(out.sum(), x)
+        scores["jacov"] = jacov_score(jacobian.reshape(n, -1).double().numpy())
+    if want_naswot:
+        scores["naswot"] = kernel.logdet()
+    return {name: scores[name] for name in names if name in scores}
 
 
 def cell_scores(space, arch, names: Sequence[str], x, y) -> dict:
@@ -157,11 +203,7 @@ def cell_scores(space, arch, names: Sequence[str], x, y) -> dict:
     with torch.random.fork_rng():
         torch.manual_seed(INIT_SEED)
         net = space.network(arch)
-    out = {}
-    if "snip" in names or "grad_norm" in names:
-        out["snip"], out["grad_norm"] = snip_and_grad_norm(net, x, y)
-    if "jacov" in names or "naswot" in names:
-        out["jacov"], out["naswot"] = jacov_and_naswot(net, x)
+    out = data_scores(net, x, y, [n for n in names if n != "synflow"])
     if "synflow" in names:
         # last: it rewrites the weights in place
         out["synflow"] = synflow(net, tuple(x.shape[1:]))

@@ -9,7 +9,7 @@ import pytest
 from nasflow.errors import NasflowError
 from nasflow.metrics import spearman_rho
 from nasflow.proxies import zero_cost, zero_cost_table
-from nasflow.proxies_grad import NETWORK_PROXIES, jacov_score, probe_batch
+from nasflow.proxies_grad import INIT_SEED, NETWORK_PROXIES, PROBE_BATCH, data_scores, jacov_score, probe_batch
 from nasflow.spaces.nb201 import NB201Space
 
 NAMES = list(NETWORK_PROXIES)
@@ -75,7 +75,10 @@ def test_same_cell_same_score_without_cache_and_in_another_order(scored):
 
 def test_scores_are_cached_per_space_and_proxy(scored, cache):
     files = sorted(p.name for p in (cache / "proxies").glob("nb201-*.npz"))
-    assert len(files) == len(NAMES) and all("-b" in f for f in files)
+    assert len(files) == len(NAMES)
+    # a data-dependent score belongs to its probe batch; synflow's (data-free) does not
+    for f in files:
+        assert (f"-b{PROBE_BATCH}-" in f) == (not f.startswith("nb201-synflow-")), f
     synflow_file = next((cache / "proxies").glob("nb201-synflow-*.npz"))
     with np.load(synflow_file) as z:
         keys, values = z["keys"], z["values"].copy()
@@ -167,11 +170,74 @@ def test_two_writers_of_one_cache_file_keep_each_others_cells(cache):
 def test_naswot_refuses_a_network_without_relu_modules():
     import torch
 
-    from nasflow.proxies_grad import jacov_and_naswot
-
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
     with pytest.raises(NasflowError, match="nn.ReLU"):
-        jacov_and_naswot(net, torch.randn(4, 3, 8, 8))
+        data_scores(net, torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 0, 1]), ["naswot"])
+
+
+def reference_scores(net, x, y) -> dict:
+    """The proxies as first written: one train-mode pass for the loss, another for the input
+    gradient, the NASWOT kernel as two float64 products per ReLU, every ReLU on its own."""
+    import torch
+    import torch.nn.functional as F
+
+    layers = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    net.train()
+    net.zero_grad()
+    F.cross_entropy(net(x), y).backward()
+    used = [m for m in layers if m.weight.grad is not None]
+    scores = {"snip": sum(float((m.weight * m.weight.grad).abs().sum()) for m in used),
+              "grad_norm": sum(float(m.weight.grad.norm()) for m in used)}
+    net.zero_grad()
+    n = x.shape[0]
+    kernel = torch.zeros(n, n, dtype=torch.float64)
+
+    def count(module, inputs, output):
+        codes = (inputs[0].detach().reshape(n, -1) > 0).double()
+        kernel.add_(codes @ codes.T + (1.0 - codes) @ (1.0 - codes).T)
+
+    hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, torch.nn.ReLU)]
+    x = x.clone().requires_grad_(True)
+    out = net(x)
+    out.backward(torch.ones_like(out))
+    for h in hooks:
+        h.remove()
+    scores["jacov"] = jacov_score(x.grad.reshape(n, -1).double().numpy())
+    sign, logdet = torch.linalg.slogdet(kernel)
+    scores["naswot"] = float(logdet) if sign != 0 else 0.0
+    return scores
+
+
+def test_one_fused_pass_gives_the_two_pass_scores():
+    import torch
+
+    x, y = probe_batch()
+    rng = np.random.default_rng(11)
+    cells = [CELLS["conv"], CELLS["skip"]] + [SPACE.arch_at(int(i)) for i in rng.choice(SPACE.size, 3, replace=False)]
+    names = ["snip", "grad_norm", "jacov", "naswot"]
+    for arch in cells:
+        torch.manual_seed(INIT_SEED)
+        fused = data_scores(SPACE.network(arch), x, y, names)
+        torch.manual_seed(INIT_SEED)
+        reference = reference_scores(SPACE.network(arch), x, y)
+        for name in names:
+            # same float32 operations in the same order: equal, not merely close
+            assert fused[name] == pytest.approx(reference[name], rel=1e-9, abs=1e-9), (str(arch), name)
+        # the reference's kernel is integer-valued: fused NASWOT must not lose a count to float32
+        assert fused["naswot"] > 0
+
+
+def test_fused_pass_computes_only_what_is_asked():
+    import torch
+
+    x, y = probe_batch()
+    torch.manual_seed(INIT_SEED)
+    net = SPACE.network(CELLS["conv"])
+    assert set(data_scores(net, x, y, ["naswot"])) == {"naswot"}
+    assert set(data_scores(net, x, y, ["jacov"])) == {"jacov"}
+    assert set(data_scores(net, x, y, ["grad_norm"])) == {"grad_norm"}
+    # nothing is left on the weights for the next proxy (synflow reads .grad)
+    assert all(p.grad is None for p in net.parameters())
 
 
 def test_zcp_features_are_signed_logs_of_the_scores(cache):
