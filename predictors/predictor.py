@@ -279,9 +279,14 @@ class Predictor:
             if keys.get(k, default) == default:
                 keys.pop(k, None)
         keys.update(space=self.space.name, vocab=list(self.graphs.vocab), archs=archs_tag, format=FORMAT_VERSION)
-        digest = hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
-        from nasflow.proxies import cache_dir
+        from nasflow.proxies import PROXIES, cache_dir
 
+        # a proxy whose definition changed (new version) must not reuse an encoder pre-trained to rank by the old
+        # one; version "1" is left out so caches written before versions were keyed keep loading
+        proxy_version = PROXIES[self.proxy].version if self.proxy in PROXIES else "1"
+        if proxy_version != "1":
+            keys["proxy_version"] = proxy_version
+        digest = hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
         return cache_dir() / "fgp" / f"{self.space.name}-{self.encoder}-{digest}.pt"
 
     def pretrain(self, archs: Optional[Sequence[Arch]] = None, progress: bool = False) -> "Predictor":

@@ -110,3 +110,15 @@ def test_ends_readout_is_output_forward_and_input_backward(nb201):
     batch = flow_surrogate_graphs(graphs, nb101.vocab, readout="ends")
     one_by_one = np.concatenate([flow_surrogate_graphs([g], nb101.vocab, readout="ends") for g in graphs])
     np.testing.assert_allclose(batch, one_by_one, rtol=1e-5, atol=1e-6)
+
+
+def test_pretraining_cache_key_follows_the_proxy_version(nb201, monkeypatch):
+    from dataclasses import replace
+
+    from nasflow import Predictor
+    from nasflow.proxies import PROXIES
+
+    flops = Predictor(nb201, seed=1, proxy="flops")._cache_path("all")
+    assert flops == Predictor(nb201, seed=1)._cache_path("all")  # version "1": the key older caches were written with
+    monkeypatch.setitem(PROXIES, "flops", replace(PROXIES["flops"], version="2"))
+    assert Predictor(nb201, seed=1, proxy="flops")._cache_path("all") != flops
