@@ -36,7 +36,7 @@ from .core import Arch, Evaluation
 from .errors import NasflowError
 from .journal import IDENTITY, _json_safe, query_record, record_evaluation
 from .loop import Query, SearchResult, _choose, _exploring, _optimum
-from .runs import ENSEMBLE_SEARCHERS, build, complete
+from .runs import build, complete, searcher_options
 
 CELL = "cell"
 QUERY = "query"
@@ -189,9 +189,7 @@ def _searcher_factory(settings: dict, space, first):
     """New searchers like ``first`` (told nothing); a predictor ensemble is shared, as each fit starts afresh."""
     from nasflow.searchers import get_searcher
 
-    options = {}
-    if settings["searcher"] in ENSEMBLE_SEARCHERS and settings["predictor"] != "none":
-        options = {"ensemble": first.ensemble, "refit_every": first.refit_every}
+    options = searcher_options(settings, getattr(first, "ensemble", None))
     made = iter([first])
     return lambda: next(made, None) or get_searcher(settings["searcher"], space, seed=settings["seed"], **options)
 

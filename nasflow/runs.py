@@ -143,19 +143,22 @@ def build(settings: dict, progress: bool = False):
     oracle, description = open_oracle(space, settings, progress)
     seed = settings["seed"]
     predictors = run_predictors(space, settings)
-    if settings["searcher"] in ENSEMBLE_SEARCHERS:
-        # The searcher ranks its own candidates, so the loop's explore share and refit cadence are handed to it:
-        # without them BANANAS+FGP stalled on local optima its ensemble ranked above their better neighbours,
-        # and found the best cell mostly right after a refit (docs/RESULTS.md, issue 9, BANANAS).
-        options = {"explore": settings["explore"]}
-        if settings["predictor"] != "none":
-            options.update(ensemble=predictors, refit_every=settings["refit_every"])
-        searcher = get_searcher(settings["searcher"], space, seed=seed, **options)
-        predictor = None
-    else:
-        predictor = predictors[0]
-        searcher = get_searcher(settings["searcher"], space, seed=seed)
+    searcher = get_searcher(settings["searcher"], space, seed=seed, **searcher_options(settings, predictors))
+    predictor = None if settings["searcher"] in ENSEMBLE_SEARCHERS else predictors[0]
     return space, oracle, searcher, predictor, description
+
+
+def searcher_options(settings: dict, ensemble) -> dict:
+    """The searcher's options beyond its seed: an ensemble searcher ranks its own candidates, so it takes the
+    predictors as its ensemble and the loop's explore share and refit cadence. Without them BANANAS+FGP stalled
+    on local optima its ensemble ranked above their better neighbours, and found the best cell mostly right after
+    a refit (docs/RESULTS.md, issue 9, BANANAS). Distributed workers rebuild searchers with the same options."""
+    if settings["searcher"] not in ENSEMBLE_SEARCHERS:
+        return {}
+    options = {"explore": settings["explore"]}
+    if settings["predictor"] != "none":
+        options.update(ensemble=ensemble, refit_every=settings["refit_every"])
+    return options
 
 
 def run_search(settings: dict, run_dir=None, resume: bool = False, progress: bool = False) -> SearchResult:

@@ -1,3 +1,5 @@
+import pytest
+
 from nasflow.runs import complete
 
 
@@ -77,3 +79,21 @@ def test_predictor_seed_defaults_to_the_run_seed_modulo_a_few():
 
     assert [predictor_seed_of(complete({"seed": s})) for s in range(7)] == [s % PREDICTOR_SEEDS for s in range(7)]
     assert predictor_seed_of(complete({"seed": 6, "predictor_seed": 11})) == 11
+
+
+@pytest.mark.parametrize("predictor", ["none", "scratch"])
+def test_distributed_workers_rebuild_bananas_with_the_runs_options(nb201_csv, predictor):
+    from nasflow.distributed import _searcher_factory
+    from nasflow.runs import build, complete
+
+    settings = complete({"searcher": "bananas", "predictor": predictor, "explore": 0.3, "refit_every": 7,
+                         "benchmark": nb201_csv})
+    space, _, first, _, _ = build(settings)
+    make = _searcher_factory(settings, space, first)
+    assert make() is first
+    again = make()
+    assert again is not first and again.explore == first.explore == 0.3
+    assert again.refit_every == first.refit_every
+    if predictor != "none":
+        assert first.refit_every == 7 and len(again.ensemble) == len(first.ensemble) == 3
+        assert all(a is b for a, b in zip(again.ensemble, first.ensemble))  # one shared set of predictors
