@@ -102,6 +102,12 @@ def is_finite_number(x: Any) -> bool:
     return isinstance(x, (int, float, np.floating, np.integer)) and math.isfinite(float(x))
 
 
+def exploring(n: int, k: int, share: float) -> bool:
+    """Whether the step querying cells n+1..n+k is an exploration step: a ``share`` of the steps, evenly
+    spaced (Bresenham), with no RNG, so a resumed or rebuilt run explores at the same steps."""
+    return int((n + k) * share) > int(n * share)
+
+
 def unique(archs: Iterable[Arch]) -> list[Arch]:
     """Order-preserving de-duplication."""
     seen: set = set()

@@ -32,10 +32,10 @@ from typing import Optional
 
 import numpy as np
 
-from .core import Arch, Evaluation
+from .core import Arch, Evaluation, exploring
 from .errors import NasflowError
 from .journal import IDENTITY, _json_safe, query_record, record_evaluation
-from .loop import Query, SearchResult, _choose, _exploring, _optimum
+from .loop import Query, SearchResult, _choose, _optimum
 from .runs import build, complete, searcher_options
 
 CELL = "cell"
@@ -303,7 +303,7 @@ def run_worker(storage, study_name: str, settings: dict, stale_after: float = DE
                 fitted_at = len(history)
             taken = {**history, **{space.parse(t.user_attrs[CELL]): None for t in running}}
             # the explore share counts every claimed query, so workers together keep the loop's spacing
-            ranking = predictor is not None and fitted_at is not None and not _exploring(len(taken), 1, settings["explore"])
+            ranking = predictor is not None and fitted_at is not None and not exploring(len(taken), 1, settings["explore"])
             chosen = _choose(space, replay.searcher, predictor if ranking else None, taken,
                              settings["pool"] if ranking else 1, 1, settings["seed"])
             cell = space.format(chosen[0])

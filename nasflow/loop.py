@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from .core import Arch, Evaluation, unique
+from .core import Arch, Evaluation, exploring, unique
 from .errors import NasflowError
 from .journal import Journal, JournalError, atomic_write_text, query_record, record_evaluation
 
@@ -214,7 +214,7 @@ def _run(space, oracle, searcher, predictor, config, journal, progress) -> Searc
     try:
         while len(history) < budget:
             k = min(batch, budget - len(history))
-            ranking = predictor is not None and fitted_at is not None and not _exploring(len(history), k, config["explore"])
+            ranking = predictor is not None and fitted_at is not None and not exploring(len(history), k, config["explore"])
             chosen = _choose(space, searcher, predictor if ranking else None, history, pool if ranking else k, k, config["seed"])
             for arch in chosen:
                 n = len(history)
@@ -269,11 +269,6 @@ def _run(space, oracle, searcher, predictor, config, journal, progress) -> Searc
         notice=journal.notice if journal is not None else None,
         optimum=_optimum(oracle),
     )
-
-
-def _exploring(n: int, k: int, share: float) -> bool:
-    """Whether the step querying cells n+1..n+k is an exploration step: Bresenham spacing, no RNG."""
-    return int((n + k) * share) > int(n * share)
 
 
 def _choose(space, searcher, predictor, history, n_ask, k, seed) -> list[Arch]:

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from nasflow.core import Arch, graph_arrays
+from nasflow.core import Arch, exploring, graph_arrays
 
 from . import SearcherError
 from .base import BaseSearcher
@@ -192,15 +192,11 @@ class Bananas(BaseSearcher):
             pool += self._fresh(size - mutants, self.space.sample, rng)
         return list(dict.fromkeys(pool))
 
-    def _exploring(self, n: int) -> bool:
-        told = len(self.history)
-        return int((told + n) * self.explore) > int(told * self.explore)
-
     def ask(self, n: int) -> list[Arch]:
         rng = self._rng()
         if len(self.history) < self.initial:
             return self._fresh(n, self.space.sample, rng)
-        if self._exploring(n):
+        if exploring(len(self.history), n, self.explore):
             parents = self.best(self.parents)
             return self._fresh(n, lambda r: self.space.mutate(parents[r.integers(len(parents))], r), rng)
         self._refit()
