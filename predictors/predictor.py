@@ -78,10 +78,11 @@ class ScoreModel(nn.Module):
 class Predictor:
     """Ranks cells of ``space``; higher score = predicted better.
 
-    ``proxy`` names a zero-cost proxy of :mod:`nasflow.proxies` (or is a callable
-    ``archs -> np.ndarray``, or None to pre-train on the flow surrogate alone): FGP's
-    auxiliary ranking target. ``features=["zcp"]`` also feeds the score head the
-    standardised vector of the ``zcp_proxies`` scores of each cell (the score-based encoding).
+    ``proxy`` names a zero-cost proxy of :mod:`nasflow.proxies`, or several joined by '+'
+    (their rank vote, e.g. ``"synflow+jacov+naswot"``), or is a callable ``archs -> np.ndarray``,
+    or None to pre-train on the flow surrogate alone: FGP's auxiliary ranking target.
+    ``features=["zcp"]`` also feeds the score head the standardised vector of the
+    ``zcp_proxies`` scores of each cell (the score-based encoding).
     """
 
     def __init__(
@@ -155,6 +156,10 @@ class Predictor:
         self.finetune_batch = int(finetune_batch)
         # None: fine-tuning draws from ``seed`` too; another value varies fine-tuning over one pre-training
         self.finetune_seed = None if finetune_seed is None else int(finetune_seed)
+        if isinstance(proxy, str):
+            from nasflow.proxies import check_names
+
+            check_names(proxy.split("+"))
         self.proxy = proxy
         self.flow_weight, self.proxy_weight = flow_weight, proxy_weight
         self.pretrain_epochs, self.pretrain_lr = pretrain_epochs, pretrain_lr
@@ -283,9 +288,9 @@ class Predictor:
 
         # a proxy whose definition changed (new version) must not reuse an encoder pre-trained to rank by the old
         # one; version "1" is left out so caches written before versions were keyed keep loading
-        proxy_version = PROXIES[self.proxy].version if self.proxy in PROXIES else "1"
-        if proxy_version != "1":
-            keys["proxy_version"] = proxy_version
+        versions = [PROXIES[p].version for p in self.proxy.split("+")] if isinstance(self.proxy, str) else []
+        if any(v != "1" for v in versions):
+            keys["proxy_version"] = "+".join(versions)
         digest = hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
         return cache_dir() / "fgp" / f"{self.space.name}-{self.encoder}-{digest}.pt"
 
@@ -353,6 +358,10 @@ class Predictor:
             return None
         if callable(self.proxy):
             values = np.asarray(self.proxy(archs), dtype=np.float64)
+        elif "+" in self.proxy:
+            from nasflow.proxies import proxy_vote
+
+            values = proxy_vote(self.space, archs, self.proxy.split("+"), progress=progress)
         else:
             from nasflow.proxies import zero_cost
 

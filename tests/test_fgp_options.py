@@ -122,3 +122,20 @@ def test_pretraining_cache_key_follows_the_proxy_version(nb201, monkeypatch):
     assert flops == Predictor(nb201, seed=1)._cache_path("all")  # version "1": the key older caches were written with
     monkeypatch.setitem(PROXIES, "flops", replace(PROXIES["flops"], version="2"))
     assert Predictor(nb201, seed=1, proxy="flops")._cache_path("all") != flops
+
+
+def test_a_proxy_vote_is_pre_trained_on_and_keyed_by_its_parts(nb201, monkeypatch):
+    from dataclasses import replace
+
+    from nasflow import Predictor
+    from nasflow.proxies import PROXIES, proxy_vote
+
+    vote = Predictor(nb201, seed=1, proxy="params+flops")
+    archs = nb201.enumerate()[:50]
+    np.testing.assert_array_equal(vote._proxy_values(archs, False), proxy_vote(nb201, archs, ["params", "flops"]))
+    key = vote._cache_path("all")
+    assert key not in (Predictor(nb201, seed=1, proxy="params")._cache_path("all"), Predictor(nb201, seed=1)._cache_path("all"))
+    monkeypatch.setitem(PROXIES, "params", replace(PROXIES["params"], version="2"))
+    assert Predictor(nb201, seed=1, proxy="params+flops")._cache_path("all") != key
+    with pytest.raises(NasflowError, match="unknown zero-cost proxy 'flop'"):
+        Predictor(nb201, proxy="params+flop")

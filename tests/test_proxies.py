@@ -111,3 +111,17 @@ def test_nb101_network_trains_on_digits(tmp_path):
                       ["input", "conv3x3-bn-relu", "maxpool3x3", "output"])
     ev = TrainingOracle(space, load_digits(), epochs=2, width=8, cells=1, cache_dir=tmp_path).query(arch)
     assert ev.valid > 50 and ev.extra["params"] == count_params(space.network(arch, 10, 1, 8, 1))
+
+
+def test_proxy_vote_averages_each_proxys_ranks():
+    from nasflow.proxies import proxy_vote
+
+    space = NB201Space()
+    archs = [space.arch_at(i) for i in (0, 7, 100, 2000, 9000)]
+    params, flops = zero_cost(space, archs, "params"), zero_cost(space, archs, "flops")
+    ranks = [np.argsort(np.argsort(v)) for v in (params, flops)]
+    np.testing.assert_allclose(proxy_vote(space, archs, ["params", "flops"]), (ranks[0] + ranks[1]) / 2 / 4)
+    one = proxy_vote(space, archs, ["params"])
+    assert one.min() == 0.0 and one.max() == 1.0 and np.argmax(one) == np.argmax(params)
+    with pytest.raises(NasflowError, match="unknown zero-cost proxy 'flop'"):
+        proxy_vote(space, archs, ["params", "flop"])
