@@ -65,6 +65,10 @@ def _pool(space_name, n_cells, pool):
 @dataset_option
 @click.option("--encoder", type=ENCODER_CHOICES, default="gin", show_default=True)
 @click.option("--pretrain", type=PRETRAIN_CHOICES, default="fgp", show_default=True, help="FGP pre-training or none.")
+@click.option("--proxy", default="flops", show_default=True, metavar="NAME[+NAME...]",
+              help="FGP's auxiliary ranking target: a zero-cost proxy (`nasflow proxies`), or several joined by '+' "
+                   "for their rank vote, e.g. synflow+jacov+naswot (network proxies are computed for every "
+                   "pre-training cell first).")  # fmt: skip
 @click.option("--train-ratio", type=float, default=0.01, show_default=True, callback=_ratio,
               help="Share of the training pool used as labeled cells, in (0, 1].")  # fmt: skip
 @click.option("--pool", type=int, default=None, help="Training pool size (default: the field's, 7,813 for nb201).")
@@ -78,8 +82,8 @@ def _pool(space_name, n_cells, pool):
               help="Start from a saved predictor (other dataset, or a --unified one of the other space) instead of "
                    "pre-training; its encoder settings are used.")  # fmt: skip
 @click.option("--out", required=True, metavar="PATH", help="Where to save the trained predictor.")
-def train_predictor(space, benchmark, dataset, encoder, pretrain, train_ratio, pool, perm_seed, seed, epochs, unified,
-                    init_from, out):  # fmt: skip
+def train_predictor(space, benchmark, dataset, encoder, pretrain, proxy, train_ratio, pool, perm_seed, seed, epochs,
+                    unified, init_from, out):  # fmt: skip
     """Train a predictor on the field's split and save it.
 
     Trains on the first ratio x pool cells of a seeded permutation, selects the model on
@@ -99,7 +103,7 @@ def train_predictor(space, benchmark, dataset, encoder, pretrain, train_ratio, p
     oracle = sp.open_oracle(benchmark, dataset, progress=progress)
     archs, values = _labeled_cells(sp, oracle)
     train, val, test = field_split(len(archs), perm_seed, train_ratio, _pool(sp.name, len(archs), pool))
-    options = {"encoder": encoder, "pretrain": pretrain, "unified": unified}
+    options = {"encoder": encoder, "pretrain": pretrain, "proxy": proxy, "unified": unified}
     source = None
     if init_from:
         source = Predictor.load(init_from)

@@ -191,12 +191,14 @@ def test_cli_train_predictor_saves_a_working_model(nb201_csv, tmp_path, nb201):
 
     out = tmp_path / "model.pt"
     r = _cli("train-predictor", "--benchmark", str(nb201_csv), "--encoder", "gin", "--pretrain", "none",
-             "--pool", "1000", "--train-ratio", "0.1", "--epochs", "40", "--out", str(out), cache=tmp_path)  # fmt: skip
+             "--pool", "1000", "--train-ratio", "0.1", "--epochs", "40", "--proxy", "params+flops", "--out", str(out),
+             cache=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "100 training cells" in r.stdout and "test on 14,585 cells" in r.stdout
     tau = float(r.stdout.split("Kendall tau ")[-1].split()[0])
     assert tau > 0.4
-    assert Predictor.load(out, nb201).is_fitted
+    loaded = Predictor.load(out, nb201)
+    assert loaded.is_fitted and loaded.config()["proxy"] == "params+flops"
 
 
 def test_cli_train_predictor_init_from_transfers_across_datasets_and_spaces(nb201_csv, nb101_jsonl, tmp_path):
@@ -250,6 +252,7 @@ def test_cli_evaluate_predictor_prints_the_table(nb201_csv, tmp_path):
         ["train-predictor", "--train-ratio", "1.5", "--out", "x.pt"],
         ["train-predictor", "--train-ratio", "0.0001", "--out", "x.pt"],
         ["train-predictor", "--encoder", "mlp", "--out", "x.pt"],
+        ["train-predictor", "--proxy", "synflow+naswt", "--out", "x.pt"],
         ["train-predictor", "--pool", "15620", "--out", "x.pt"],
         ["evaluate-predictor", "--ratios", "0.01,2"],
         ["evaluate-predictor", "--seeds", "a,b"],
