@@ -8,8 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
 from .errors import NasflowError
 from .loop import SearchResult, search
 
@@ -59,34 +57,6 @@ def complete(settings: dict) -> dict:
     return out
 
 
-class Committee:
-    """Predictors fitted on the same cells whose scores, standardised per call, are averaged.
-
-    Standardising keeps a member with a wider score scale from outvoting the others.
-    """
-
-    def __init__(self, members: list, name: str):
-        self.members, self.name = members, name
-
-    def pretrain(self, progress: bool = False):
-        for m in self.members:
-            if hasattr(m, "pretrain"):
-                m.pretrain(progress=progress)
-        return self
-
-    def fit(self, archs, values):
-        for m in self.members:
-            m.fit(archs, values)
-        return self
-
-    def predict(self, archs) -> np.ndarray:
-        total = np.zeros(len(archs))
-        for m in self.members:
-            scores = np.asarray(m.predict(archs), dtype=np.float64)
-            total += (scores - scores.mean()) / (scores.std() or 1.0)
-        return total / len(self.members)
-
-
 def make_predictor(space, spec: str, seed: int, options: Optional[dict] = None):
     """'fgp' (pre-trained GIN fine-tuned online), 'scratch' (same GIN, random init), 'none', a checkpoint path,
     or members joined by '+' (e.g. 'fgp+scratch'): a committee averaging their standardised scores."""
@@ -96,6 +66,8 @@ def make_predictor(space, spec: str, seed: int, options: Optional[dict] = None):
         parts = spec.split("+")
         if "none" in parts or len(parts) < 2 or "" in parts:
             raise NasflowError(f"bad predictor committee {spec!r}: join fgp, scratch or paths with '+', e.g. fgp+scratch")
+        from nasflow.predictors.committee import Committee
+
         return Committee([make_predictor(space, part, seed, options) for part in parts], spec)
     if spec not in ("fgp", "scratch") and not Path(spec).expanduser().is_file():
         raise NasflowError(f"unknown predictor {spec!r}: use fgp, scratch, none or the path of a saved predictor")

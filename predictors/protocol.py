@@ -19,6 +19,8 @@ import numpy as np
 from nasflow.errors import DataError
 from nasflow.metrics import kendall_tau, precision_at_k, spearman_rho
 
+from .committee import Committee
+
 FIELD_SEEDS = (21, 2021, 202121)
 POOL_SIZES = {"nb201": 7_813, "nb101": 7_290}
 N_VAL = 40
@@ -92,8 +94,6 @@ def run_protocol(
     With ``ensemble_over="finetuning"`` the members share the first one's pre-training and
     differ in their fine-tuning seed only (K fits, one pre-training).
     """
-    from nasflow.runs import Committee
-
     if ensemble < 1:
         raise DataError(f"an ensemble needs at least 1 member, got {ensemble}")
     if ensemble_over not in ENSEMBLE_OVER:

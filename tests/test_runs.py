@@ -46,7 +46,7 @@ def test_committee_averages_standardised_scores(nb201):
     """A member with a 1000x wider score scale must not outvote the other."""
     import numpy as np
 
-    from nasflow.runs import Committee
+    from nasflow.predictors.committee import Committee
 
     rng = np.random.default_rng(0)
     archs = [nb201.sample(rng) for _ in range(30)]
@@ -63,7 +63,8 @@ def test_committee_spec_builds_members_and_rejects_bad_joins(nb201):
     import pytest
 
     from nasflow.errors import NasflowError
-    from nasflow.runs import Committee, make_predictor
+    from nasflow.predictors.committee import Committee
+    from nasflow.runs import make_predictor
 
     committee = make_predictor(nb201, "fgp+scratch", 3, {"dim": 16})
     assert isinstance(committee, Committee) and committee.name == "fgp+scratch"
