@@ -55,14 +55,15 @@ def main(argv=None):
         for path in args.merge:
             with open(path) as f:
                 for run in (ProtocolRun(**r) for r in json.load(f)):
-                    key = (run.encoder, run.pretrain, run.members, run.ensemble_over, run.ratio, run.perm_seed, run.seed)
+                    key = (run.encoder, run.pretrain, run.members, run.ensemble_over, run.options, run.ratio,
+                           run.perm_seed, run.seed)  # fmt: skip
                     repeats += key in seen
                     if key not in seen:
                         seen.add(key)
                         runs.append(run)
         if repeats:
-            print(f"skipped {repeats} run(s) already given by an earlier file (same encoder, pre-training, ratio, "
-                  f"permutation and seed)", file=sys.stderr)  # fmt: skip
+            print(f"skipped {repeats} run(s) already given by an earlier file (same encoder, pre-training, options, "
+                  f"ratio, permutation and seed)", file=sys.stderr)  # fmt: skip
         print(format_table(summarise(runs)))
         return 0
 

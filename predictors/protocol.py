@@ -64,6 +64,9 @@ class ProtocolRun:
     # what the members' seeds vary: "pretraining" (and fine-tuning), or only "finetuning" over one pre-training;
     # a single model is recorded as "pretraining"
     ensemble_over: str = "pretraining"
+    # the Predictor options the run was made with beyond the protocol's own ("k=v, ..."; "" for the defaults), so
+    # runs of different settings are told apart when saved runs are merged
+    options: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,6 +102,7 @@ def run_protocol(
     if ensemble_over not in ENSEMBLE_OVER:
         raise DataError(f"ensemble_over must be one of {', '.join(ENSEMBLE_OVER)}, got {ensemble_over!r}")
 
+    label = options_label(options or {})
     values = np.asarray(values, dtype=np.float64)
     if len(archs) != values.size:
         raise DataError(f"{len(archs)} cells but {values.size} labels")
@@ -134,7 +138,7 @@ def run_protocol(
                                 encoder, mode, ratio, perm_seed, seed, len(train),
                                 kendall_tau(pred, true), spearman_rho(pred, true),
                                 precision_at_k(pred, true, 0.01), precision_at_k(pred, true, 0.05),
-                                fit_s, pretrain_s, size, ensemble_over if size > 1 else "pretraining",
+                                fit_s, pretrain_s, size, ensemble_over if size > 1 else "pretraining", label,
                             )  # fmt: skip
                             runs.append(run)
                             if on_run is not None:
@@ -143,6 +147,11 @@ def run_protocol(
 
 
 ENSEMBLE_OVER = ("pretraining", "finetuning")
+
+
+def options_label(options: dict) -> str:
+    """Predictor options as one canonical line: equal options give equal labels."""
+    return ", ".join(f"{k}={options[k]!r}" for k in sorted(options))
 
 
 def _member(space, encoder, mode, seed, m, ensemble_over, options):
@@ -155,14 +164,14 @@ def _member(space, encoder, mode, seed, m, ensemble_over, options):
 
 
 def summarise(runs: Sequence[ProtocolRun]) -> list[dict]:
-    """Mean and standard deviation of each metric per (ratio, encoder, pre-training, ensemble size)."""
+    """Mean and standard deviation of each metric per (ratio, encoder, pre-training, ensemble size, options)."""
     groups: dict[tuple, list[ProtocolRun]] = {}
     for r in runs:
-        groups.setdefault((r.ratio, r.encoder, r.pretrain, r.members, r.ensemble_over), []).append(r)
+        groups.setdefault((r.ratio, r.encoder, r.pretrain, r.members, r.ensemble_over, r.options), []).append(r)
     rows = []
-    for (ratio, encoder, mode, members, over), rs in sorted(groups.items()):
+    for (ratio, encoder, mode, members, over, options), rs in sorted(groups.items()):
         row = {"ratio": ratio, "encoder": encoder, "pretrain": mode, "members": members, "ensemble_over": over,
-               "runs": len(rs), "n_train": rs[0].n_train}  # fmt: skip
+               "options": options, "runs": len(rs), "n_train": rs[0].n_train}  # fmt: skip
         for metric in ("tau", "rho", "p1", "p5", "fit_seconds"):
             xs = np.array([getattr(r, metric) for r in rs])
             row[metric], row[metric + "_std"] = float(xs.mean()), float(xs.std())
@@ -180,6 +189,8 @@ def format_table(rows: Sequence[dict]) -> str:
         mode = r["pretrain"]
         if r.get("members", 1) > 1:
             mode += f", ensemble of {r['members']}" + (" fine-tunings" if r["ensemble_over"] == "finetuning" else "")
+        if r.get("options"):
+            mode += f" [{r['options']}]"
         cells = [f"{r['ratio']:g}", str(r["n_train"]), r["encoder"], mode, str(r["runs"])]
         cells += [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in ("tau", "rho", "p1", "p5")]
         cells.append(f"{r['fit_seconds']:.1f}")

@@ -242,7 +242,7 @@ def test_cli_evaluate_predictor_prints_the_table(nb201_csv, tmp_path):
              "--ratios", "0.05", "--seeds", "21", "--perms", "21", "--pool", "1000", "--epochs", "20", cache=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
     row = [line for line in r.stdout.splitlines() if line.startswith("| 0.05 |")]
-    assert len(row) == 1 and "| 50 | gin | none | 1 |" in row[0]
+    assert len(row) == 1 and "| 50 | gin | none [epochs=20] | 1 |" in row[0]
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,31 @@ def test_ensemble_is_recorded_next_to_its_first_member(nb201, small_benchmark):
     assert pair.tau != first.tau
     rows = summarise([first, pair])
     assert [r["members"] for r in rows] == [1, 2]
-    assert "none, ensemble of 2" in format_table(rows)
+    assert "none, ensemble of 2 [batch_size=16, dim=8, epochs=3, layers=2]" in format_table(rows)
+    assert single.options == "batch_size=16, dim=8, epochs=3, layers=2"
+
+
+def test_merge_keeps_runs_of_other_options_apart_and_counts_repeats_once(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from nasflow.predictors.protocol import ProtocolRun
+
+    script = Path(__file__).parents[1] / "benchmarks" / "predictor_protocol.py"
+    run = dict(encoder="gin", pretrain="fgp", ratio=0.01, perm_seed=21, seed=21, n_train=78, tau=0.7, rho=0.9,
+               p1=0.5, p5=0.6, fit_seconds=1.0, pretrain_seconds=2.0)  # fmt: skip
+    default, zcp = ProtocolRun(**run), ProtocolRun(**{**run, "tau": 0.8, "options": "features=['zcp']"})
+    (tmp_path / "a.json").write_text(json.dumps([default.to_dict()]))
+    (tmp_path / "b.json").write_text(json.dumps([zcp.to_dict(), default.to_dict()]))
+    done = subprocess.run([sys.executable, str(script), "--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json")],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out, err = done.stdout, done.stderr
+    rows = [line for line in out.splitlines() if line.startswith("| 0.01 |")]
+    assert len(rows) == 2 and "| fgp | 1 | 0.700" in rows[0] and "fgp [features=['zcp']] | 1 | 0.800" in rows[1]
+    assert "skipped 1 run" in err
 
 
 def test_runs_saved_before_ensembles_still_load():
