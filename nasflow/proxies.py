@@ -120,9 +120,10 @@ def zero_cost_table(space, archs: Sequence[Arch], names: Sequence[str], progress
 def proxy_vote(space, archs: Sequence[Arch], names: Sequence[str], progress: bool = False, workers: int = 1) -> np.ndarray:
     """The mean over ``names`` of each cell's rank among ``archs`` by that proxy, in [0, 1].
 
-    Proxies disagree on which cells are bad, so a vote ranks better than any one of them
-    (NB-201, synflow+jacov+naswot: rho 0.87 with cifar10_valid, against 0.74-0.77 alone),
-    and ranks put proxies whose scales differ by tens of orders of magnitude on one footing.
+    Proxies err on different cells, so a vote ranks the space better than any one of them
+    (NB-201, synflow+jacov+naswot: rho 0.87 with cifar10_valid, against 0.74-0.79 alone; its
+    top 1% is no better, docs/RESULTS.md), and ranks put proxies whose scales differ by tens
+    of orders of magnitude on one footing.
     """
     table = zero_cost_table(space, archs, names, progress=progress, workers=workers)
     if len(archs) < 2:
