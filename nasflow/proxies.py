@@ -121,15 +121,17 @@ def proxy_vote(space, archs: Sequence[Arch], names: Sequence[str], progress: boo
     """The mean over ``names`` of each cell's rank among ``archs`` by that proxy, in [0, 1].
 
     Proxies err on different cells, so a vote ranks the space better than any one of them
-    (NB-201, synflow+jacov+naswot: rho 0.87 with cifar10_valid, against 0.74-0.79 alone; its
-    top 1% is no better, docs/RESULTS.md), and ranks put proxies whose scales differ by tens
-    of orders of magnitude on one footing.
+    (NB-201, synflow+jacov+naswot: docs/RESULTS.md, issue 8), and ranks put proxies whose
+    scales differ by tens of orders of magnitude on one footing. Tied cells (isomorphic ones
+    score alike) share their average rank: an arbitrary order among them would be a ranking
+    target FGP is trained to reproduce.
     """
+    from .metrics import rankdata
+
     table = zero_cost_table(space, archs, names, progress=progress, workers=workers)
     if len(archs) < 2:
         return np.zeros(len(archs))
-    ranks = [np.argsort(np.argsort(table[n], kind="stable"), kind="stable") for n in check_names(names)]
-    return np.mean(ranks, axis=0) / (len(archs) - 1)
+    return (np.mean([rankdata(table[n]) for n in table], axis=0) - 1.0) / (len(archs) - 1)
 
 
 # the score-based encoding's default proxy vector: every proxy nasflow has

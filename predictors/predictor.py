@@ -156,10 +156,6 @@ class Predictor:
         self.finetune_batch = int(finetune_batch)
         # None: fine-tuning draws from ``seed`` too; another value varies fine-tuning over one pre-training
         self.finetune_seed = None if finetune_seed is None else int(finetune_seed)
-        if isinstance(proxy, str):
-            from nasflow.proxies import check_names
-
-            check_names(proxy.split("+"))
         self.proxy = proxy
         self.flow_weight, self.proxy_weight = flow_weight, proxy_weight
         self.pretrain_epochs, self.pretrain_lr = pretrain_epochs, pretrain_lr
@@ -179,6 +175,8 @@ class Predictor:
                                "use head_init='random' with features")
         from nasflow.proxies import ZCP_DEFAULT, check_names
 
+        if isinstance(proxy, str):
+            check_names(proxy.split("+"))  # a vote names its parts with '+'
         self.zcp_proxies = tuple(check_names(zcp_proxies if zcp_proxies is not None else ZCP_DEFAULT))
         # shared NB-101/NB-201 op vocabulary plus a space embedding (predictors/unified.py)
         self.unified = bool(unified)

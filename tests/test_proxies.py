@@ -119,9 +119,13 @@ def test_proxy_vote_averages_each_proxys_ranks():
     space = NB201Space()
     archs = [space.arch_at(i) for i in (0, 7, 100, 2000, 9000)]
     params, flops = zero_cost(space, archs, "params"), zero_cost(space, archs, "flops")
-    ranks = [np.argsort(np.argsort(v)) for v in (params, flops)]
+    # 0-based rank, ties sharing the average of the ranks they span: cells below + (cells equal - 1) / 2
+    ranks = [np.array([(v < x).sum() + ((v == x).sum() - 1) / 2 for x in v]) for v in (params, flops)]
     np.testing.assert_allclose(proxy_vote(space, archs, ["params", "flops"]), (ranks[0] + ranks[1]) / 2 / 4)
     one = proxy_vote(space, archs, ["params"])
     assert one.min() == 0.0 and one.max() == 1.0 and np.argmax(one) == np.argmax(params)
+    # tied cells share their average rank, whatever their order: here the same cell twice between two others
+    tied = proxy_vote(space, [archs[0], archs[1], archs[1], archs[4]], ["params"])
+    assert tied[1] == tied[2] and sorted(tied.tolist()) == [0.0, 0.5, 0.5, 1.0]
     with pytest.raises(NasflowError, match="unknown zero-cost proxy 'flop'"):
         proxy_vote(space, archs, ["params", "flop"])
