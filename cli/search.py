@@ -22,6 +22,9 @@ def _loop_options(f):
         click.option("--explore", type=float, default=None,
                      help="Share of queries that take the searcher's own proposal, not the predictor's pick  [default: 0.2]"),
         click.option("--dataset", default=None, help="Benchmark dataset; search on its valid split  [default: cifar10]"),
+        click.option("--warm-start", default=None, metavar="PROXY[:SAMPLES]",
+                     help="Start evolution/bananas from the best of SAMPLES uniform cells by a zero-cost proxy, "
+                          "e.g. synflow:1000 (random and tpe ignore it in compare)  [default: none]"),
     ]
     for option in reversed(options):
         f = option(f)
@@ -55,7 +58,7 @@ def _fmt(value, spec=".4f"):
               help="Worker processes on this machine for --storage  [default: 1]")
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Release a claimed cell whose worker's heartbeat stopped this long ago  [default: 60]")
-def search(space, searcher, predictor, budget, pool, batch, refit_every, explore, dataset, benchmark,
+def search(space, searcher, predictor, budget, pool, batch, refit_every, explore, dataset, warm_start, benchmark,
            data_path, epochs, width, cells, seed, out, resume, storage, study, workers, stale_after):
     """Search a space for the best cell within a budget of oracle queries."""
     import time
@@ -64,7 +67,8 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
     from nasflow.runs import complete, run_search
 
     given = _settings(space=space, searcher=searcher, predictor=predictor, budget=budget, pool=pool, batch=batch,
-                      refit_every=refit_every, explore=explore, dataset=dataset, benchmark=benchmark, seed=seed,
+                      refit_every=refit_every, explore=explore, dataset=dataset, warm_start=warm_start,
+                      benchmark=benchmark, seed=seed,
                       data_path=data_path, epochs=epochs, width=width, cells=cells)
     if storage is None and (study is not None or workers is not None or stale_after is not None):
         raise NasflowError("--study, --workers and --stale-after need --storage URL (the shared Optuna storage)")
@@ -132,7 +136,8 @@ def _report(where, settings, result) -> None:
 @click.option("--jobs", type=int, default=None, help="Worker processes  [default: min(2, CPUs)]")
 @click.option("--out", default="compare", show_default=True, metavar="DIR",
               help="Output directory: curves.csv, summary.csv, curves.png, runs/ (finished runs are reused).")
-def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_every, explore, dataset, benchmark, predictor_seed,
+def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_every, explore, dataset, warm_start, benchmark,
+            predictor_seed,
             jobs, out):
     """Every searcher x predictor over seeds: anytime curves (CSV + PNG) and a summary table."""
     import os
@@ -144,7 +149,7 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
     if not names or not kinds:
         raise NasflowError("--searchers and --predictor each need at least one name")
     base = {"space": space, "budget": budget, "pool": pool, "batch": batch, "refit_every": refit_every, "explore": explore,
-            "dataset": dataset, "benchmark": benchmark, "predictor_seed": predictor_seed}
+            "dataset": dataset, "warm_start": warm_start, "benchmark": benchmark, "predictor_seed": predictor_seed}
     if benchmark is None:
         from nasflow.spaces import get_space
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import NasflowError
 from .journal import atomic_write_text
-from .runs import ENSEMBLE_SEARCHERS, complete, predictor_seed_of, pretrain_for, run_search
+from .runs import ENSEMBLE_SEARCHERS, WARM_START_SEARCHERS, complete, predictor_seed_of, pretrain_for, run_search
 
 
 def _run_file(out: Path, settings: dict) -> Path:
@@ -33,7 +33,10 @@ def run_one(job: tuple[dict, str]) -> dict:
             record = json.loads(path.read_text())
         except ValueError:
             record = None
-        if isinstance(record, dict) and record.get("settings") == json.loads(json.dumps(settings)):
+        # defaults filled in: a run made before a setting existed matches runs that leave it at its default
+        if isinstance(record, dict) and isinstance(record.get("settings"), dict) and (
+            json.loads(json.dumps(complete(record["settings"]))) == json.loads(json.dumps(settings))
+        ):
             return record
     try:
         import torch
@@ -91,9 +94,15 @@ def compare(
             raise SearcherError(f"unknown searcher {name!r}; choose from {', '.join(SEARCHERS)}")
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
+    def run_settings(searcher: str, predictor: str, seed: int) -> dict:
+        given = {**(base or {}), "searcher": searcher, "predictor": predictor, "seed": seed}
+        if searcher not in WARM_START_SEARCHERS:  # random and tpe have no uniform start to replace
+            given.pop("warm_start", None)
+        return complete(given)
+
     # seed-major order: a comparison stopped early still has every combination on its first seeds
     grid = [
-        complete({**(base or {}), "searcher": s, "predictor": p, "seed": seed})
+        run_settings(s, p, seed)
         for seed in range(seeds)
         for s in searchers
         for p in predictors
@@ -101,7 +110,7 @@ def compare(
     # Fail fast on a bad benchmark/predictor before forking anything.
     from .runs import build
 
-    build(grid[0])
+    build(grid[0], progress)  # with a warm start, this also scores (and caches) seed 0's samples
     for settings in grid[1:]:
         if settings["predictor"] != grid[0]["predictor"]:
             build(settings)

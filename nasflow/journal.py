@@ -22,7 +22,7 @@ FORMAT = "nasflow-journal"
 VERSION = 1
 # Header fields that decide the trajectory: resuming with other values would not replay it.
 IDENTITY = ("space", "seed", "searcher", "predictor", "predictor_seed", "dataset", "pool", "batch", "refit_every", "warmup",
-            "explore", "predictor_options")
+            "explore", "predictor_options", "warm_start")
 
 
 class JournalError(NasflowError):

@@ -15,6 +15,8 @@ PREDICTOR_KINDS = ("fgp", "scratch", "none")
 # A searcher that models the objective itself takes the predictor as its ensemble.
 ENSEMBLE_SEARCHERS = ("bananas",)
 ENSEMBLE_MEMBERS = 3
+# Searchers that start from uniform samples, which a zero-cost warm start replaces (nasflow.warm_start).
+WARM_START_SEARCHERS = ("evolution", "bananas")
 # Without --predictor-seed a run's predictor seed is its seed modulo this: a 30-seed grid then
 # pre-trains FGP 5 times (plus the ensemble's neighbours), not 30, and still varies the pre-training.
 PREDICTOR_SEEDS = 5
@@ -41,6 +43,7 @@ DEFAULTS = {
     "predictor_seed": None,  # None: the run's seed % PREDICTOR_SEEDS; fixed: every run shares one pre-training
     "training": None,  # {data, epochs, width, cells} when there is no benchmark
     "predictor_options": None,  # extra Predictor keyword options for fgp/scratch, e.g. {"dim": 32}
+    "warm_start": None,  # "PROXY[:SAMPLES]": start from the best of SAMPLES uniform cells by a zero-cost proxy
 }
 
 
@@ -115,19 +118,29 @@ def build(settings: dict, progress: bool = False):
     oracle, description = open_oracle(space, settings, progress)
     seed = settings["seed"]
     predictors = run_predictors(space, settings)
-    searcher = get_searcher(settings["searcher"], space, seed=seed, **searcher_options(settings, predictors))
+    options = searcher_options(settings, predictors, space, progress)
+    searcher = get_searcher(settings["searcher"], space, seed=seed, **options)
     predictor = None if settings["searcher"] in ENSEMBLE_SEARCHERS else predictors[0]
     return space, oracle, searcher, predictor, description
 
 
-def searcher_options(settings: dict, ensemble) -> dict:
+def searcher_options(settings: dict, ensemble, space=None, progress: bool = False) -> dict:
     """The searcher's options beyond its seed: an ensemble searcher ranks its own candidates, so it takes the
     predictors as its ensemble and the loop's explore share and refit cadence. Without them BANANAS+FGP stalled
     on local optima its ensemble ranked above their better neighbours, and found the best cell mostly right after
-    a refit (docs/RESULTS.md, issue 9, BANANAS). Distributed workers rebuild searchers with the same options."""
+    a refit (docs/RESULTS.md, issue 9, BANANAS). A warm start becomes the searcher's initial design.
+    Distributed workers rebuild searchers with the same options."""
+    options = {}
+    if settings.get("warm_start") is not None:
+        from .warm_start import parse, warm_start_cells
+
+        parse(settings["warm_start"])  # a bad spec fails before the searcher's name is checked
+        if settings["searcher"] not in WARM_START_SEARCHERS:
+            raise NasflowError(f"--warm-start applies to {' and '.join(WARM_START_SEARCHERS)}, not {settings['searcher']!r}")
+        options["initial_design"] = warm_start_cells(space, settings["warm_start"], settings["seed"], progress)
     if settings["searcher"] not in ENSEMBLE_SEARCHERS:
-        return {}
-    options = {"explore": settings["explore"]}
+        return options
+    options["explore"] = settings["explore"]
     if settings["predictor"] != "none":
         options.update(ensemble=ensemble, refit_every=settings["refit_every"])
     return options

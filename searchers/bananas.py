@@ -84,6 +84,8 @@ class Bananas(BaseSearcher):
     a normal with the ensemble's mean and standard deviation for it.
     ``standardise`` puts each member on the scale of its own predictions on the fitted cells
     before they are combined, for members trained on a ranking loss whose scale is arbitrary.
+    The ``initial`` cells are uniform samples, or the first cells of ``initial_design`` (a zero-cost
+    warm start, ``nasflow.warm_start``).
     A share ``explore`` of the asks, evenly spaced, returns plain mutants of the best cells.
     """
 
@@ -104,8 +106,9 @@ class Bananas(BaseSearcher):
         pool: str = "mutation",
         standardise: bool = False,
         explore: float = 0.0,
+        initial_design: Sequence[Arch] = (),
     ):
-        super().__init__(space, seed)
+        super().__init__(space, seed, initial_design)
         if acquisition not in ACQUISITIONS:
             raise SearcherError(f"bananas acquisition must be 'ucb', 'mean' or 'its', got {acquisition!r}")
         if pool not in POOLS:
@@ -195,7 +198,7 @@ class Bananas(BaseSearcher):
     def ask(self, n: int) -> list[Arch]:
         rng = self._rng()
         if len(self.history) < self.initial:
-            return self._fresh(n, self.space.sample, rng)
+            return self._initial(n, rng)
         if exploring(len(self.history), n, self.explore):
             parents = self.best(self.parents)
             return self._fresh(n, lambda r: self.space.mutate(parents[r.integers(len(parents))], r), rng)

@@ -8,7 +8,7 @@ a run (or, later, rebuilding a searcher from the trials in an Optuna storage) re
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -21,9 +21,11 @@ MAX_TRIES = 50
 class BaseSearcher:
     name = ""
 
-    def __init__(self, space, seed: int = 0):
+    def __init__(self, space, seed: int = 0, initial_design: Sequence[Arch] = ()):
         self.space = space
         self.seed = int(seed)
+        # cells tried in this order wherever the searcher would start from uniform samples (a warm start)
+        self.initial_design = list(initial_design)
         self.history: dict[Arch, Evaluation] = {}
         self._asks_since_tell = 0
 
@@ -51,6 +53,13 @@ class BaseSearcher:
                     seen.add(arch)
                     out.append(arch)
                     break
+        return out
+
+    def _initial(self, n: int, rng: np.random.Generator) -> list[Arch]:
+        """``n`` untold starting cells: the initial design's first, then uniform samples."""
+        out = [a for a in self.initial_design if a not in self.history][:n]
+        if len(out) < n:  # the design is used up: uniform samples, never one of its cells twice
+            out += [a for a in self._fresh(n, self.space.sample, rng) if a not in out][: n - len(out)]
         return out
 
     def best(self, k: int = 1) -> list[Arch]:

@@ -3,21 +3,22 @@
 The population is the ``population`` most recently told cells, so the oldest ages out
 when a new one arrives, whatever its accuracy. Each child comes from its own
 tournament: ``sample`` members drawn without replacement, the most accurate one mutated.
-Until the population is full, cells are drawn uniformly.
+Until the population is full, cells are drawn uniformly, or taken from ``initial_design``
+(a zero-cost warm start, ``nasflow.warm_start``).
 """
 from __future__ import annotations
 
 from nasflow.core import Arch
-from . import SearcherError
 
+from . import SearcherError
 from .base import BaseSearcher
 
 
 class RegularizedEvolution(BaseSearcher):
     name = "evolution"
 
-    def __init__(self, space, seed: int = 0, population: int = 20, sample: int = 5):
-        super().__init__(space, seed)
+    def __init__(self, space, seed: int = 0, population: int = 20, sample: int = 5, initial_design=()):
+        super().__init__(space, seed, initial_design)
         if not isinstance(population, int) or population < 2:
             raise SearcherError(f"evolution population must be an integer >= 2, got {population!r}")
         if not isinstance(sample, int) or not 1 <= sample <= population:
@@ -28,7 +29,7 @@ class RegularizedEvolution(BaseSearcher):
     def ask(self, n: int) -> list[Arch]:
         rng = self._rng()
         if len(self.history) < self.population:
-            return self._fresh(n, self.space.sample, rng)
+            return self._initial(n, rng)
         members = list(self.history.items())[-self.population :]
 
         def child(rng):
