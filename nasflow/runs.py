@@ -124,7 +124,7 @@ def build(settings: dict, progress: bool = False):
     return space, oracle, searcher, predictor, description
 
 
-def searcher_options(settings: dict, ensemble, space=None, progress: bool = False) -> dict:
+def searcher_options(settings: dict, ensemble, space, progress: bool = False) -> dict:
     """The searcher's options beyond its seed: an ensemble searcher ranks its own candidates, so it takes the
     predictors as its ensemble and the loop's explore share and refit cadence. Without them BANANAS+FGP stalled
     on local optima its ensemble ranked above their better neighbours, and found the best cell mostly right after
