@@ -158,6 +158,7 @@ def search(
     own first proposal: a predictor that keeps vetoing the one mutation out of a local
     optimum would otherwise stall the run there.
     With ``run_dir`` every query is journaled; ``resume=True`` continues that run.
+    The overhead per query counts the searcher's ``setup_seconds`` too (e.g. scoring a warm start).
     """
     budget = _check_int("budget", budget, 1)
     batch = _check_int("batch", batch, 1)
@@ -264,7 +265,7 @@ def _run(space, oracle, searcher, predictor, config, journal, progress) -> Searc
     return SearchResult(
         trajectory=trajectory,
         config=config,
-        overhead_per_query=(wall - oracle_seconds) / new if new else 0.0,
+        overhead_per_query=(wall - oracle_seconds + getattr(searcher, "setup_seconds", 0.0)) / new if new else 0.0,
         resumed_queries=resumed,
         notice=journal.notice if journal is not None else None,
         optimum=_optimum(oracle),

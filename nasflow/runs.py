@@ -5,6 +5,7 @@ dict is also the journal header, so ``--resume`` rebuilds the very same run from
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -118,8 +119,10 @@ def build(settings: dict, progress: bool = False):
     oracle, description = open_oracle(space, settings, progress)
     seed = settings["seed"]
     predictors = run_predictors(space, settings)
+    started = time.perf_counter()
     options = searcher_options(settings, predictors, space, progress)
     searcher = get_searcher(settings["searcher"], space, seed=seed, **options)
+    searcher.setup_seconds = time.perf_counter() - started  # a warm start's proxy scoring is loop overhead
     predictor = None if settings["searcher"] in ENSEMBLE_SEARCHERS else predictors[0]
     return space, oracle, searcher, predictor, description
 

@@ -26,6 +26,7 @@ class BaseSearcher:
         self.seed = int(seed)
         # cells tried in this order wherever the searcher would start from uniform samples (a warm start)
         self.initial_design = list(initial_design)
+        self.setup_seconds = 0.0  # spent preparing the searcher before its first ask; the loop counts it as overhead
         self.history: dict[Arch, Evaluation] = {}
         self._asks_since_tell = 0
 

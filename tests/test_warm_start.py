@@ -104,3 +104,15 @@ def test_compare_warm_starts_only_searchers_with_a_uniform_start(nb201_csv, tmp_
     assert json.loads(random_run.read_text()) == record  # reused, not re-run
     evolution = json.loads((out / "runs" / "evolution-none-seed0.json").read_text())
     assert evolution["settings"]["warm_start"] == "flops:100"
+
+
+def test_scoring_the_warm_start_counts_as_loop_overhead(nb201, nb201_csv, nb201_oracle):
+    from nasflow.loop import search
+    from nasflow.runs import build, complete
+
+    _, _, searcher, _, _ = build(complete({"searcher": "evolution", "benchmark": str(nb201_csv), "warm_start": "flops:50"}))
+    assert searcher.setup_seconds > 0 and len(searcher.initial_design) > 40
+    plain = get_searcher("random", nb201, seed=0)
+    plain.setup_seconds = 5.0  # as if the searcher had spent 5 s preparing
+    result = search(nb201, nb201_oracle, plain, budget=10, seed=0)
+    assert result.overhead_per_query >= 0.5
