@@ -92,6 +92,10 @@ def compare(
     for name in searchers:
         if name not in SEARCHERS:
             raise SearcherError(f"unknown searcher {name!r}; choose from {', '.join(SEARCHERS)}")
+    if (base or {}).get("warm_start") is not None:
+        from .warm_start import parse
+
+        parse(base["warm_start"])  # checked even when no searcher in the grid takes it
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     def run_settings(searcher: str, predictor: str, seed: int) -> dict:

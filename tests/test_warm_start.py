@@ -116,3 +116,10 @@ def test_scoring_the_warm_start_counts_as_loop_overhead(nb201, nb201_csv, nb201_
     plain.setup_seconds = 5.0  # as if the searcher had spent 5 s preparing
     result = search(nb201, nb201_oracle, plain, budget=10, seed=0)
     assert result.overhead_per_query >= 0.5
+
+
+def test_compare_checks_the_spec_even_without_a_searcher_that_takes_it(nb201_csv, tmp_path):
+    done = nasflow("compare", "--searchers", "random,tpe", "--predictor", "none", "--seeds", 1, "--budget", 5,
+                   "--warm-start", "synflow:abc", "--benchmark", nb201_csv, "--jobs", 1, "--out", tmp_path / "c")
+    assert done.returncode == 2 and "samples must be an integer >= 1" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
