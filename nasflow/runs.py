@@ -137,7 +137,7 @@ def searcher_options(settings: dict, ensemble, space, progress: bool = False) ->
     if settings.get("warm_start") is not None:
         from .warm_start import parse, warm_start_cells
 
-        parse(settings["warm_start"])  # a bad spec fails before the searcher's name is checked
+        parse(settings["warm_start"])  # a malformed spec is reported first, whatever the searcher
         if settings["searcher"] not in WARM_START_SEARCHERS:
             raise NasflowError(f"--warm-start applies to {' and '.join(WARM_START_SEARCHERS)}, not {settings['searcher']!r}")
         options["initial_design"] = warm_start_cells(space, settings["warm_start"], settings["seed"], progress)

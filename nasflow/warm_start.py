@@ -2,7 +2,7 @@
 
 A searcher that starts from uniform samples (evolution's first population, BANANAS's
 initial cells) starts instead from the best of many uniform samples by a zero-cost
-proxy. The proxy costs a forward/backward pass per sample (synflow: ~0.08 CPU s on NB-201)
+proxy. The proxy costs a forward/backward pass per sample (synflow: 0.05-0.08 CPU s on NB-201)
 and no oracle query. Scores are cached on disk, so runs that share samples pay once.
 The ranked cells depend only on the space, the spec and the run's seed, so a resumed
 or distributed run rebuilds the very same list.
