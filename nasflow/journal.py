@@ -12,7 +12,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Callable, Optional
 
 from .core import Evaluation
 from .errors import NasflowError
@@ -29,13 +29,16 @@ class JournalError(NasflowError):
     """A run directory that cannot be created or resumed."""
 
 
-def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
+def atomic_write(path, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write`` on a temporary binary file beside ``path``, then rename it over ``path``.
+
+    Readers see the old file or the whole new one, never half of one (a killed writer leaves no temp file).
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -43,6 +46,11 @@ def atomic_write_text(path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see ``atomic_write``)."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _json_safe(value):
