@@ -42,6 +42,8 @@ setup(
         "tqdm",
         "scikit-learn",
         "matplotlib",
+        # decodes image-folder datasets (matplotlib pulls it in too; nasflow imports it itself)
+        "pillow",
     ],
     extras_require={
         "test": ["pytest", "hypothesis", "protobuf"],

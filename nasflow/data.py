@@ -1,9 +1,10 @@
-"""Image classification data for the training oracle: the embedded digits, or a user's .npz.
+"""Image classification data for the training oracle: the embedded digits, a user's .npz or image folder.
 
 The embedded default is scikit-learn's bundled handwritten digits (1,797 8x8 grey images,
 10 classes), which ship inside scikit-learn: no download. A user's data is one .npz file
 with arrays ``x`` (N x C x H x W, any real numbers) and ``y`` (N labels of any kind, at
-least two distinct). Both are split train/valid/test by a fixed seed, stratified by class,
+least two distinct), or an image folder with one sub-folder per class (``nasflow.image_folder``);
+``load_data`` takes either. All are split train/valid/test by a fixed seed, stratified by class,
 and standardised per channel with the training split's statistics.
 """
 from __future__ import annotations
@@ -44,6 +45,13 @@ class Dataset:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.x_train.shape[1:])
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all splits as the trainer holds them (float32 images, int64 labels): what must fit on the device."""
+        images = sum(x.size for x in (self.x_train, self.x_valid, self.x_test))
+        labels = sum(y.size for y in (self.y_train, self.y_valid, self.y_test))
+        return 4 * int(images) + 8 * int(labels)
+
     def describe(self) -> str:
         c, h, w = self.image_shape
         return (f"{self.name}: {len(self.y_train)}/{len(self.y_valid)}/{len(self.y_test)} train/valid/test "
@@ -57,6 +65,21 @@ def load_digits() -> Dataset:
     d = sk_digits()
     x = d.images.astype(np.float32)[:, None, :, :] / 16.0
     return split(x, d.target, name="digits (embedded)")
+
+
+def load_data(path, progress: bool = False) -> Dataset:
+    """A user's dataset: a folder with one sub-folder per class, or an .npz file with ``x`` and ``y``."""
+    path = Path(path).expanduser()
+    forms = "give an .npz file with arrays x and y, or a folder with one sub-folder of images per class"
+    if path.is_dir():
+        from .image_folder import load_image_folder
+
+        return load_image_folder(path, progress=progress)
+    if path.suffix.lower() == ".npz":
+        return load_npz(path)
+    if not path.exists():
+        raise DataError(f"data not found: {path}; {forms}")
+    raise DataError(f"{path} is neither an .npz file nor a folder; {forms}")
 
 
 def load_npz(path) -> Dataset:
@@ -88,8 +111,6 @@ def load_npz(path) -> Dataset:
         raise DataError(f"{path}: x contains NaN or infinite values; clean or impute them first")
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise DataError(f"{path}: y contains NaN or infinite labels")
-    if min(x.shape[2:]) < MIN_SIDE:
-        raise DataError(f"{path}: images are {x.shape[2]}x{x.shape[3]}; the networks need at least {MIN_SIDE}x{MIN_SIDE}")
     return split(x.astype(np.float32), y, name=path.name)
 
 
@@ -97,6 +118,8 @@ def split(x: np.ndarray, y: np.ndarray, name: str) -> Dataset:
     """Stratified train/valid/test split with a fixed seed, standardised by the training split."""
     if len(y) < MIN_SAMPLES:
         raise DataError(f"{name}: {len(y)} images are too few; at least {MIN_SAMPLES} are needed for train/valid/test splits")
+    if min(x.shape[2:]) < MIN_SIDE:
+        raise DataError(f"{name}: images are {x.shape[2]}x{x.shape[3]}; the networks need at least {MIN_SIDE}x{MIN_SIDE}")
     classes, labels = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise DataError(f"{name}: all labels are {classes[0]!r}; classification needs at least two classes")
