@@ -34,8 +34,8 @@ def distributed_run(seed: int, args, rng: np.random.Generator) -> dict:
         given = {"searcher": args.searcher, "budget": args.budget, "seed": seed, "benchmark": args.benchmark}
         study_id, settings = open_study(storage, "bench", given)
         spawn = multiprocessing.get_context("spawn")
-        workers = [spawn.Process(target=_worker_main, args=(url, "bench", settings, args.stale_after))
-                   for _ in range(args.workers)]
+        workers = [spawn.Process(target=_worker_main, args=(url, "bench", settings, args.stale_after, i))
+                   for i in range(args.workers)]
         start = time.perf_counter()
         for w in workers:
             w.start()

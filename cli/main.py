@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 import click
 
-from nasflow.errors import NasflowError
+from nasflow.errors import NasflowError, NasflowWarning
 
 # command name -> "module:attribute"; one line per command.
 COMMANDS = {
@@ -47,7 +48,21 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """nasflow's own warnings as one line on stderr, above any progress bar; others as Python shows them."""
+    if issubclass(category, NasflowWarning):
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"nasflow: warning: {message}", file=sys.stderr)
+    else:
+        _default_show_warning(message, category, filename, lineno, file, line)
+
+
+_default_show_warning = warnings.showwarning
+
+
 def main(argv=None) -> None:
+    warnings.showwarning = _show_warning
     try:
         code = cli.main(args=argv, prog_name="nasflow", standalone_mode=False)
     except click.exceptions.Abort:

@@ -7,7 +7,7 @@ import click
 
 from nasflow.errors import NasflowError
 
-from .options import benchmark_option, show_progress, training_options
+from .options import benchmark_option, show_progress, training_options, training_settings
 
 _PREDICTOR_HELP = "fgp (FGP-pretrained GIN fine-tuned online), scratch (same GIN, random init), none, or a saved predictor PATH."
 
@@ -29,12 +29,6 @@ def _loop_options(f):
     for option in reversed(options):
         f = option(f)
     return f
-
-
-def _settings(**given) -> dict:
-    training = {k: given.pop(k) for k in ("data_path", "epochs", "width", "cells")}
-    training = {("data" if k == "data_path" else k): v for k, v in training.items() if v is not None}
-    return {**given, "training": training}
 
 
 def _fmt(value, spec=".4f"):
@@ -59,17 +53,16 @@ def _fmt(value, spec=".4f"):
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Release a claimed cell whose worker's heartbeat stopped this long ago  [default: 60]")
 def search(space, searcher, predictor, budget, pool, batch, refit_every, explore, dataset, warm_start, benchmark,
-           data_path, epochs, width, cells, seed, out, resume, storage, study, workers, stale_after):
+           seed, out, resume, storage, study, workers, stale_after, **training):
     """Search a space for the best cell within a budget of oracle queries."""
     import time
 
     from nasflow.journal import IDENTITY, JournalError, read_header
     from nasflow.runs import complete, run_search
 
-    given = _settings(space=space, searcher=searcher, predictor=predictor, budget=budget, pool=pool, batch=batch,
-                      refit_every=refit_every, explore=explore, dataset=dataset, warm_start=warm_start,
-                      benchmark=benchmark, seed=seed,
-                      data_path=data_path, epochs=epochs, width=width, cells=cells)
+    given = training_settings(dict(space=space, searcher=searcher, predictor=predictor, budget=budget, pool=pool,
+                                   batch=batch, refit_every=refit_every, explore=explore, dataset=dataset,
+                                   warm_start=warm_start, benchmark=benchmark, seed=seed, **training))
     if storage is None and (study is not None or workers is not None or stale_after is not None):
         raise NasflowError("--study, --workers and --stale-after need --storage URL (the shared Optuna storage)")
     if storage is not None:
@@ -93,7 +86,9 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
                 raise JournalError(f"{resume} was made with {key}={header[key]!r}, not {complete(given)[key]!r}; "
                                    f"resume it without changing that option")
         stored = {k: header[k] for k in complete({}) if k in header}
-        settings = complete({**stored, **({"budget": budget} if budget is not None else {})})
+        # where trainings run is not part of the run: a resume may move it to another device
+        settings = complete({**stored, **({"budget": budget} if budget is not None else {}),
+                             **({"hardware": given["hardware"]} if given["hardware"] else {})})
         run_dir = Path(resume)
     else:
         settings = complete(given)
@@ -121,6 +116,10 @@ def _report(where, settings, result) -> None:
         found = s["queries_to_optimum"]
         click.echo(f"optimum    {'best-valid cell found after ' + str(found) + ' queries' if found else 'best-valid cell not found'}")
     click.echo(f"overhead   {s['overhead_per_query_s']:.3f} s per query outside the oracle")
+    speed = result.config.get("training_speed")
+    if speed:
+        click.echo(f"training   on {speed['device']}: {speed['images_per_s']:,.0f} images/s on average over "
+                   f"{speed['trainings']} training(s) in this session")
 
 
 @click.command("compare")

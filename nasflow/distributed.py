@@ -121,7 +121,9 @@ def open_study(storage, name: str, given: dict, validate=None) -> tuple[int, dic
                 f"study {name!r} was made with {key}={stored.get(key)!r}, not {wanted[key]!r}; "
                 f"join it without that option or choose another --study"
             )
-    settings = complete({**stored, **({"budget": given["budget"]} if given.get("budget") is not None else {})})
+    # where this machine's workers train is theirs to say, not the study's
+    settings = complete({**stored, **({"budget": given["budget"]} if given.get("budget") is not None else {}),
+                         **({"hardware": given["hardware"]} if given.get("hardware") else {})})
     return study_id, settings
 
 
@@ -262,15 +264,17 @@ def _finish(storage, trial_id: int, record: dict) -> bool:
         raise
 
 
-def run_worker(storage, study_name: str, settings: dict, stale_after: float = DEFAULT_STALE_AFTER) -> int:
+def run_worker(storage, study_name: str, settings: dict, stale_after: float = DEFAULT_STALE_AFTER,
+               worker_index: int = 0) -> int:
     """Query cells for the study until ``budget`` trials are COMPLETE; returns how many this worker completed.
 
-    ``storage`` is a storage URL or an opened storage; ``settings`` the study's complete settings (``open_study``).
+    ``storage`` is a storage URL or an opened storage; ``settings`` the study's complete settings (``open_study``);
+    ``worker_index`` picks this worker's device from ``--devices``.
     """
     if isinstance(storage, (str, Path)):
         storage = open_storage(str(storage))
     study_id = storage.get_study_id_from_name(study_name)
-    space, oracle, searcher, predictor, _ = build(settings)
+    space, oracle, searcher, predictor, _ = build(settings, worker=worker_index)
     replay = _Replay(space, _searcher_factory(settings, space, searcher))
     states = _states()
     budget, warmup, refit_every = settings["budget"], settings["warmup"], settings["refit_every"]
@@ -328,12 +332,12 @@ def run_worker(storage, study_name: str, settings: dict, stale_after: float = DE
         heartbeat.stop()
 
 
-def _worker_main(storage_url, study_name, settings, stale_after):
+def _worker_main(storage_url, study_name, settings, stale_after, worker_index):
     if settings["predictor"] != "none" or settings["training"] is not None:
         import torch
 
         torch.set_num_threads(1)  # several workers share the machine's cores
-    return run_worker(storage_url, study_name, settings, stale_after)
+    return run_worker(storage_url, study_name, settings, stale_after, worker_index)
 
 
 def completed_trials(storage, study_id: int) -> list:
@@ -411,7 +415,7 @@ def _run_processes(storage, study_id, storage_url, study_name, settings, workers
 
     # spawn: forking a process that has loaded torch/dgl threads is unsafe
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_worker_main, storage_url, study_name, settings, stale_after) for _ in range(workers)]
+        futures = [pool.submit(_worker_main, storage_url, study_name, settings, stale_after, i) for i in range(workers)]
         pending = futures
         while pending:
             _, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)

@@ -27,3 +27,7 @@ class DataError(NasflowError, ValueError):
 
 class CheckpointError(NasflowError):
     """A predictor checkpoint that is corrupted or belongs to another space."""
+
+
+class NasflowWarning(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints it as one line)."""

@@ -42,7 +42,8 @@ DEFAULTS = {
     "benchmark": None,
     "seed": 0,
     "predictor_seed": None,  # None: the run's seed % PREDICTOR_SEEDS; fixed: every run shares one pre-training
-    "training": None,  # {data, epochs, width, cells} when there is no benchmark
+    "training": None,  # {data, recipe, epochs, batch_size, lr, augment, width, cells, precision} without a benchmark
+    "hardware": None,  # {device, devices, cuda_graph, checkpoint_every}: how trainings run; not a run's identity
     "predictor_options": None,  # extra Predictor keyword options for fgp/scratch, e.g. {"dim": 32}
     "warm_start": None,  # "PROXY[:SAMPLES]": start from the best of SAMPLES uniform cells by a zero-cost proxy
 }
@@ -96,27 +97,34 @@ def run_predictors(space, settings: dict) -> list:
     return [make_predictor(space, settings["predictor"], seed + m, settings["predictor_options"]) for m in range(members)]
 
 
-def open_oracle(space, settings: dict, progress: bool = False):
-    """(oracle, one-line description): the benchmark table, else the real-training oracle."""
+def open_oracle(space, settings: dict, progress: bool = False, worker: int = 0):
+    """(oracle, one-line description): the benchmark table, else the real-training oracle (on the device of
+    worker number ``worker`` when several share ``--devices``)."""
     training = settings.get("training")
     if settings["benchmark"] is None and training is not None:
+        from .devices import parse_devices, worker_device
         from .training import default_training_oracle
 
+        hardware = settings.get("hardware") or {}
+        devices = parse_devices(hardware.get("devices"))
+        options = {k: v for k, v in training.items() if k not in ("data", "lr")}
         return default_training_oracle(
-            space, data_path=training.get("data"), epochs=training.get("epochs"), width=training.get("width"),
-            cells=training.get("cells"), seed=settings["seed"], progress=progress,
+            space, data_path=training.get("data"), seed=settings["seed"], progress=progress,
+            learning_rate=training.get("lr"), cuda_graph=hardware.get("cuda_graph"),
+            checkpoint_every=hardware.get("checkpoint_every"),
+            device=worker_device(hardware.get("device", "auto"), devices, worker), **options,
         )
     oracle = space.open_oracle(settings["benchmark"], settings["dataset"])
     return oracle, f"benchmark {oracle.source} ({settings['dataset']})"
 
 
-def build(settings: dict, progress: bool = False):
+def build(settings: dict, progress: bool = False, worker: int = 0):
     """(space, oracle, searcher, predictor, description) for complete settings."""
     from nasflow.searchers import get_searcher
     from nasflow.spaces import get_space
 
     space = get_space(settings["space"])
-    oracle, description = open_oracle(space, settings, progress)
+    oracle, description = open_oracle(space, settings, progress, worker)
     seed = settings["seed"]
     predictors = run_predictors(space, settings)
     started = time.perf_counter()
@@ -152,12 +160,15 @@ def searcher_options(settings: dict, ensemble, space, progress: bool = False) ->
 def run_search(settings: dict, run_dir=None, resume: bool = False, progress: bool = False) -> SearchResult:
     settings = complete(settings)
     space, oracle, searcher, predictor, description = build(settings, progress)
-    return search(
+    result = search(
         space, oracle, searcher, predictor=predictor, budget=settings["budget"],
         pool=settings["pool"], batch=settings["batch"],
         refit_every=settings["refit_every"], warmup=settings["warmup"], explore=settings["explore"], seed=settings["seed"],
         run_dir=run_dir, resume=resume, meta={**settings, "oracle": description}, progress=progress,
     )
+    if hasattr(oracle, "speed_summary"):
+        result.config["training_speed"] = oracle.speed_summary()
+    return result
 
 
 def pretrain_for(settings: dict, progress: bool = False) -> None:

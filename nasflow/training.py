@@ -1,66 +1,96 @@
 """The training oracle: really trains a cell's network and reports its accuracy.
 
-Training follows NAS-Bench-201's recipe scaled down: SGD with Nesterov momentum 0.9, weight
-decay 5e-4, learning rate 0.1 annealed by a cosine schedule to zero, cross-entropy, seeded
-and deterministic on CPU. Every result is appended to a JSON-lines cache (one fsync'ed
-line per query) keyed by cell, training configuration and data fingerprint, so re-running
-or resuming a search never trains the same cell twice.
+A training follows a recipe (nasflow.recipes: the embedded digits' short one by default, or
+NAS-Bench-201's own) on a device (nasflow.devices, nasflow.trainer), seeded and, on the CPU,
+bit-for-bit deterministic. Every result is appended to a JSON-lines cache (one fsync'ed
+line per query) keyed by cell, recipe, device class and data fingerprint, so re-running or
+resuming a search never trains the same cell twice.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-import time
+import warnings
 from pathlib import Path
-from typing import Optional
-
-import numpy as np
+from typing import Callable, Optional, Union
 
 from .core import Arch, Evaluation
-from .data import Dataset, load_digits, load_npz
-from .errors import NasflowError
+from .data import Dataset, load_data, load_digits
+from .devices import check_cuda_graph, device_class, resolve_device, resolve_precision
+from .errors import NasflowError, NasflowWarning
+from .proxies import cache_dir as default_cache
+from .recipes import DEFAULT_RECIPE, PRESETS, Recipe, get_recipe
+from .trainer import Hardware, train_network
 
 # small networks that train in seconds on the 8x8 digits; (width, cells) per space
 SMALL_NETWORK = {"nb201": (8, 1), "nb101": (16, 1)}
-DEFAULT_EPOCHS = 5  # digits: 96-99% test after 5 epochs; 1.5 CPU-s a query (8 epochs: 2.5 s, no better)
+DEFAULT_EPOCHS = PRESETS[DEFAULT_RECIPE].epochs
+# A step below this many multiply-accumulates (forward, whole batch) trains on one CPU thread: on 2 cores the
+# digits network's steps (5e7) ran 6x slower on two threads, a 2e8 step 1.5x faster (issue 22, docs/RESULTS.md).
+MULTITHREAD_MACS = 1e8
+CHECKPOINT_EVERY = 300.0  # seconds between checkpoints of a long training: a kill costs at most this much
+CACHE_VERSION = 2  # 2: recipes, devices and full-batch steps (results of version 1 are trained again)
 
 
 class TrainingOracle:
     """``query(arch)`` trains the space's network for ``arch`` on ``data`` and evaluates it.
 
-    Accuracies are in percent; ``cost`` is the wall-clock training time in seconds (the
-    original run's, also when the result comes from the cache); ``extra`` has params and
-    flops of the trained network (one image of the data's size), epochs and ``cached``.
+    ``recipe`` is a preset name (nasflow.recipes.PRESETS) or a ``Recipe``; the keyword options override it.
+    ``device`` is auto, cpu, cuda or cuda:N; ``precision`` auto (bf16 on CUDA, fp32 on the CPU), fp32 or bf16;
+    ``cuda_graph`` replays the whole training step from one captured CUDA graph; ``threads`` sets torch's CPU
+    threads (None: one for a small step, else as torch is set: every core for a trainer alone, one in a worker). A training longer than
+    ``checkpoint_every`` seconds checkpoints itself under the cache, so a killed search resumes that cell's
+    training where it stopped.
+
+    Accuracies are in percent; ``cost`` is the training's seconds (the original run's, also when the result
+    comes from the cache); ``extra`` has params and flops of the trained network (one image of the data's
+    size), epochs, the device class, precision, images/s and ``cached``.
     """
 
-    def __init__(self, space, data: Dataset, epochs: int = DEFAULT_EPOCHS, width: int = 8, cells: int = 1,
-                 seed: int = 0, cache_dir=None, progress: bool = False, batch_size: int = 64,
-                 learning_rate: float = 0.1, weight_decay: float = 5e-4):
-        for label, value in (("epochs", epochs), ("width", width), ("cells", cells), ("batch size", batch_size)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise NasflowError(f"{label} must be a positive integer, got {value!r}")
+    def __init__(self, space, data: Dataset, recipe: Union[str, Recipe, None] = None, *, epochs=None, width=None,
+                 cells=None, batch_size=None, learning_rate=None, weight_decay=None, augment=None, seed: int = 0,
+                 device: str = "auto", precision: str = "auto", cuda_graph: bool = False, threads=None,
+                 cache_dir=None, checkpoint_every: Optional[float] = None, progress: bool = False,
+                 warn: Optional[Callable[[str], None]] = None):
         if not hasattr(space, "network"):
             raise NasflowError(f"search space {space.name!r} cannot build networks, so it cannot be trained")
+        base = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
+        small_width, small_cells = SMALL_NETWORK.get(space.name, (8, 1))
+        self.recipe = base.replace(epochs=epochs, width=width, cells=cells, batch_size=batch_size, lr=learning_rate,
+                                   weight_decay=weight_decay, augment=augment)
+        self.recipe = self.recipe.replace(width=self.recipe.width or small_width, cells=self.recipe.cells or small_cells)
+        resolved = resolve_device(device)
+        self.hardware = Hardware(device=resolved, precision=resolve_precision(precision, resolved),
+                                 cuda_graph=check_cuda_graph(cuda_graph, resolved), threads=threads)
         self.space = space
         self.data = data
         self.seed = int(seed)
         self.progress = progress
-        self.config = {
-            "epochs": int(epochs), "width": int(width), "cells": int(cells), "seed": int(seed),
-            "batch_size": int(batch_size), "lr": float(learning_rate), "weight_decay": float(weight_decay),
-            "optimizer": "sgd-nesterov-cosine", "version": 1,
-        }
-        from .proxies import cache_dir as default_cache
-
+        self.checkpoint_every = CHECKPOINT_EVERY if checkpoint_every is None else float(checkpoint_every)
+        if not self.checkpoint_every >= 0:
+            raise NasflowError(f"checkpoint interval must be >= 0 seconds, got {checkpoint_every!r}")
+        self.warn = warn or (lambda message: warnings.warn(message, NasflowWarning, stacklevel=2))
+        self.config = {**self.recipe.as_dict(), "seed": self.seed, "precision": self.hardware.precision,
+                       "device_class": device_class(resolved), "version": CACHE_VERSION}
         root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache() / "training"
         self.cache_path = root / f"{space.name}.jsonl"
+        self.checkpoint_dir = root / "checkpoints"
         self._cache = self._read_cache()
         self.description = ""
+        self._speeds: list[float] = []  # images/s of the trainings this oracle ran
+
+    def speed_summary(self) -> Optional[dict]:
+        """The device and mean training images/s of this oracle's trainings (None before the first)."""
+        if not self._speeds:
+            return None
+        return {"device": self.config["device_class"], "trainings": len(self._speeds),
+                "images_per_s": round(sum(self._speeds) / len(self._speeds), 1)}
 
     @property
     def epochs(self) -> int:
-        return self.config["epochs"]
+        return self.recipe.epochs
 
     def _key(self, arch: Arch) -> str:
         blob = json.dumps([self.space.name, arch.key, self.config, self.data.fingerprint], sort_keys=True)
@@ -109,79 +139,50 @@ class TrainingOracle:
                           extra={**rec["extra"], "cached": cached})
 
     def train(self, arch: Arch) -> dict:
-        """Train ``arch`` from scratch (no cache) and return valid/test/cost/extra."""
+        """Train ``arch`` (no result cache; a checkpoint of an interrupted training is continued)."""
         import torch
-        from tqdm.auto import tqdm
 
-        from .proxies import count_macs, count_params, one_thread
+        from .proxies import count_macs, count_params
 
-        cfg, data = self.config, self.data
-        started = time.perf_counter()
-        with one_thread():
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)
-                net = self.space.network(arch, num_classes=data.num_classes, in_channels=data.in_channels,
-                                         width=cfg["width"], cells=cfg["cells"])
-                gen = torch.Generator().manual_seed(self.seed)
-                x = torch.from_numpy(data.x_train)
-                y = torch.from_numpy(data.y_train)
-                n = len(y)
-                steps_per_epoch = (n + cfg["batch_size"] - 1) // cfg["batch_size"]
-                opt = torch.optim.SGD(net.parameters(), lr=cfg["lr"], momentum=0.9, nesterov=True,
-                                      weight_decay=cfg["weight_decay"])
-                sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"] * steps_per_epoch)
-                loss_fn = torch.nn.CrossEntropyLoss()
-                bar = tqdm(range(cfg["epochs"]), desc=f"training {arch.key}"[:60], unit="epoch",
-                           leave=False, disable=not self.progress)
-                net.train()
-                for _ in bar:
-                    order = torch.randperm(n, generator=gen)
-                    total = 0.0
-                    for i in range(0, n, cfg["batch_size"]):
-                        idx = order[i: i + cfg["batch_size"]]
-                        opt.zero_grad(set_to_none=True)
-                        loss = loss_fn(net(x[idx]), y[idx])
-                        loss.backward()
-                        opt.step()
-                        sched.step()
-                        total += float(loss) * len(idx)
-                    bar.set_postfix(loss=f"{total / n:.3f}")
-                bar.close()
-                valid = _accuracy(net, data.x_valid, data.y_valid)
-                test = _accuracy(net, data.x_test, data.y_test)
-        cost = time.perf_counter() - started
-        extra = {"params": count_params(net), "flops": count_macs(net, data.image_shape), "epochs": cfg["epochs"]}
-        return {"valid": valid, "test": test, "cost": round(cost, 4), "extra": extra}
+        data, recipe = self.data, self.recipe
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)  # the same initial weights on every device
+            net = self.space.network(arch, num_classes=data.num_classes, in_channels=data.in_channels,
+                                     width=recipe.width, cells=recipe.cells)
+        extra = {"params": count_params(net), "flops": count_macs(net, data.image_shape), "epochs": recipe.epochs}
+        key = self._key(arch)
+        hardware = self.hardware
+        if hardware.threads is None and extra["flops"] * recipe.batch_size < MULTITHREAD_MACS:
+            hardware = dataclasses.replace(hardware, threads=1)
+        run = train_network(net, data, recipe, hardware, self.seed,
+                            checkpoint=self.checkpoint_dir / f"{key}.safetensors", checkpoint_key=key,
+                            checkpoint_every=self.checkpoint_every, progress=self.progress,
+                            desc=f"training {arch.key}", warn=self.warn)
+        if run["images_per_s"] is not None:
+            self._speeds.append(run["images_per_s"])
+        extra.update(device=self.config["device_class"], precision=self.hardware.precision,
+                     cuda_graph=run["cuda_graph"], images_per_s=run["images_per_s"],
+                     resumed_from_epoch=run["resumed_from_epoch"])
+        return {"valid": run["valid"], "test": run["test"], "cost": run["cost"], "extra": extra}
 
 
-def _accuracy(net, x: np.ndarray, y: np.ndarray) -> float:
-    import torch
-
-    net.eval()
-    with torch.no_grad():
-        pred = torch.cat([net(torch.from_numpy(x[i: i + 512])).argmax(1) for i in range(0, len(x), 512)])
-    net.train()
-    return round(100.0 * float((pred.numpy() == y).mean()), 4)
-
-
-def default_training_oracle(space, data_path=None, epochs: Optional[int] = None, width: Optional[int] = None,
-                            cells: Optional[int] = None, seed: int = 0, progress: bool = False, cache_dir=None):
+def default_training_oracle(space, data_path=None, recipe: Optional[str] = None, seed: int = 0,
+                            progress: bool = False, cache_dir=None, **options):
     """The oracle ``nasflow search`` uses without a benchmark: the embedded digits, or ``data_path``.
 
-    Returns ``(oracle, description)``; the description is one line for the CLI to print.
+    ``options`` are TrainingOracle's keyword options (epochs, width, cells, batch_size, learning_rate, augment,
+    device, precision, cuda_graph, threads). Returns ``(oracle, description)``; the description is one line
+    for the CLI to print.
     """
-    data = load_npz(data_path) if data_path is not None else load_digits()
-    small_width, small_cells = SMALL_NETWORK.get(space.name, (8, 1))
-    oracle = TrainingOracle(
-        space, data,
-        epochs=DEFAULT_EPOCHS if epochs is None else epochs,
-        width=small_width if width is None else width,
-        cells=small_cells if cells is None else cells,
-        seed=seed, progress=progress, cache_dir=cache_dir,
-    )
+    data = load_data(data_path, progress=progress) if data_path is not None else load_digits()
+    oracle = TrainingOracle(space, data, recipe, seed=seed, progress=progress, cache_dir=cache_dir,
+                            **{k: v for k, v in options.items() if v is not None})
+    r, hw = oracle.recipe, oracle.hardware
     source = "no --benchmark: training on the embedded digits" if data_path is None else f"training on {data.name}"
     oracle.description = (
         f"{source} ({data.describe().split(': ', 1)[1]}); each query trains a {space.name} network "
-        f"(width {oracle.config['width']}, {oracle.config['cells']} cell(s) per stage) for {oracle.epochs} epochs"
+        f"(width {r.width}, {r.cells} cell(s) per stage) for {r.epochs} epochs by recipe {r.name} "
+        f"(batch {r.batch_size}, lr {r.lr:g}, augment {r.augment}) on {oracle.config['device_class']} in "
+        f"{hw.precision}" + (" with a CUDA graph" if hw.cuda_graph else "")
     )
     return oracle, oracle.description

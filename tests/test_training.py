@@ -166,19 +166,25 @@ def test_training_options_parse_and_reject_bad_values():
     import click
     from click.testing import CliRunner
 
-    from nasflow.cli.options import training_options
+    from nasflow.cli.options import training_options, training_settings
 
     @click.command()
     @training_options
-    def show(data_path, epochs, width, cells):
-        click.echo(f"{data_path} {epochs} {width} {cells}")
+    def show(**given):
+        click.echo(json.dumps(training_settings(given), sort_keys=True))
 
     runner = CliRunner()
-    assert runner.invoke(show, []).output.strip() == "None None None None"
-    out = runner.invoke(show, ["--data", "d.npz", "--epochs", "3", "--width", "4", "--cells", "2"])
-    assert out.output.strip() == "d.npz 3 4 2"
-    bad = runner.invoke(show, ["--epochs", "0"])
-    assert bad.exit_code == 2 and "--epochs" in bad.output
+    assert json.loads(runner.invoke(show, []).output) == {"training": {}, "hardware": None}
+    out = runner.invoke(show, ["--data", "d.npz", "--epochs", "3", "--width", "4", "--cells", "2", "--recipe", "nb201",
+                               "--batch-size", "32", "--lr", "0.05", "--augment", "none", "--precision", "fp32",
+                               "--device", "cpu", "--devices", "0,1", "--cuda-graph", "--checkpoint-every", "60"])
+    assert json.loads(out.output) == {
+        "training": {"data": "d.npz", "epochs": 3, "width": 4, "cells": 2, "recipe": "nb201", "batch_size": 32,
+                     "lr": 0.05, "augment": "none", "precision": "fp32"},
+        "hardware": {"device": "cpu", "devices": "0,1", "cuda_graph": True, "checkpoint_every": 60.0}}
+    for bad in (["--epochs", "0"], ["--recipe", "imagenet"], ["--lr", "0"], ["--augment", "autoaugment"]):
+        result = runner.invoke(show, bad)
+        assert result.exit_code == 2 and bad[0] in result.output
 
 
 def test_progress_shows_an_epoch_bar_and_a_space_without_networks_is_refused(digits, tmp_path, capsys):
