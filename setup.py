@@ -44,6 +44,8 @@ setup(
         "matplotlib",
         # decodes image-folder datasets (matplotlib pulls it in too; nasflow imports it itself)
         "pillow",
+        # tensors of checkpoints: a format that cannot carry code, unlike torch.load in torch 2.2
+        "safetensors",
     ],
     extras_require={
         "test": ["pytest", "hypothesis", "protobuf"],

@@ -101,7 +101,8 @@ def autocast(hardware: Hardware):
     import torch
 
     if hardware.precision == "bf16":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        # no cast cache: a captured graph must re-cast the weights it updates at every replay
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16, cache_enabled=False)
     return nullcontext()
 
 
@@ -219,7 +220,7 @@ def train_network(net, data: Dataset, recipe: Recipe, hardware: Hardware, seed: 
             from .augment import standard_augment as augment
         step = _Step(net, params, buffers, lr, recipe, hardware, (batch,) + tuple(x.shape[1:]), warn)
         started = time.perf_counter()
-        last_save, trained_images, train_seconds = started, 0, 0.0
+        last_save, epoch_seconds = started, []
         bar = tqdm(range(start_epoch, recipe.epochs), desc=desc[:60], unit="epoch", leave=False,
                    disable=not progress, initial=start_epoch, total=recipe.epochs)
         for epoch in bar:
@@ -234,8 +235,7 @@ def train_network(net, data: Dataset, recipe: Recipe, hardware: Hardware, seed: 
                 step(xb, y[idx])
             loss = step.take_loss() / steps_per_epoch  # reading it waits for the GPU, so the timing is true
             seconds = time.perf_counter() - epoch_started
-            trained_images += steps_per_epoch * batch
-            train_seconds += seconds
+            epoch_seconds.append(seconds)
             bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{steps_per_epoch * batch / seconds:,.0f}")
             done = epoch + 1 == recipe.epochs
             if checkpoint is not None and not done and time.perf_counter() - last_save >= checkpoint_every:
@@ -249,6 +249,8 @@ def train_network(net, data: Dataset, recipe: Recipe, hardware: Hardware, seed: 
         checkpoint.unlink(missing_ok=True)
     return {
         "valid": valid, "test": test, "cost": round(seconds_before + time.perf_counter() - started, 4),
-        "images_per_s": round(trained_images / train_seconds, 1) if train_seconds > 0 else None,
+        "images_per_s": round(len(epoch_seconds) * steps_per_epoch * batch / sum(epoch_seconds), 1)
+        if epoch_seconds else None,
+        "epoch_seconds": epoch_seconds, "images_per_epoch": steps_per_epoch * batch,
         "resumed_from_epoch": start_epoch, "cuda_graph": step.graph is not None,
     }

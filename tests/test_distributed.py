@@ -91,8 +91,8 @@ def test_predictor_is_fitted_on_every_completed_trial_including_other_workers(tm
     real_build = distributed.build
     predictors = []
 
-    def build_with_predictor(settings, progress=False):
-        space, oracle, searcher, _, description = real_build(settings, progress)
+    def build_with_predictor(settings, progress=False, worker=0):
+        space, oracle, searcher, _, description = real_build(settings, progress, worker)
         predictors.append(PeekingPredictor(oracle))
         return space, oracle, searcher, predictors[-1], description
 
@@ -129,7 +129,7 @@ def test_workers_keep_the_explore_share(tmp_path, nb201_csv, monkeypatch, explor
     _, settings = open_study(open_storage(url), "x", {"budget": 14, "warmup": 5, "refit_every": 3,
                                                       "explore": explore, "benchmark": nb201_csv})  # fmt: skip
     real_build = distributed.build
-    monkeypatch.setattr(distributed, "build", lambda s, progress=False: (
+    monkeypatch.setattr(distributed, "build", lambda s, progress=False, worker=0: (
         *real_build(s, progress)[:3], Counting(real_build(s, progress)[1]), "peek"))
     assert distributed.run_worker(url, "x", settings) == 14
     # 9 queries after the first fit at 5; with 0.5 the odd-numbered ones (5, 7, ..., 13) explore
@@ -146,7 +146,7 @@ def test_an_oracle_error_gives_the_claim_back(tmp_path, nb201_csv, monkeypatch):
     study_id, settings = open_study(storage, "e", {"budget": 10, "benchmark": nb201_csv})
     real_build = distributed.build
 
-    def build_dying(settings, progress=False):
+    def build_dying(settings, progress=False, worker=0):
         space, oracle, searcher, predictor, description = real_build(settings, progress)
         return space, DyingOracle(oracle, lives=3), searcher, predictor, description
 
