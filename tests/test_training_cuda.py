@@ -40,7 +40,7 @@ def test_devices_resolve_to_the_gpu():
 
 @pytest.mark.parametrize("precision, graph", [("fp32", False), ("bf16", False), ("bf16", True), ("fp32", True)])
 def test_trains_in_each_mode(digits, precision, graph):
-    recipe = get_recipe("digits", epochs=4, augment="standard")
+    recipe = get_recipe("digits", epochs=4)  # (a 4-pixel crop of an 8x8 digit leaves too little to learn from)
     run = train_network(_net(), digits, recipe, Hardware("cuda:0", precision, graph), seed=0)
     assert run["valid"] > 80 and run["test"] > 80
     assert run["cuda_graph"] is graph
