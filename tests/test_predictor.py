@@ -1,12 +1,15 @@
 """Predictor: FGP pre-training, fine-tuning, ranking on real NB-201 labels, persistence, bad input."""
+import dataclasses
 import os
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
 from nasflow.errors import CheckpointError, DataError, NasflowError
 from nasflow.metrics import kendall_tau
+from nasflow.predictors import checkpoint
 
 SMALL = dict(dim=16, layers=2, pretrain_epochs=6, pretrain_batch=128, epochs=60, proxy="params")
 
@@ -48,7 +51,7 @@ def test_fgp_pretraining_lowers_its_loss_and_is_cached(pretrained, nb201, labele
     losses = pretrained.pretrain_losses
     assert len(losses) == SMALL["pretrain_epochs"] and not pretrained.pretrain_from_cache
     assert losses[-1] < 0.8 * losses[0], losses
-    assert list((cache_dir / "fgp").glob("nb201-gin-*.pt"))
+    assert list((cache_dir / "fgp").glob("nb201-gin-*.safetensors"))
     again = Predictor(nb201, encoder="gin", pretrain="fgp", seed=3, **SMALL)
     again.pretrain(labeled["pool"][0])
     assert again.pretrain_from_cache
@@ -115,19 +118,24 @@ def test_save_load_roundtrip_and_bad_checkpoints(pretrained, nb201, labeled, tmp
     assert loaded.config() == pretrained.config() and Predictor.load(path, nb201).is_fitted
     with pytest.raises(CheckpointError, match="nb201"):
         Predictor.load(path, "nb101")
-    foreign = torch.load(path, weights_only=True)
-    foreign["space"] = "nb101"
-    torch.save(foreign, tmp_path / "foreign.pt")
+    state = checkpoint.read(path, Predictor.__init__)
+    checkpoint.write(tmp_path / "foreign.pt", dataclasses.replace(state, space="nb101"))
     with pytest.raises(CheckpointError, match="nb101"):
         Predictor.load(tmp_path / "foreign.pt", nb201)
     (tmp_path / "truncated.pt").write_bytes(path.read_bytes()[:500])
     (tmp_path / "text.pt").write_text("hello")
-    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
-    mangled = dict(foreign, space="nb201", model={"nonsense": torch.zeros(1)})
-    torch.save(mangled, tmp_path / "mangled.pt")
-    for name in ("truncated.pt", "text.pt", "other.pt", "mangled.pt", "missing.pt"):
-        with pytest.raises(CheckpointError):
+    safetensors.torch.save_file({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    checkpoint.write(tmp_path / "mangled.pt", dataclasses.replace(state, model={"nonsense": torch.zeros(1)}))
+    checkpoint.write(tmp_path / "shapes.pt", dataclasses.replace(state, model={k: v[:1] for k, v in state.model.items()}))
+    (tmp_path / "directory.pt").mkdir()
+    for name in ("truncated.pt", "text.pt", "other.pt", "mangled.pt", "shapes.pt", "missing.pt", "directory.pt"):
+        with pytest.raises(CheckpointError) as info:
             Predictor.load(tmp_path / name)
+        assert "\n" not in str(info.value)
+    # the format before safetensors (a torch.save dict) is refused with the way to convert it
+    torch.save({"format": "nasflow-predictor", "version": 1}, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="convert-checkpoint"):
+        Predictor.load(tmp_path / "old.pt")
 
 
 def test_bad_inputs(nb201, labeled):
