@@ -40,6 +40,8 @@ setup(
         "networkx",
         "click",
         "tqdm",
+        # nasflow's checkpoints and caches: tensors without pickle (torch.load can run code)
+        "safetensors",
         "scikit-learn",
         "matplotlib",
     ],
