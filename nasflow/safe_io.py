@@ -91,6 +91,10 @@ def _refuse_torch_formats(path: Path, what: str) -> None:
 
     with open(path, "rb") as f:
         head = f.read(512)
+    # a safetensors file starts with its header's length (8 bytes, little-endian) and then '{':
+    # that length's low bytes may look like a pickle's start (0x80 0x02 is 640), so test this first
+    if head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
+        return
     kind = torchfile.sniff(head)
     if kind == "zip":
         try:

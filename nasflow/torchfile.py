@@ -1,7 +1,7 @@
 """Read files written by ``torch.save`` without ``torch.load`` and without running code.
 
-Why not ``torch.load(weights_only=True)``: torch 2.2.1 (pinned by DGL) hands any zip that
-looks like a TorchScript archive to ``torch.jit.load`` before the weights-only check, and a
+Why not ``torch.load`` with ``weights_only=True``: torch 2.2.1 (pinned by DGL) hands any zip
+that looks like a TorchScript archive to the TorchScript loader before the weights-only check, and a
 TorchScript ``__setstate__`` runs while it loads (CVE-2025-32434). So the archive is
 inspected here first (only the members ``torch.save`` writes are accepted; ``code/``,
 ``constants.pkl``, ``bytecode.pkl`` and anything else are refused), and the pickle is read by
@@ -28,7 +28,7 @@ from .errors import NasflowError
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 ZIP_MAGIC = b"PK\x03\x04"
-# members that only TorchScript (or mobile) archives have; torch.load(weights_only=True) runs those
+# members that only TorchScript (or mobile) archives have; torch.load runs those even when weights_only
 TORCHSCRIPT_MEMBERS = ("code/", "constants.pkl", "bytecode.pkl", "extra/", ".data/version")
 # what torch.save's zip holds under its one top-level folder
 _SAVE_MEMBER = re.compile(r"^(data\.pkl|version|byteorder|data/\d+|\.data/serialization_id)$")

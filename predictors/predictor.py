@@ -11,6 +11,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -354,7 +355,10 @@ class Predictor:
         }
         self.pretrain_from_cache = False
         if path is not None:
-            checkpoint.write_pretraining(path, self._cache_key(tag), self._pretrained, self.pretrain_losses)
+            try:
+                checkpoint.write_pretraining(path, self._cache_key(tag), self._pretrained, self.pretrain_losses)
+            except OSError as e:  # an unwritable cache only costs the next run this pre-training
+                warnings.warn(f"could not write the pre-training cache {path}: {e}", stacklevel=2)
         return self
 
     def _fits(self, parts: dict) -> bool:
