@@ -11,8 +11,6 @@ loaders are replaced by recorders: nasflow must not call them at all.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import io
 import json
 import os
 import pickle
@@ -24,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from clirun import run_cli
 from nasflow import safe_io
 from nasflow.errors import BenchmarkError, CheckpointError
 
@@ -139,25 +138,8 @@ def test_payloads_are_live(fmt, tmp_path):
 
 
 def _cli(*args, cache):
-    """Run the CLI in this process (a subprocess would pay seconds for torch and dgl)."""
-    from nasflow.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    old = os.environ.get("NASFLOW_CACHE")
-    os.environ["NASFLOW_CACHE"] = str(cache)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(list(args))
-                code = 0
-            except SystemExit as e:
-                code = e.code
-    finally:
-        if old is None:
-            del os.environ["NASFLOW_CACHE"]
-        else:
-            os.environ["NASFLOW_CACHE"] = old
-    return code, out.getvalue(), err.getvalue()
+    r = run_cli(*args, cache=cache)
+    return r.returncode, r.stdout, r.stderr
 
 
 def _assert_one_line_exit_2(code, stderr):

@@ -7,6 +7,7 @@ import pytest
 import safetensors.torch
 import torch
 
+from clirun import run_cli as _cli
 from nasflow.errors import CheckpointError, DataError, NasflowError
 from nasflow.metrics import kendall_tau
 from nasflow.predictors import checkpoint
@@ -163,37 +164,6 @@ def test_bad_inputs(nb201, labeled):
         Predictor(nb201, pretrain="sometimes")
 
 
-class _Result:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def _cli(*args, cache):
-    """Run the CLI in this process (torch and dgl are already imported here, which a
-    subprocess would pay seconds for) and capture what it prints."""
-    import contextlib
-    import io
-
-    from nasflow.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    old = os.environ.get("NASFLOW_CACHE")
-    os.environ["NASFLOW_CACHE"] = str(cache)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(list(args))
-                code = 0
-            except SystemExit as e:
-                code = e.code
-    finally:
-        if old is None:
-            os.environ.pop("NASFLOW_CACHE", None)
-        else:
-            os.environ["NASFLOW_CACHE"] = old
-    return _Result(code, out.getvalue(), err.getvalue())
-
-
 def test_cli_train_predictor_saves_a_working_model(nb201_csv, tmp_path, nb201):
     from nasflow import Predictor
 
@@ -321,3 +291,28 @@ def test_a_fresh_home_keeps_predictor_errors_to_one_line(nb201_csv, tmp_path):
                        capture_output=True, text=True, env=env)  # fmt: skip
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"nasflow: error: predictor checkpoint not found: {tmp_path / 'missing.pt'}"]
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_convert_checkpoint_from_the_torch_format(nb201, tmp_path, monkeypatch, zipped):
+    """A version-1 checkpoint (the torch.save dict earlier nasflow wrote) converts to one that predicts the same."""
+    from nasflow import Predictor
+
+    monkeypatch.setenv("NASFLOW_CACHE", str(tmp_path / "cache"))
+    cells = nb201.enumerate()[:40]
+    p = Predictor(nb201, dim=8, layers=1, pretrain_epochs=1, epochs=2, proxy="params").pretrain(cells)
+    p.fit(cells, np.arange(40.0))
+    old = {"format": "nasflow-predictor", "version": 1, "space": "nb201", "vocab": list(p.graphs.vocab),
+           "config": p.config(), "pretrained": p._pretrained, "model": p._model.state_dict()}  # fmt: skip
+    torch.save(old, tmp_path / "old.pt", _use_new_zipfile_serialization=zipped)
+    r = _cli("convert-checkpoint", str(tmp_path / "old.pt"), str(tmp_path / "new.safetensors"), cache=tmp_path)
+    assert r.returncode == 0 and "converted" in r.stdout, r.stderr
+    loaded = Predictor.load(tmp_path / "new.safetensors", nb201)
+    np.testing.assert_array_equal(loaded.predict(cells), p.predict(cells))
+    assert loaded.config() == p.config() and set(loaded._pretrained) == {"encoder", "proxy_head", "flow_head"}
+    # an existing NEW is not overwritten; an old file that is not a nasflow checkpoint is one line
+    r = _cli("convert-checkpoint", str(tmp_path / "old.pt"), str(tmp_path / "new.safetensors"), cache=tmp_path)
+    assert r.returncode == 2 and "already exists" in r.stderr
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt", _use_new_zipfile_serialization=zipped)
+    r = _cli("convert-checkpoint", str(tmp_path / "other.pt"), str(tmp_path / "x.safetensors"), cache=tmp_path)
+    assert r.returncode == 2 and "not an old nasflow predictor checkpoint" in r.stderr and r.stderr.count("\n") == 1
