@@ -49,9 +49,13 @@ def save(path, tensors: Mapping, document: dict) -> None:
     from safetensors.torch import save as to_bytes
 
     # safetensors refuses views and tensors sharing memory: give it plain copies
-    plain = {name: t.detach().cpu().contiguous().clone() for name, t in tensors.items()}
-    data = to_bytes(plain, metadata={META_KEY: json.dumps(document, allow_nan=False)})
     path = Path(path)
+    try:  # NaN/Infinity are not JSON: a file with them could not be read back by other tools
+        text = json.dumps(document, allow_nan=False)
+    except ValueError:
+        raise CheckpointError(f"cannot write {path}: its configuration holds a NaN or infinite number") from None
+    plain = {name: t.detach().cpu().contiguous().clone() for name, t in tensors.items()}
+    data = to_bytes(plain, metadata={META_KEY: text})
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, data)
 

@@ -357,7 +357,7 @@ class Predictor:
         if path is not None:
             try:
                 checkpoint.write_pretraining(path, self._cache_key(tag), self._pretrained, self.pretrain_losses)
-            except OSError as e:  # an unwritable cache only costs the next run this pre-training
+            except (OSError, CheckpointError) as e:  # an unwritten cache only costs the next run this pre-training
                 warnings.warn(f"could not write the pre-training cache {path}: {e}", stacklevel=2)
         return self
 

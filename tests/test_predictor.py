@@ -316,3 +316,11 @@ def test_convert_checkpoint_from_the_torch_format(nb201, tmp_path, monkeypatch, 
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt", _use_new_zipfile_serialization=zipped)
     r = _cli("convert-checkpoint", str(tmp_path / "other.pt"), str(tmp_path / "x.safetensors"), cache=tmp_path)
     assert r.returncode == 2 and "not an old nasflow predictor checkpoint" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_an_option_json_cannot_hold_is_one_line_at_save(nb201, tmp_path):
+    from nasflow import Predictor
+
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        Predictor(nb201, pretrain="none", clip_grad=float("inf")).save(tmp_path / "p.safetensors")
+    assert list(tmp_path.iterdir()) == []
