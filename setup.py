@@ -40,12 +40,12 @@ setup(
         "networkx",
         "click",
         "tqdm",
+        # nasflow's checkpoints and caches: tensors without pickle (torch.load can run code)
+        "safetensors",
         "scikit-learn",
         "matplotlib",
         # decodes image-folder datasets (matplotlib pulls it in too; nasflow imports it itself)
         "pillow",
-        # tensors of checkpoints: a format that cannot carry code, unlike torch.load in torch 2.2
-        "safetensors",
     ],
     extras_require={
         "test": ["pytest", "hypothesis", "protobuf"],

@@ -20,6 +20,7 @@ COMMANDS = {
     "info": "nasflow.cli.info:info",
     "train-predictor": "nasflow.cli.predictor:train_predictor",
     "evaluate-predictor": "nasflow.cli.predictor:evaluate_predictor",
+    "convert-checkpoint": "nasflow.cli.predictor:convert_checkpoint",
     "search": "nasflow.cli.search:search",
     "compare": "nasflow.cli.search:compare",
     "proxies": "nasflow.cli.proxies:proxies",

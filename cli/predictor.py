@@ -171,3 +171,24 @@ def evaluate_predictor(space, benchmark, dataset, encoders, pretrains, ratios, s
         )  # fmt: skip
     click.echo(f"{sp.name}, {dataset} validation labels, pool {pool:,d}, {len(seeds)} seeds x {len(perms)} permutations")
     click.echo(format_table(summarise(runs)))
+
+
+@click.command("convert-checkpoint")
+@click.argument("old", metavar="OLD")
+@click.argument("new", metavar="NEW")
+def convert_checkpoint(old, new):
+    """Rewrite a trusted old (.pt, torch.save) predictor checkpoint OLD in the safetensors format as NEW.
+
+    nasflow no longer loads torch pickle files (with torch 2.2.1, loading one can run
+    code). OLD is read by nasflow's restricted reader and TorchScript archives are refused,
+    but convert only files you trust.
+    """
+    from pathlib import Path
+
+    from nasflow.errors import NasflowError
+    from nasflow.predictors import convert_checkpoint as convert
+
+    if Path(new).exists() and Path(new).resolve() != Path(old).resolve():
+        raise NasflowError(f"{new} already exists; choose a new path or remove it first")
+    predictor = convert(old, new)
+    click.echo(f"converted {old} ({predictor.space.name} {predictor.encoder}) to {new}")

@@ -6,6 +6,6 @@ import os
 # module here imports dgl after this package runs.
 os.environ.setdefault("DGLBACKEND", "pytorch")
 
-from .predictor import Predictor  # noqa: E402
+from .predictor import Predictor, convert_checkpoint  # noqa: E402
 
-__all__ = ["Predictor"]
+__all__ = ["Predictor", "convert_checkpoint"]

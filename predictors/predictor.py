@@ -11,8 +11,7 @@ import contextlib
 import copy
 import hashlib
 import json
-import os
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -21,16 +20,15 @@ import torch
 from torch import nn
 
 from nasflow.core import Arch
-from nasflow.errors import CheckpointError, DataError, NasflowError
+from nasflow.errors import CheckpointError, DataError, NasflowError, NasflowWarning
 from nasflow.flow import READOUTS, VARIANTS, flow_surrogate
 
+from . import checkpoint
 from .encoders import ENCODERS, make_encoder, mlp_head
 from .fgp import FLOW_LOSSES, FLOW_TARGETS, PretextTask, PretrainHeads, fgp_pretrain, pairwise_hinge
 from .graphs import GraphCache
 from .unified import SPACE_IDS, UnifiedGraphCache, check_init_from, make_unified
 
-FORMAT = "nasflow-predictor"
-FORMAT_VERSION = 1
 PRETRAIN_MODES = ("fgp", "none")
 # Spaces larger than this are pre-trained on a seeded sample instead of every cell.
 ENUMERATE_LIMIT = 50_000
@@ -273,6 +271,16 @@ class Predictor:
         return list(seen), f"sample-{self.pretrain_samples}"
 
     def _cache_path(self, archs_tag: str) -> Optional[Path]:
+        keys = self._cache_key(archs_tag)
+        if keys is None:
+            return None
+        from nasflow.proxies import cache_dir
+
+        digest = hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
+        return cache_dir() / "fgp" / f"{self.space.name}-{self.encoder}-{digest}.safetensors"
+
+    def _cache_key(self, archs_tag: str) -> Optional[dict]:
+        """What decides pre-training; stored in the cache file too, so a misplaced file is not used."""
         if not self.cache or (self.proxy is not None and not isinstance(self.proxy, str)):
             return None
         keys = {k: v for k, v in self.config().items() if k not in _FIT_ONLY}
@@ -281,16 +289,15 @@ class Predictor:
         for k, default in _NEW_DEFAULTS.items():
             if keys.get(k, default) == default:
                 keys.pop(k, None)
-        keys.update(space=self.space.name, vocab=list(self.graphs.vocab), archs=archs_tag, format=FORMAT_VERSION)
-        from nasflow.proxies import PROXIES, cache_dir
+        keys.update(space=self.space.name, vocab=list(self.graphs.vocab), archs=archs_tag, format=checkpoint.CACHE_VERSION)
+        from nasflow.proxies import PROXIES
 
         # a proxy whose definition changed (new version) must not reuse an encoder pre-trained to rank by the old
         # one; version "1" is left out so caches written before versions were keyed keep loading
         versions = [PROXIES[p].version for p in self.proxy.split("+")] if isinstance(self.proxy, str) else []
         if any(v != "1" for v in versions):
             keys["proxy_version"] = "+".join(versions)
-        digest = hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
-        return cache_dir() / "fgp" / f"{self.space.name}-{self.encoder}-{digest}.pt"
+        return keys
 
     def pretrain(self, archs: Optional[Sequence[Arch]] = None, progress: bool = False) -> "Predictor":
         """FGP pre-training of the encoder on unlabeled cells (no-op for pretrain='none').
@@ -309,11 +316,11 @@ class Predictor:
         self._pretrain_archs = archs
         path = self._cache_path(tag)
         if path is not None and path.is_file():
-            state = _try_load_state(path)
+            state = checkpoint.read_pretraining(path, self._cache_key(tag))
             # caches written before the flow head was kept cannot continue the pretext task: re-run them
-            if state is not None and ("flow_head" in state or not self._keeps_pretext()):
-                self._pretrained = {k: state[k] for k in ("encoder", "proxy_head", "flow_head") if k in state}
-                self.pretrain_losses = state["losses"].tolist()
+            if state is not None and ("flow_head" in state or not self._keeps_pretext()) and self._fits(state):
+                self.pretrain_losses = state.pop("losses")
+                self._pretrained = state
                 self.pretrain_from_cache = True
                 return self
         flows = flow_surrogate(
@@ -348,8 +355,28 @@ class Predictor:
         }
         self.pretrain_from_cache = False
         if path is not None:
-            _atomic_save({**self._pretrained, "losses": torch.tensor(self.pretrain_losses)}, path)
+            try:
+                checkpoint.write_pretraining(path, self._cache_key(tag), self._pretrained, self.pretrain_losses)
+            except (OSError, CheckpointError) as e:  # an unwritten cache only costs the next run this pre-training
+                warnings.warn(f"could not write the pre-training cache {path}: {e}", NasflowWarning, stacklevel=2)
         return self
+
+    def _fits(self, parts: dict) -> bool:
+        """Whether pre-trained parts (part -> state dict) have this predictor's shapes."""
+        try:
+            with torch.random.fork_rng():  # building modules draws from the global generator
+                encoder = self._new_encoder()
+                encoder.load_state_dict(parts["encoder"])
+                if "proxy_head" in parts or "flow_head" in parts:
+                    cell = self.space.sample(np.random.default_rng(0))
+                    width = flow_surrogate(self.space, [cell], dim=self.flow_dim, variant=self.flow_variant,
+                                           readout=self.flow_readout, seed=self.flow_seed).shape[1]  # fmt: skip
+                    heads = PretrainHeads(encoder.out_dim, self.dim, width)
+                    heads.proxy.load_state_dict(parts.get("proxy_head", heads.proxy.state_dict()))
+                    heads.flow.load_state_dict(parts.get("flow_head", heads.flow.state_dict()))
+        except (KeyError, RuntimeError, ValueError):
+            return False
+        return True
 
     def _proxy_values(self, archs, progress, weight: Optional[float] = None) -> Optional[np.ndarray]:
         if self.proxy is None or (self.proxy_weight if weight is None else weight) <= 0:
@@ -528,50 +555,62 @@ class Predictor:
 
     # ----------------------------------------------------------------- persistence
     def save(self, path) -> None:
-        """Write configuration and weights atomically (a plain tensor dict, no pickled code)."""
-        state = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "space": self.space.name,
-            "vocab": list(self.graphs.vocab),
-            "config": self.config(),
-            "pretrained": self._pretrained,
-            "model": self._model.state_dict() if self._model is not None else None,
-        }
-        _atomic_save(state, Path(path))
+        """Write configuration (JSON) and weights (safetensors) atomically to one file."""
+        checkpoint.write(path, checkpoint.CheckpointState(
+            space=self.space.name,
+            vocab=list(self.graphs.vocab),
+            config=self.config(),
+            pretrained=self._pretrained,
+            model=self._model.state_dict() if self._model is not None else None,
+        ))  # fmt: skip
 
     @classmethod
     def load(cls, path, space=None) -> "Predictor":
-        """Load a checkpoint written by :meth:`save`; ``space`` (name or object) must match it."""
+        """Load a checkpoint written by :meth:`save`; ``space`` (name or object) must match it.
+
+        Old ``torch.save`` checkpoints are refused (loading them can run code); convert a
+        trusted one with :func:`convert_checkpoint` (``nasflow convert-checkpoint``).
+        """
         path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"predictor checkpoint not found: {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises many types for damaged or foreign files
-            raise CheckpointError(f"{path} is not a readable predictor checkpoint ({type(e).__name__}); re-save it") from None
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise CheckpointError(f"{path} is not a nasflow predictor checkpoint")
-        if state.get("version") != FORMAT_VERSION:
-            raise CheckpointError(f"{path} has checkpoint version {state.get('version')}; this nasflow reads {FORMAT_VERSION}")
+        return cls._from_state(checkpoint.read(path, cls.__init__), path, space)
+
+    @classmethod
+    def _from_state(cls, state: checkpoint.CheckpointState, path: Path, space=None) -> "Predictor":
         name = space if isinstance(space, str) else getattr(space, "name", None)
-        if space is not None and name != state["space"]:
-            raise CheckpointError(f"{path} is a predictor for space {state['space']!r}, not {name!r}")
+        if space is not None and name != state.space:
+            raise CheckpointError(f"{path} is a predictor for space {state.space!r}, not {name!r}")
         try:
-            predictor = cls(space if space is not None else state["space"], **state["config"])
-            if list(predictor.graphs.vocab) != list(state["vocab"]):
-                raise CheckpointError(f"{path} was saved with other node labels than space {state['space']!r} has now")
-            predictor._pretrained = state["pretrained"]
-            if state["model"] is not None:
+            predictor = cls(space if space is not None else state.space, **state.config)
+            if list(predictor.graphs.vocab) != list(state.vocab):
+                raise CheckpointError(f"{path} was saved with other node labels than space {state.space!r} has now")
+            if state.pretrained is not None and not predictor._fits(state.pretrained):
+                raise CheckpointError(f"{path}: the pre-trained weights do not fit its configuration; re-train it")
+            predictor._pretrained = state.pretrained
+            if state.model is not None:
                 model = predictor._new_model()
-                model.load_state_dict(state["model"])
+                model.load_state_dict(state.model)
                 model.eval()
                 predictor._model = model
         except CheckpointError:
             raise
-        except (TypeError, KeyError, RuntimeError, NasflowError) as e:
+        except NasflowError as e:
+            raise CheckpointError(f"{path} holds options this nasflow refuses: {e}") from None
+        except (TypeError, KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"{path} does not match this nasflow's predictor ({type(e).__name__}); re-train it") from None
         return predictor
+
+
+def convert_checkpoint(old, new) -> Predictor:
+    """Rewrite an old (``torch.save``, version 1) checkpoint in the safetensors format.
+
+    The old file is read by nasflow's restricted reader, not ``torch.load``, and a
+    TorchScript archive is refused before anything in it is read; still, only convert files
+    you trust. Returns the loaded predictor.
+    """
+    old = Path(old)
+    predictor = Predictor._from_state(checkpoint.read_legacy(old, Predictor.__init__), old)
+    predictor.save(new)
+    return predictor
 
 
 @contextlib.contextmanager
@@ -587,27 +626,3 @@ def _torch_threads(n: int):
     finally:
         if n and n != before:
             torch.set_num_threads(before)
-
-
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _try_load_state(path: Path) -> Optional[dict]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        # a damaged cache entry only costs a re-run of pre-training
-        return None
-    if isinstance(state, dict) and {"encoder", "proxy_head", "losses"} <= state.keys():
-        return state
-    return None

@@ -13,20 +13,19 @@ never the 12-epoch ``'less'`` one), averaged over seeds (``is_random=False``), i
 """
 from __future__ import annotations
 
-import _compat_pickle
 import csv
 import dataclasses
 import io
 import os
-import pickle
 import tempfile
-import types
 import warnings
 from pathlib import Path
 from typing import Optional, Union
 
+from nasflow import torchfile
 from nasflow.core import Evaluation, TabularOracle
-from nasflow.errors import BenchmarkError
+from nasflow.errors import BenchmarkError, NasflowWarning
+from nasflow.torchfile import TorchFileError, TorchScriptError
 
 from .nb201 import SIZE, NB201Arch, NB201Space, NB201TableOracle
 
@@ -100,75 +99,8 @@ class NB201OfficialOracle(TabularOracle):
 
 # ---------------------------------------------------------------- loading the file
 
-def _allowed_globals() -> dict:
-    import _codecs
-    import collections
-
-    import numpy
-    import numpy.core.multiarray as multiarray
-    import torch
-
-    allowed = {
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        # pickle protocol 2 (torch.save's) rebuilds bytes, sets and the like through these
-        ("_codecs", "encode"): _codecs.encode,
-        ("builtins", "set"): set,
-        ("builtins", "frozenset"): frozenset,
-        ("builtins", "bytearray"): bytearray,
-        ("builtins", "complex"): complex,
-        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-        ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
-        ("torch", "Size"): torch.Size,
-        ("numpy", "dtype"): numpy.dtype,
-        ("numpy", "ndarray"): numpy.ndarray,
-    }
-    # Files written with numpy 2 name the same functions under numpy._core.
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "scalar")] = multiarray.scalar
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
-    return allowed
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """C-speed unpickler that can build only containers, numbers, numpy scalars and tensors.
-
-    Why not ``torch.load(weights_only=True)``: in torch 2.2 that unpickler is pure Python.
-    On an 18 MB file in the official layout (40 cells, 200 epochs, 3 seeds per dataset) it
-    took 3.5-7.6 s against 0.2-0.9 s for this one (8-22x, on a busy 2-core machine), i.e.
-    a quarter of an hour or more for the 4.7 GB file; it also rejects numpy scalars. Refusing
-    every global outside the list keeps its guarantee: loading a file cannot run code.
-    """
-
-    _allowed: Optional[dict] = None
-
-    def find_class(self, module, name):
-        if _RestrictedUnpickler._allowed is None:
-            _RestrictedUnpickler._allowed = _allowed_globals()
-        # Protocol-2 pickles spell builtins the Python 2 way (__builtin__.set); pickle's own
-        # find_class undoes that and so must this override.
-        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        try:
-            return self._allowed[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(
-                f"refusing to load {module}.{name}: a NAS-Bench-201 file holds only numbers, strings and containers"
-            ) from None
-
-
-def _restricted_load(file, **kwargs):
-    return _RestrictedUnpickler(file, **kwargs).load()
-
-
-# torch.load wants a module-like object with Unpickler and load.
-_restricted_pickle = types.ModuleType("nasflow_restricted_pickle")
-_restricted_pickle.Unpickler = _RestrictedUnpickler
-_restricted_pickle.load = _restricted_load
-
-
 class _ProgressFile(io.RawIOBase):
-    """A read-only file that advances a tqdm bar by the bytes read (torch.load has no hook)."""
+    """A read-only file that advances a tqdm bar by the bytes read."""
 
     def __init__(self, raw, bar):
         self._raw, self._bar = raw, bar
@@ -192,8 +124,11 @@ class _ProgressFile(io.RawIOBase):
 
 
 def load_official(path: Path, progress: bool = False) -> dict:
-    """Unpickle an official NAS-Bench-201 file without letting it run code."""
-    import torch
+    """Unpickle an official NAS-Bench-201 file without letting it run code.
+
+    Read by :mod:`nasflow.torchfile`, never ``torch.load``: torch 2.2.1 would run a
+    TorchScript archive given as the benchmark before any check of its contents.
+    """
     from tqdm import tqdm
 
     size = path.stat().st_size
@@ -202,12 +137,15 @@ def load_official(path: Path, progress: bool = False) -> dict:
             total=size, unit="B", unit_scale=True, desc=f"reading {path.name}", disable=not progress
         ) as bar:
             with io.BufferedReader(_ProgressFile(raw, bar), buffer_size=1 << 20) as f:
-                data = torch.load(f, map_location="cpu", pickle_module=_restricted_pickle)
-    except Exception as e:  # a corrupt pickle can fail with almost any exception type
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                data = torchfile.read(f)
+    except TorchScriptError as e:
+        raise BenchmarkError(f"{path} is {e}, not a NAS-Bench-201 file; nasflow never loads those") from None
+    except TorchFileError as e:
         raise BenchmarkError(
-            f"cannot read {path} ({first_line}); is it a complete, uncorrupted NAS-Bench-201 .pth file?"
-        ) from e
+            f"cannot read {path} ({e}); is it a complete, uncorrupted NAS-Bench-201 .pth file?"
+        ) from None
+    except OSError as e:
+        raise BenchmarkError(f"cannot read {path} ({e.strerror or e})") from None
     return data
 
 
@@ -364,7 +302,7 @@ def write_cache(cache: Path, per_dataset: dict[str, dict[NB201Arch, Evaluation]]
     except OSError as e:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        warnings.warn(f"could not write the NAS-Bench-201 cache {cache}: {e}", stacklevel=3)
+        warnings.warn(f"could not write the NAS-Bench-201 cache {cache}: {e}", NasflowWarning, stacklevel=3)
 
 
 def read_cache(cache: Path, dataset: str):

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import torch
 
+from nasflow import safe_io
 from nasflow.errors import NasflowError
+from nasflow.predictors import checkpoint
 
 SMALL = dict(dim=16, layers=2, dropout=0.0, flow_dim=4, pretrain_epochs=60, pretrain_batch=32, pretrain_lr=1e-2, epochs=2,
              batch_size=16)
@@ -119,11 +121,12 @@ def test_a_cache_without_the_flow_head_is_rerun_only_when_the_pretext_is_kept(pr
     p, cache = pretrained
     monkeypatch.setenv("NASFLOW_CACHE", str(cache))
     archs = p._pretrain_archs
-    (path,) = cache.glob("fgp/*.pt")
-    state = torch.load(path, weights_only=True)
-    assert "flow_head" in state
-    del state["flow_head"]  # as written before the flow head was kept
-    torch.save(state, path)
+    (path,) = cache.glob("fgp/*.safetensors")
+    document, tensors = safe_io.load(path, checkpoint.CACHE_FORMAT, "cache")
+    assert "flow_head" in document["parts"]
+    # as written before the flow head was kept
+    document["parts"].remove("flow_head")
+    safe_io.save(path, {k: v for k, v in tensors.items() if not k.startswith("flow_head/")}, document)
     plain = Predictor(p.space, seed=3, **SMALL).pretrain(archs)
     assert plain.pretrain_from_cache and "flow_head" not in plain._pretrained
     kept = Predictor(p.space, seed=3, finetune_flow_weight=1.0, **SMALL).pretrain(archs)
@@ -131,7 +134,7 @@ def test_a_cache_without_the_flow_head_is_rerun_only_when_the_pretext_is_kept(pr
     # pre-training is deterministic: the re-run rewrote the same encoder, now with its flow head
     for k, v in p._pretrained["encoder"].items():
         torch.testing.assert_close(kept._pretrained["encoder"][k], v)
-    assert "flow_head" in torch.load(path, weights_only=True)
+    assert "flow_head" in safe_io.load(path, checkpoint.CACHE_FORMAT, "cache")[0]["parts"]
 
 
 @pytest.mark.parametrize("bad", [dict(finetune_flow_weight=-1.0), dict(finetune_proxy_weight=-0.1), dict(finetune_batch=1)])

@@ -1,12 +1,16 @@
 """Predictor: FGP pre-training, fine-tuning, ranking on real NB-201 labels, persistence, bad input."""
+import dataclasses
 import os
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
+from clirun import run_cli as _cli
 from nasflow.errors import CheckpointError, DataError, NasflowError
 from nasflow.metrics import kendall_tau
+from nasflow.predictors import checkpoint
 
 SMALL = dict(dim=16, layers=2, pretrain_epochs=6, pretrain_batch=128, epochs=60, proxy="params")
 
@@ -48,7 +52,7 @@ def test_fgp_pretraining_lowers_its_loss_and_is_cached(pretrained, nb201, labele
     losses = pretrained.pretrain_losses
     assert len(losses) == SMALL["pretrain_epochs"] and not pretrained.pretrain_from_cache
     assert losses[-1] < 0.8 * losses[0], losses
-    assert list((cache_dir / "fgp").glob("nb201-gin-*.pt"))
+    assert list((cache_dir / "fgp").glob("nb201-gin-*.safetensors"))
     again = Predictor(nb201, encoder="gin", pretrain="fgp", seed=3, **SMALL)
     again.pretrain(labeled["pool"][0])
     assert again.pretrain_from_cache
@@ -115,19 +119,24 @@ def test_save_load_roundtrip_and_bad_checkpoints(pretrained, nb201, labeled, tmp
     assert loaded.config() == pretrained.config() and Predictor.load(path, nb201).is_fitted
     with pytest.raises(CheckpointError, match="nb201"):
         Predictor.load(path, "nb101")
-    foreign = torch.load(path, weights_only=True)
-    foreign["space"] = "nb101"
-    torch.save(foreign, tmp_path / "foreign.pt")
+    state = checkpoint.read(path, Predictor.__init__)
+    checkpoint.write(tmp_path / "foreign.pt", dataclasses.replace(state, space="nb101"))
     with pytest.raises(CheckpointError, match="nb101"):
         Predictor.load(tmp_path / "foreign.pt", nb201)
     (tmp_path / "truncated.pt").write_bytes(path.read_bytes()[:500])
     (tmp_path / "text.pt").write_text("hello")
-    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
-    mangled = dict(foreign, space="nb201", model={"nonsense": torch.zeros(1)})
-    torch.save(mangled, tmp_path / "mangled.pt")
-    for name in ("truncated.pt", "text.pt", "other.pt", "mangled.pt", "missing.pt"):
-        with pytest.raises(CheckpointError):
+    safetensors.torch.save_file({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    checkpoint.write(tmp_path / "mangled.pt", dataclasses.replace(state, model={"nonsense": torch.zeros(1)}))
+    checkpoint.write(tmp_path / "shapes.pt", dataclasses.replace(state, model={k: v[:1] for k, v in state.model.items()}))
+    (tmp_path / "directory.pt").mkdir()
+    for name in ("truncated.pt", "text.pt", "other.pt", "mangled.pt", "shapes.pt", "missing.pt", "directory.pt"):
+        with pytest.raises(CheckpointError) as info:
             Predictor.load(tmp_path / name)
+        assert "\n" not in str(info.value)
+    # the format before safetensors (a torch.save dict) is refused with the way to convert it
+    torch.save({"format": "nasflow-predictor", "version": 1}, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="convert-checkpoint"):
+        Predictor.load(tmp_path / "old.pt")
 
 
 def test_bad_inputs(nb201, labeled):
@@ -153,37 +162,6 @@ def test_bad_inputs(nb201, labeled):
         Predictor(nb201, encoder="transformer")
     with pytest.raises(NasflowError):
         Predictor(nb201, pretrain="sometimes")
-
-
-class _Result:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def _cli(*args, cache):
-    """Run the CLI in this process (torch and dgl are already imported here, which a
-    subprocess would pay seconds for) and capture what it prints."""
-    import contextlib
-    import io
-
-    from nasflow.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    old = os.environ.get("NASFLOW_CACHE")
-    os.environ["NASFLOW_CACHE"] = str(cache)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(list(args))
-                code = 0
-            except SystemExit as e:
-                code = e.code
-    finally:
-        if old is None:
-            os.environ.pop("NASFLOW_CACHE", None)
-        else:
-            os.environ["NASFLOW_CACHE"] = old
-    return _Result(code, out.getvalue(), err.getvalue())
 
 
 def test_cli_train_predictor_saves_a_working_model(nb201_csv, tmp_path, nb201):
@@ -313,3 +291,36 @@ def test_a_fresh_home_keeps_predictor_errors_to_one_line(nb201_csv, tmp_path):
                        capture_output=True, text=True, env=env)  # fmt: skip
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"nasflow: error: predictor checkpoint not found: {tmp_path / 'missing.pt'}"]
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_convert_checkpoint_from_the_torch_format(nb201, tmp_path, monkeypatch, zipped):
+    """A version-1 checkpoint (the torch.save dict earlier nasflow wrote) converts to one that predicts the same."""
+    from nasflow import Predictor
+
+    monkeypatch.setenv("NASFLOW_CACHE", str(tmp_path / "cache"))
+    cells = nb201.enumerate()[:40]
+    p = Predictor(nb201, dim=8, layers=1, pretrain_epochs=1, epochs=2, proxy="params").pretrain(cells)
+    p.fit(cells, np.arange(40.0))
+    old = {"format": "nasflow-predictor", "version": 1, "space": "nb201", "vocab": list(p.graphs.vocab),
+           "config": p.config(), "pretrained": p._pretrained, "model": p._model.state_dict()}  # fmt: skip
+    torch.save(old, tmp_path / "old.pt", _use_new_zipfile_serialization=zipped)
+    r = _cli("convert-checkpoint", str(tmp_path / "old.pt"), str(tmp_path / "new.safetensors"), cache=tmp_path)
+    assert r.returncode == 0 and "converted" in r.stdout, r.stderr
+    loaded = Predictor.load(tmp_path / "new.safetensors", nb201)
+    np.testing.assert_array_equal(loaded.predict(cells), p.predict(cells))
+    assert loaded.config() == p.config() and set(loaded._pretrained) == {"encoder", "proxy_head", "flow_head"}
+    # an existing NEW is not overwritten; an old file that is not a nasflow checkpoint is one line
+    r = _cli("convert-checkpoint", str(tmp_path / "old.pt"), str(tmp_path / "new.safetensors"), cache=tmp_path)
+    assert r.returncode == 2 and "already exists" in r.stderr
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt", _use_new_zipfile_serialization=zipped)
+    r = _cli("convert-checkpoint", str(tmp_path / "other.pt"), str(tmp_path / "x.safetensors"), cache=tmp_path)
+    assert r.returncode == 2 and "not an old nasflow predictor checkpoint" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_an_option_json_cannot_hold_is_one_line_at_save(nb201, tmp_path):
+    from nasflow import Predictor
+
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        Predictor(nb201, pretrain="none", clip_grad=float("inf")).save(tmp_path / "p.safetensors")
+    assert list(tmp_path.iterdir()) == []

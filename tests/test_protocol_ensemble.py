@@ -94,7 +94,7 @@ def test_an_ensemble_of_fine_tunings_shares_one_pretraining(nb201, small_benchma
     )  # fmt: skip
     first, pair = runs
     assert (first.ensemble_over, pair.ensemble_over) == ("pretraining", "finetuning")
-    assert len(list(tmp_path.glob("fgp/*.pt"))) == 1
+    assert len(list(tmp_path.glob("fgp/*.safetensors"))) == 1
     assert pair.pretrain_seconds == first.pretrain_seconds > 0  # the second member loaded the first one's
     assert pair.tau != first.tau
     assert "fgp, ensemble of 2 fine-tunings" in format_table(summarise(runs))
