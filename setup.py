@@ -39,6 +39,8 @@ setup(
         "optuna",
         "networkx",
         "click",
+        # the run directory lock (flock on Unix; the kernel drops it when the holder dies)
+        "filelock",
         "tqdm",
         # nasflow's checkpoints and caches: tensors without pickle (torch.load can run code)
         "safetensors",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import benchmark_option, dataset_option, show_progress, space_option
+from .options import SEED, benchmark_option, dataset_option, show_progress, space_option
 
 # spelled out rather than imported: predictors.encoders imports torch, which `--help` must not
 # (tests/test_predictor.py checks the two lists agree)
@@ -72,8 +72,8 @@ def _pool(space_name, n_cells, pool):
 @click.option("--train-ratio", type=float, default=0.01, show_default=True, callback=_ratio,
               help="Share of the training pool used as labeled cells, in (0, 1].")  # fmt: skip
 @click.option("--pool", type=int, default=None, help="Training pool size (default: the field's, 7,813 for nb201).")
-@click.option("--perm-seed", type=int, default=21, show_default=True, help="Permutation of the cells (21 = official order).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Model seed.")
+@click.option("--perm-seed", type=SEED, default=21, show_default=True, help="Permutation of the cells (21 = official order).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Model seed.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Fine-tuning epochs (default: the predictor's, 200; 50 with --init-from).")  # fmt: skip
 @click.option("--unified", is_flag=True,
@@ -97,6 +97,9 @@ def train_predictor(space, benchmark, dataset, encoder, pretrain, proxy, train_r
     from nasflow.metrics import ranking_report
     from nasflow.predictors.protocol import field_split
 
+    from nasflow.paths import output_file
+
+    output_file(out, "predictor file")  # before the training, which an unwritable --out used to lose
     torch.set_num_threads(1)
     progress = show_progress()
     sp = get_space(space)

@@ -5,7 +5,7 @@ import click
 
 from nasflow.proxies import ZCP_DEFAULT  # torch-free: keeps --help fast
 
-from .options import show_progress, space_option
+from .options import SEED, show_progress, space_option
 
 
 @click.command()
@@ -14,7 +14,7 @@ from .options import show_progress, space_option
               help="Comma-separated zero-cost proxies (see nasflow.proxies.PROXIES).")
 @click.option("--sample", type=click.IntRange(min=1), default=None,
               help="Score this many random cells (drawn with --seed) instead of the whole space.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of --sample.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes scoring the network proxies (one torch thread each).")
 @click.option("--out", "out_path", required=True, metavar="PATH.csv", help="CSV to write: arch, then one column per proxy.")
@@ -22,21 +22,18 @@ def proxies(space, names, sample, seed, workers, out_path):
     """Zero-cost proxy scores of cells, cached per space so each cell is paid for once."""
     import csv
     import io
-    import os
-    import tempfile
-    from pathlib import Path
 
     import numpy as np
 
     from nasflow.errors import NasflowError
+    from nasflow.journal import atomic_write_text
+    from nasflow.paths import output_file
     from nasflow.proxies import check_names, zero_cost_table
     from nasflow.spaces import get_space
 
     sp = get_space(space)
     chosen = check_names([n.strip() for n in names.split(",") if n.strip()])
-    out = Path(out_path).expanduser()
-    if not out.parent.is_dir():
-        raise NasflowError(f"cannot write {out}: folder {out.parent} does not exist")
+    out = output_file(out_path, "proxy table")  # before the scoring, which can take many minutes
     if sample is None:
         try:
             archs = sp.enumerate()
@@ -53,14 +50,8 @@ def proxies(space, names, sample, seed, workers, out_path):
     writer.writerow(["arch", *chosen])
     for i, arch in enumerate(archs):
         writer.writerow([sp.format(arch), *(repr(float(scores[n][i])) for n in chosen)])
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text.getvalue())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, text.getvalue())
     click.echo(f"wrote {len(archs):,d} cells x {len(chosen)} proxies to {out}")
 
 

@@ -7,7 +7,7 @@ import click
 
 from nasflow.errors import NasflowError
 
-from .options import benchmark_option, show_progress, training_options, training_settings
+from .options import SEED, benchmark_option, show_progress, training_options, training_settings
 
 _PREDICTOR_HELP = "fgp (FGP-pretrained GIN fine-tuned online), scratch (same GIN, random init), none, or a saved predictor PATH."
 
@@ -42,7 +42,7 @@ def _fmt(value, spec=".4f"):
 @_loop_options
 @benchmark_option
 @training_options
-@click.option("--seed", type=int, default=None, help="Seed of the searcher, predictor and loop  [default: 0]")
+@click.option("--seed", type=SEED, default=None, help="Seed of the searcher, predictor and loop  [default: 0]")
 @click.option("--out", default=None, metavar="RUN_DIR", help="Run directory (journal, result.json, trajectory.csv).")
 @click.option("--resume", default=None, metavar="RUN_DIR", help="Continue the killed run in RUN_DIR with its own settings.")
 @click.option("--storage", default=None, metavar="URL",
@@ -58,6 +58,7 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
     import time
 
     from nasflow.journal import IDENTITY, JournalError, read_header
+    from nasflow.paths import output_dir
     from nasflow.runs import complete, run_search
 
     given = training_settings(dict(space=space, searcher=searcher, predictor=predictor, budget=budget, pool=pool,
@@ -71,8 +72,12 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
         from nasflow.distributed import DEFAULT_STALE_AFTER, run_study
 
         study = study or "nasflow"
+        if out is not None:
+            output_dir(out, "run directory")  # checked before the study runs, not after
         result = run_study(given, storage, study, workers=workers or 1,
                            stale_after=stale_after or DEFAULT_STALE_AFTER, progress=show_progress())
+        if result.notice:
+            click.echo(f"nasflow: warning: {result.notice}", err=True)
         if out is not None:
             result.save(out)
         _report(f"study {study} in {storage}" + (f" (saved to {out})" if out else ""), result.config, result)
@@ -95,10 +100,12 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
         run_dir = Path(out) if out is not None else Path("runs") / (
             f"{settings['space']}-{settings['searcher']}-{Path(settings['predictor']).name}-seed{settings['seed']}-"
             f"{time.strftime('%Y%m%d-%H%M%S')}")
+    if resume is None:
+        output_dir(run_dir, "run directory")  # before a warm start or pre-training spends minutes
+    # the run saves its results in run_dir itself, under the run directory's lock
     result = run_search(settings, run_dir=run_dir, resume=resume is not None, progress=show_progress())
     if result.notice:
         click.echo(f"nasflow: warning: {result.notice}", err=True)
-    result.save(run_dir)
     _report(run_dir, settings, result)
 
 
@@ -130,7 +137,7 @@ def _report(where, settings, result) -> None:
 @click.option("--seeds", type=int, default=30, show_default=True, help="Seeds 0..N-1 per combination.")
 @_loop_options
 @benchmark_option
-@click.option("--predictor-seed", type=int, default=None,
+@click.option("--predictor-seed", type=SEED, default=None,
               help="Seed of every run's predictor (pre-training + fine-tuning)  [default: the run's seed mod 5]")
 @click.option("--jobs", type=int, default=None, help="Worker processes  [default: min(2, CPUs)]")
 @click.option("--out", default="compare", show_default=True, metavar="DIR",
@@ -142,7 +149,9 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
     import os
 
     from nasflow import compare as cmp
+    from nasflow.paths import output_dir
 
+    output_dir(out, "compare output folder")  # before hours of runs, not after
     names = [s.strip() for s in searchers.split(",") if s.strip()]
     kinds = [p.strip() for p in predictors.split(",") if p.strip()]
     if not names or not kinds:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from .errors import BenchmarkError
+from .paths import input_file
 
 
 def search_dirs() -> list[Path]:
@@ -29,10 +30,7 @@ def find_benchmark(
 ) -> Path:
     """Return the benchmark file to use for ``space`` or raise a one-line BenchmarkError."""
     if explicit is not None:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise BenchmarkError(f"benchmark file not found: {path}")
-        return path
+        return input_file(explicit, "benchmark file", BenchmarkError)
     for directory in search_dirs():
         for name in file_names:
             for candidate in (directory / name, directory / space / name):
@@ -44,3 +42,17 @@ def find_benchmark(
         f"no {space} benchmark file found: expected one of {', '.join(file_names)} in {where} "
         f"(set NASFLOW_BENCHMARKS or pass --benchmark PATH){hint}"
     )
+
+
+def benchmark_format(path: Path, formats: Mapping[str, str], space: str) -> str:
+    """The suffix of ``path`` among ``formats`` (suffix -> description), else a BenchmarkError listing them.
+
+    Without this a file of another kind went to the reader of the official binary file, whose
+    complaint about unpickling said nothing about what the file should have been.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix in formats:
+        return suffix
+    accepted = "; ".join(f"{s} ({description})" for s, description in formats.items())
+    raise BenchmarkError(f"{path} is not a {space} benchmark file by its extension {suffix or '(none)'!r}; "
+                         f"accepted: {accepted}")

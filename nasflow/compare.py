@@ -93,9 +93,12 @@ def compare(
         if name not in SEARCHERS:
             raise SearcherError(f"unknown searcher {name!r}; choose from {', '.join(SEARCHERS)}")
     if (base or {}).get("warm_start") is not None:
+        from nasflow.spaces import get_space
+
         from .warm_start import parse
 
-        parse(base["warm_start"])  # checked even when no searcher in the grid takes it
+        # checked even when no searcher in the grid takes it
+        parse(base["warm_start"], getattr(get_space(complete(base)["space"]), "size", None))
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     def run_settings(searcher: str, predictor: str, seed: int) -> dict:

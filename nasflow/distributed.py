@@ -35,7 +35,7 @@ import numpy as np
 from .core import Arch, Evaluation, exploring
 from .errors import NasflowError
 from .journal import IDENTITY, _json_safe, query_record, record_evaluation
-from .loop import Query, SearchResult, _choose, _optimum
+from .loop import Query, SearchResult, _choose, _optimum, fit_pool
 from .runs import build, complete, searcher_options
 
 CELL = "cell"
@@ -275,6 +275,7 @@ def run_worker(storage, study_name: str, settings: dict, stale_after: float = DE
         storage = open_storage(str(storage))
     study_id = storage.get_study_id_from_name(study_name)
     space, oracle, searcher, predictor, _ = build(settings, worker=worker_index)
+    pool = fit_pool(settings["pool"], space)[0]
     replay = _Replay(space, _searcher_factory(settings, space, searcher))
     states = _states()
     budget, warmup, refit_every = settings["budget"], settings["warmup"], settings["refit_every"]
@@ -309,7 +310,7 @@ def run_worker(storage, study_name: str, settings: dict, stale_after: float = DE
             # the explore share counts every claimed query, so workers together keep the loop's spacing
             ranking = predictor is not None and fitted_at is not None and not exploring(len(taken), 1, settings["explore"])
             chosen = _choose(space, replay.searcher, predictor if ranking else None, taken,
-                             settings["pool"] if ranking else 1, 1, settings["seed"])
+                             pool if ranking else 1, 1, settings["seed"])
             cell = space.format(chosen[0])
             trial_id = _claim(storage, study_id, cell, budget, worker)
             if trial_id is None:
@@ -378,6 +379,7 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = 1,
 
     def validate(settings):
         built["parts"] = build(settings)  # a bad space/searcher/benchmark fails here, before any study exists
+        fit_pool(settings["pool"], built["parts"][0])  # as is an absurd pool
 
     study_id, settings = open_study(storage, study_name, given, validate)
     space, oracle, _, _, description = built.get("parts") or build(settings)
@@ -385,6 +387,11 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = 1,
     if size is not None and settings["budget"] > size:
         raise DistributedError(f"budget {settings['budget']} exceeds the {size:,d} cells of {space.name}")
     before = len(completed_trials(storage, study_id))
+    notice = None
+    if workers > max(1, settings["budget"] - before):
+        # a worker per remaining query at most: the others would only start (seconds each), find no work and exit
+        notice = f"{settings['budget'] - before} queries left of the budget; running {max(1, settings['budget'] - before)} workers, not {workers}"
+        workers = max(1, settings["budget"] - before)
     start = time.perf_counter()
     bar = tqdm(total=settings["budget"], initial=min(before, settings["budget"]), disable=not progress,
                desc=f"{study_name} ({workers} workers)", unit="query")
@@ -405,6 +412,7 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = 1,
         config={**settings, "oracle": description, "storage": storage_url, "study": study_name, "workers": workers},
         overhead_per_query=(wall * workers - oracle_seconds) / len(new) if new else 0.0,
         resumed_queries=before,
+        notice=notice,
         optimum=_optimum(oracle),
     )
 

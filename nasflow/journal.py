@@ -135,6 +135,14 @@ class Journal:
                         f"{run_dir} was made with {key}={stored[key]!r}, not {header[key]!r}; "
                         f"resume it with its own settings or start a new run with another --out"
                     )
+        budget = (header or {}).get("budget")
+        if isinstance(budget, int) and len(records) > budget:
+            # refused before anything is rewritten: a smaller budget would replace the results of the
+            # queries already made with a shorter run's
+            raise JournalError(
+                f"{run_dir} already holds {len(records)} queries, more than a budget of {budget}; "
+                f"resume with a budget of at least {len(records)}, or without --budget"
+            )
         notice = None
         if bad_line is not None:
             total = len(path.read_text(encoding="utf-8", errors="replace").splitlines())

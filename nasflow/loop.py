@@ -20,7 +20,11 @@ import numpy as np
 from .core import Arch, Evaluation, exploring, unique
 from .errors import NasflowError
 from .journal import Journal, JournalError, atomic_write_text, query_record, record_evaluation
+from .runlock import lock_run_dir
 
+# A step proposes and ranks ``pool`` cells. A step over a whole NB-201 space (15,625 cells) takes seconds;
+# beyond this many the step takes minutes per query, which is never what a user meant.
+MAX_POOL = 100_000
 # How many times the loop re-asks a searcher whose proposals are all queried already
 # before it falls back to uniform samples of its own.
 REASKS = 5
@@ -120,6 +124,22 @@ def _check_int(name: str, value, low: int) -> int:
     return int(value)
 
 
+def fit_pool(pool: int, space) -> tuple[int, Optional[str]]:
+    """A pool beyond the space is clamped to it (proposals are distinct cells); an absurd one is refused."""
+    if pool > MAX_POOL:
+        raise SearchError(f"pool {pool:,d} is more cells than one step can rank; use at most {MAX_POOL:,d}")
+    size = getattr(space, "size", None)
+    if size is not None and pool > size:
+        return size, f"pool {pool:,d} is more than the {size:,d} cells of {space.name}; ranking {size:,d} per step"
+    return pool, None
+
+
+def _with_notice(result: "SearchResult", notice: Optional[str]) -> "SearchResult":
+    if notice:
+        result.notice = notice if not result.notice else f"{notice}; {result.notice}"
+    return result
+
+
 def _optimum(oracle) -> dict:
     out = {}
     if hasattr(oracle, "best"):
@@ -157,16 +177,21 @@ def search(
     ``explore`` of the queries, evenly spaced, skips the predictor and takes the searcher's
     own first proposal: a predictor that keeps vetoing the one mutation out of a local
     optimum would otherwise stall the run there.
-    With ``run_dir`` every query is journaled; ``resume=True`` continues that run.
+    With ``run_dir`` every query is journaled, the results are saved there at the end, and the
+    directory is locked meanwhile (a second process fails at once); ``resume=True`` continues that run.
     The overhead per query counts the searcher's ``setup_seconds`` too (e.g. scoring a warm start).
     """
     budget = _check_int("budget", budget, 1)
     batch = _check_int("batch", batch, 1)
+    seed = _check_int("seed", seed, 0)  # before the journal: numpy refuses a negative seed only mid-run
     if pool is None:
         pool = batch if predictor is None else max(100, batch)
     pool = _check_int("pool", pool, 1)
     if pool < batch:
         raise SearchError(f"pool ({pool}) must be at least the batch ({batch}): the predictor picks the batch from the pool")
+    pool, pool_notice = fit_pool(pool, space)
+    if predictor is None:
+        pool_notice = None  # nothing ranks the pool, so its size changes nothing worth a warning
     refit_every = _check_int("refit_every", batch if refit_every is None else refit_every, 1)
     warmup = _check_int("warmup", warmup, 1)
     if isinstance(explore, bool) or not isinstance(explore, (int, float)) or not 0.0 <= explore <= 1.0:
@@ -190,14 +215,18 @@ def search(
         "explore": float(explore),
         **(meta or {}),
     }
-    journal = None
-    if run_dir is not None:
+    if run_dir is None:
+        return _with_notice(_run(space, oracle, searcher, predictor, config, None, progress), pool_notice)
+    # held for the run's whole life, results included: a second process on this directory would mix its
+    # records into ours, or resume the run between its last query and its results
+    with lock_run_dir(run_dir, create=not resume):
         journal = Journal.resume(run_dir, config) if resume else Journal.create(run_dir, config)
-    try:
-        return _run(space, oracle, searcher, predictor, config, journal, progress)
-    finally:
-        if journal is not None:
+        try:
+            result = _with_notice(_run(space, oracle, searcher, predictor, config, journal, progress), pool_notice)
+        finally:
             journal.close()
+        result.save(run_dir)
+        return result
 
 
 def _run(space, oracle, searcher, predictor, config, journal, progress) -> SearchResult:

@@ -24,6 +24,8 @@ PREDICTOR_SEEDS = 5
 # The loop refits every few queries: 100 fine-tuning epochs rank as well as the Predictor's 200
 # on the loop's own histories (docs/RESULTS.md, issue 9) in 40% of the time.
 LOOP_PREDICTOR = {"epochs": 100}
+# numpy's legacy RandomState (the field's permutations) and torch take seeds below 2**32
+MAX_SEED = 2**32 - 1
 
 DEFAULTS = {
     "space": "nb201",
@@ -52,6 +54,11 @@ DEFAULTS = {
 def complete(settings: dict) -> dict:
     """``settings`` with every default filled in (None means 'use the default')."""
     out = {**DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
+    # numpy and torch refuse negative seeds only deep inside a run, after its journal header is written
+    for key in ("seed", "predictor_seed"):
+        value = out[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED):
+            raise NasflowError(f"{key.replace('_', ' ')} must be an integer in 0..{MAX_SEED}, got {value!r}")
     if out["budget"] is None:
         out["budget"] = 50 if out["benchmark"] is None and out["training"] is not None else 100
     if out["pool"] is None:
@@ -125,6 +132,7 @@ def build(settings: dict, progress: bool = False, worker: int = 0):
 
     space = get_space(settings["space"])
     oracle, description = open_oracle(space, settings, progress, worker)
+    check_covers_space(space, oracle)
     seed = settings["seed"]
     predictors = run_predictors(space, settings)
     started = time.perf_counter()
@@ -133,6 +141,20 @@ def build(settings: dict, progress: bool = False, worker: int = 0):
     searcher.setup_seconds = time.perf_counter() - started  # a warm start's proxy scoring is loop overhead
     predictor = None if settings["searcher"] in ENSEMBLE_SEARCHERS else predictors[0]
     return space, oracle, searcher, predictor, description
+
+
+def check_covers_space(space, oracle) -> None:
+    """Refuse a table that lacks cells of the space: searchers propose any cell, and the first one outside
+    the table would end the run mid-way (the shipped nb101_1k.jsonl holds 1,000 of 423,624 cells)."""
+    from .core import TabularOracle
+
+    size = getattr(space, "size", None)
+    if isinstance(oracle, TabularOracle) and size is not None and len(oracle) < size:
+        raise NasflowError(
+            f"{oracle.source} holds {len(oracle):,d} of the {size:,d} {space.name} cells, and a search proposes "
+            f"cells outside it; search with the complete benchmark (the official file), or use this table "
+            f"to train a predictor (nasflow train-predictor)"
+        )
 
 
 def searcher_options(settings: dict, ensemble, space, progress: bool = False) -> dict:
@@ -145,7 +167,7 @@ def searcher_options(settings: dict, ensemble, space, progress: bool = False) ->
     if settings.get("warm_start") is not None:
         from .warm_start import parse, warm_start_cells
 
-        parse(settings["warm_start"])  # a malformed spec is reported first, whatever the searcher
+        parse(settings["warm_start"], getattr(space, "size", None))  # reported first, whatever the searcher
         if settings["searcher"] not in WARM_START_SEARCHERS:
             raise NasflowError(f"--warm-start applies to {' and '.join(WARM_START_SEARCHERS)}, not {settings['searcher']!r}")
         options["initial_design"] = warm_start_cells(space, settings["warm_start"], settings["seed"], progress)

@@ -17,12 +17,16 @@ from .core import Arch
 from .errors import NasflowError
 
 DEFAULT_SAMPLES = 1000
+# synflow scores about 1,000 new cells per 45 CPU s, so this is about 15 CPU minutes of scoring before
+# the first query, more than the whole NB-201 space
+MAX_SAMPLES = 20_000
 # its own random stream: the samples do not shift any other random draw of the run
 _STREAM = 7
 
 
-def parse(spec: str) -> tuple[str, int]:
-    """'PROXY[:SAMPLES]' -> (proxy, samples); a bad spec is a one-line NasflowError."""
+def parse(spec: str, size: Optional[int] = None) -> tuple[str, int]:
+    """'PROXY[:SAMPLES]' -> (proxy, samples); a bad spec, or more samples than MAX_SAMPLES or the ``size`` of
+    the space, is a one-line NasflowError (a huge count was accepted and scored for ever)."""
     from .proxies import check_names
 
     if not isinstance(spec, str) or not spec.strip():
@@ -37,6 +41,11 @@ def parse(spec: str) -> tuple[str, int]:
         count = 0
     if count < 1:
         raise NasflowError(f"warm start samples must be an integer >= 1, got {samples!r} in {spec!r}")
+    if size is not None and count > size:
+        raise NasflowError(f"warm start samples {count:,d} are more than the {size:,d} cells of the space; "
+                           f"use at most {min(size, MAX_SAMPLES):,d}")
+    if count > MAX_SAMPLES:
+        raise NasflowError(f"warm start samples {count:,d} would take hours to score; use at most {MAX_SAMPLES:,d}")
     return proxy, count
 
 
@@ -46,7 +55,7 @@ def warm_start_cells(space, spec: Optional[str], seed: int, progress: bool = Fal
         return []
     from .proxies import zero_cost
 
-    proxy, samples = parse(spec)
+    proxy, samples = parse(spec, getattr(space, "size", None))
     rng = np.random.default_rng([seed, _STREAM])
     pool = list(dict.fromkeys(space.sample(rng) for _ in range(samples)))
     scores = zero_cost(space, pool, proxy, progress=progress)

@@ -11,6 +11,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -134,6 +135,7 @@ class Predictor:
             raise NasflowError(f"unknown pre-training {pretrain!r}; choose one of {', '.join(PRETRAIN_MODES)}")
         if flow_variant not in VARIANTS or flow_readout not in READOUTS:
             raise NasflowError(f"flow variant must be one of {VARIANTS} and readout one of {READOUTS}")
+        _check_numbers(locals())
         self.space = space
         self.encoder = encoder
         self.pretrain_mode = pretrain
@@ -611,6 +613,35 @@ def convert_checkpoint(old, new) -> Predictor:
     predictor = Predictor._from_state(checkpoint.read_legacy(old, Predictor.__init__), old)
     predictor.save(new)
     return predictor
+
+
+# Numeric options: (kind, lowest value, whether the lowest is allowed). A saved config is passed back to
+# __init__, so a value like epochs="many" in it is refused here, at load, not at the first fit.
+_NUMBERS = {
+    "seed": (int, 0, True), "flow_seed": (int, 0, True), "finetune_seed": (int, 0, True),
+    "dim": (int, 1, True), "layers": (int, 1, True), "flow_dim": (int, 1, True), "threads": (int, 0, True),
+    "epochs": (int, 0, True), "pretrain_epochs": (int, 0, True), "batch_size": (int, 1, True),
+    "pretrain_batch": (int, 1, True), "pretrain_samples": (int, 1, True), "finetune_batch": (int, 2, True),
+    "lr": (float, 0.0, False), "pretrain_lr": (float, 0.0, False), "clip_grad": (float, 0.0, False),
+    "weight_decay": (float, 0.0, True), "margin": (float, 0.0, True), "dropout": (float, 0.0, True),
+    "flow_weight": (float, 0.0, True), "proxy_weight": (float, 0.0, True), "encoder_lr_scale": (float, 0.0, True),
+    "finetune_flow_weight": (float, 0.0, True), "finetune_proxy_weight": (float, 0.0, True),
+}
+
+
+def _check_numbers(options: dict) -> None:
+    """One-line NasflowError for a numeric option of the wrong type or range (None passes where it is the default)."""
+    for name, (kind, low, inclusive) in _NUMBERS.items():
+        value = options[name]
+        if value is None and name in ("finetune_seed", "clip_grad"):
+            continue
+        number = isinstance(value, (int, np.integer)) or (kind is float and isinstance(value, (float, np.floating)))
+        if isinstance(value, bool) or not number or not math.isfinite(value) or value < low or (value == low and not inclusive):
+            bound = f">= {low}" if inclusive else f"> {low}"
+            raise NasflowError(f"predictor option {name} must be {'an integer' if kind is int else 'a number'} "
+                               f"{bound}, got {value!r}")
+    if not options["dropout"] < 1:
+        raise NasflowError(f"predictor option dropout must be below 1, got {options['dropout']!r}")
 
 
 @contextlib.contextmanager

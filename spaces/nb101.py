@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from nasflow.benchfiles import find_benchmark
+from nasflow.benchfiles import benchmark_format, find_benchmark
 from nasflow.core import Arch, CellGraph, Evaluation, TabularOracle
 from nasflow.errors import ArchError, BenchmarkError, SpaceError
 
@@ -34,6 +34,8 @@ DATASETS = ("cifar10",)
 EPOCHS = (4, 12, 36, 108)
 OFFICIAL_FILES = ("nasbench_only108.tfrecord", "nasbench_full.tfrecord")
 TABLE_FILES = ("nb101_1k.jsonl",)
+FORMATS = {".jsonl": "table, one JSON object a line: hash, matrix, ops, valid_acc_<epochs>",
+           ".tfrecord": "official NAS-Bench-101 file"}
 PUBLISHED_AT = "https://github.com/google-research/nasbench"
 
 # Integer labels the benchmark hashed with: input -1, output -2, ops by their index in OPS.
@@ -310,7 +312,7 @@ class NB101Space:
         if dataset not in DATASETS:
             raise BenchmarkError(f"NAS-Bench-101 has results for cifar10 only, not {dataset!r}")
         path = find_benchmark(self.name, OFFICIAL_FILES + TABLE_FILES, benchmark, PUBLISHED_AT)
-        if path.suffix == ".jsonl":
+        if benchmark_format(path, FORMATS, self.name) == ".jsonl":
             return NB101TableOracle(path, epochs)
         from .nb101_records import NB101RecordOracle
 
@@ -364,5 +366,8 @@ class NB101TableOracle(TabularOracle):
             cost = float(row["train_time_s_108"]) if self.epochs == 108 and "train_time_s_108" in row else None
         except (TypeError, ValueError):
             raise BenchmarkError(f"{where}: {column} or train_time_s_108 is not a number") from None
+        # json.loads reads NaN and Infinity; a NaN accuracy would never compare as best and corrupt every ranking
+        if not math.isfinite(valid) or (cost is not None and not math.isfinite(cost)):
+            raise BenchmarkError(f"{where}: {column} or train_time_s_108 is not a finite number")
         extra = {"params": row["params"]} if "params" in row else {}
         return arch, Evaluation(valid=valid, test=None, cost=cost, extra=extra)

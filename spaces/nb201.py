@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from nasflow.benchfiles import find_benchmark
+from nasflow.benchfiles import benchmark_format, find_benchmark
 from nasflow.core import Arch, CellGraph, Evaluation, TabularOracle
 from nasflow.errors import ArchError, BenchmarkError
 
@@ -32,6 +32,7 @@ DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 OFFICIAL_FILES = ("NAS-Bench-201-v1_1-096897.pth", "NAS-Bench-201-v1_0-e61699.pth")
 TABLE_FILES = ("nb201_cifar.csv",)
 PUBLISHED_AT = "https://github.com/D-X-Y/NAS-Bench-201"
+FORMATS = {".csv": "table export: arch, <dataset>_valid, <dataset>_test", ".pth": "official NAS-Bench-201 file"}
 
 _ARCH_RE = re.compile(r"^\|([^|~]+)~0\|\+\|([^|~]+)~0\|([^|~]+)~1\|\+\|([^|~]+)~0\|([^|~]+)~1\|([^|~]+)~2\|$")
 
@@ -169,7 +170,7 @@ class NB201Space:
     def open_oracle(self, benchmark: Optional[str] = None, dataset: str = "cifar10", progress: bool = False):
         """The tabular oracle for ``dataset`` from an official .pth file or a CSV table."""
         path = find_benchmark(self.name, OFFICIAL_FILES + TABLE_FILES, benchmark, PUBLISHED_AT)
-        if path.suffix == ".csv":
+        if benchmark_format(path, FORMATS, self.name) == ".csv":
             return NB201TableOracle(path, dataset)
         from .nb201_official import NB201OfficialOracle
 
@@ -195,11 +196,16 @@ class NB201TableOracle(TabularOracle):
         self.dataset = dataset
         space = NB201Space()
         try:
-            with open(path, newline="", encoding="utf-8") as f:
+            # utf-8-sig: spreadsheets save CSVs with a byte-order mark, which would stick to the first column's name
+            with open(path, newline="", encoding="utf-8-sig") as f:
                 reader = csv.reader(f)
                 header = next(reader, None)
                 if not header:
                     raise BenchmarkError(f"{path} is empty; expected a CSV with an 'arch' column")
+                twice = sorted({c for c in header if header.count(c) > 1})
+                if twice:
+                    raise BenchmarkError(f"{path} has the column(s) {', '.join(twice)} more than once; "
+                                         f"which one holds the numbers is ambiguous")
                 found = sorted({c.rsplit("_", 1)[0] for c in header if c.endswith(("_valid", "_test"))})
                 self.datasets = tuple(found)
                 if "arch" not in header:
