@@ -255,3 +255,17 @@ def test_the_cpu_never_refuses_data_for_memory_and_nbytes_counts_every_split(dig
     assert digits.nbytes == sum(a.nbytes for a in (digits.x_train, digits.y_train, digits.x_valid, digits.y_valid,
                                                    digits.x_test, digits.y_test))
     assert digits.x_train.dtype == np.float32
+
+
+def test_workers_take_their_devices_round_robin(monkeypatch):
+    from nasflow import devices, runs
+    from nasflow.spaces import get_space
+
+    monkeypatch.setattr(devices, "cuda_count", lambda: 2)  # a machine with two GPUs, as far as the checks go
+    monkeypatch.setattr("nasflow.training.device_class", lambda device: "cuda:Fake" if device != "cpu" else "cpu")
+    settings = runs.complete({"training": {"epochs": 1}, "hardware": {"device": "cuda", "devices": "0,1"}})
+    oracles = [runs.open_oracle(get_space("nb201"), settings, worker=w)[0] for w in range(4)]
+    assert [o.hardware.device for o in oracles] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+    assert {o._key(CELL) for o in oracles} == {oracles[0]._key(CELL)}  # a GPU's index is not the measurement
+    alone = runs.open_oracle(get_space("nb201"), runs.complete({"training": {}, "hardware": {"device": "cuda:1"}}))
+    assert alone[0].hardware.device == "cuda:1" and alone[0].hardware.precision == "bf16"
