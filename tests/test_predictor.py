@@ -321,6 +321,10 @@ def test_convert_checkpoint_from_the_torch_format(nb201, tmp_path, monkeypatch, 
 def test_an_option_json_cannot_hold_is_one_line_at_save(nb201, tmp_path):
     from nasflow import Predictor
 
+    with pytest.raises(NasflowError, match="clip_grad must be a number > 0.0, got inf"):
+        Predictor(nb201, pretrain="none", clip_grad=float("inf"))  # refused where it is given
+    predictor = Predictor(nb201, pretrain="none")
+    predictor.clip_grad = float("inf")  # set after construction, past the option checks
     with pytest.raises(CheckpointError, match="NaN or infinite"):
-        Predictor(nb201, pretrain="none", clip_grad=float("inf")).save(tmp_path / "p.safetensors")
+        predictor.save(tmp_path / "p.safetensors")
     assert list(tmp_path.iterdir()) == []
