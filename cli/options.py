@@ -24,8 +24,8 @@ def training_options(f):
 
     options = [
         click.option("--data", "data_path", default=None, metavar="PATH",
-                     help="Train on your own images: an .npz with x (N x C x H x W) and y (N labels); "
-                          "default: the embedded 8x8 digits."),
+                     help="Train on your own images: an .npz with x (N x C x H x W) and y (N labels), or a folder "
+                          "with one sub-folder of images per class; default: the embedded 8x8 digits."),
         click.option("--recipe", type=click.Choice(list(PRESETS)), default=None,
                      help=f"Training recipe: digits (5 epochs, batch 64) or nb201 (NAS-Bench-201's: 200 epochs, "
                           f"batch 256, crop+flip, C=16 N=5)  [default: {DEFAULT_RECIPE}]"),

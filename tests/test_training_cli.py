@@ -113,3 +113,18 @@ def test_a_planted_checkpoint_ends_in_one_line_and_the_journal_survives(tmp_path
     again = run_cli("search", "--resume", str(tmp_path / "run"), "--budget", "2", cache=tmp_path / "cache")
     assert refused(again, f"delete {planted}"), again.stderr
     assert (tmp_path / "run" / "journal.jsonl").read_bytes() == journal  # the queries made so far are kept
+
+
+def test_nasflow_warnings_are_one_line_on_stderr(capsys):
+    import warnings
+
+    from nasflow.cli.main import _show_warning
+    from nasflow.errors import NasflowWarning
+
+    _show_warning(NasflowWarning("CUDA graph capture failed (RuntimeError: x); training eagerly instead"),
+                  NasflowWarning, "file.py", 1)
+    assert capsys.readouterr().err == "nasflow: warning: CUDA graph capture failed (RuntimeError: x); training eagerly instead\n"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn("other", UserWarning)
+    assert len(caught) == 1  # warnings that are not nasflow's keep Python's own handling
