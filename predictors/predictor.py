@@ -7,7 +7,6 @@ re-fit on all cells queried so far without drift from earlier fits.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from nasflow.core import Arch
+from nasflow.devices import torch_threads
 from nasflow.errors import CheckpointError, DataError, NasflowError, NasflowWarning
 from nasflow.flow import READOUTS, VARIANTS, flow_surrogate
 
@@ -644,16 +644,8 @@ def _check_numbers(options: dict) -> None:
         raise NasflowError(f"predictor option dropout must be below 1, got {options['dropout']!r}")
 
 
-@contextlib.contextmanager
 def _torch_threads(n: int):
-    """Run with ``n`` torch threads: cells are tiny graphs, and on a shared CPU thread
-    hand-offs cost more than they parallelise (measured ~20x slower steps with 2 threads
-    under load), so the default is 1."""
-    before = torch.get_num_threads()
-    if n and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n and n != before:
-            torch.set_num_threads(before)
+    """Run with ``n`` torch threads (0: as torch is set): cells are tiny graphs, and on a shared CPU thread
+    hand-offs cost more than they parallelise (measured ~20x slower steps with 2 threads under load), so the
+    default is 1."""
+    return torch_threads(n or None)
