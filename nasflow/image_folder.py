@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from . import cache
 from .data import Dataset, split
 from .errors import DataError
-from .journal import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 CACHE_VERSION = 1  # bump when the decoding below changes what a cached array holds
@@ -36,21 +35,18 @@ def load_image_folder(path, progress: bool = False, cache_dir=None) -> Dataset:
     """The images under ``path`` (one sub-folder per class), split and standardised like ``load_npz``.
 
     ``progress`` shows a bar while images are decoded (only the first load of a tree decodes);
-    ``cache_dir`` defaults to ``nasflow.proxies.cache_dir() / "images"``.
+    ``cache_dir`` defaults to ``nasflow.cache.cache_dir() / "images"``.
     """
     root = Path(path).expanduser()
     classes, files = list_image_files(root)
     target = _cache_file(root, files, cache_dir)
-    cached = _read_cache(target, len(files))
+    cached = _read_cache(target, files)
     if cached is not None:
         x, labels = cached
     else:
         x, labels = decode_images(root, classes, files, progress)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, lambda f: np.savez(f, x=x, labels=labels, classes=np.array(classes)))
-        except OSError:
-            pass  # an unwritable cache only costs the next load its decoding time
+        # an unwritable cache only costs the next load its decoding time
+        cache.write(target, lambda f: np.savez(f, x=x, labels=labels, classes=np.array(classes)))
     return split(x.astype(np.float32), np.array(classes)[labels], name=root.name)
 
 
@@ -139,18 +135,18 @@ def _cache_file(root: Path, files: list[tuple[str, int]], cache_dir) -> Path:
         st = os.stat(root / relative)
         digest.update(f"\0{relative}\0{index}\0{st.st_size}\0{st.st_mtime_ns}".encode())
     if cache_dir is None:
-        from .proxies import cache_dir as default_cache
-
-        cache_dir = default_cache() / "images"
+        cache_dir = cache.cache_dir() / "images"
     return Path(cache_dir).expanduser() / f"{digest.hexdigest()[:24]}.npz"
 
 
-def _read_cache(target: Path, count: int):
-    try:
-        with np.load(target, allow_pickle=False) as z:
-            x, labels = z["x"], z["labels"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+def _read_cache(target: Path, files: list[tuple[str, int]]):
+    arrays = cache.load_npz(target)
+    if arrays is None:
         return None  # absent or damaged: decoded again and rewritten
-    if x.dtype != np.uint8 or x.ndim != 4 or len(x) != count or labels.shape != (count,):
+    x, labels = arrays.get("x"), arrays.get("labels")
+    # the labels follow from the file list alone, so they must match it exactly
+    if (x is None or labels is None or x.dtype != np.uint8 or x.ndim != 4 or len(x) != len(files)
+            or labels.dtype.kind not in "iu" or not np.array_equal(labels, [index for _, index in files])):
+        cache.report_damaged(target, "not the decoded images of this folder")
         return None
     return x, labels

@@ -17,8 +17,6 @@ definitions and the batch); they are computed together per cell, optionally in w
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from . import cache
+from .cache import cache_dir  # noqa: F401  (its old home: nasflow.proxies.cache_dir keeps working)
 from .core import Arch
 from .errors import NasflowError
 
@@ -54,11 +54,6 @@ def proxy(name: str, description: str, version: str = "1"):
         return fn
 
     return register
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("NASFLOW_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".nasflow" / "cache"
 
 
 def check_names(names: Sequence[str]) -> list[str]:
@@ -173,27 +168,27 @@ def _network_scores(space, archs, names, known, paths, progress, workers) -> Non
 
 
 def _load(path: Path) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return dict(zip(z["keys"].tolist(), z["values"].tolist()))
-    except (OSError, KeyError, ValueError):
-        # a missing or damaged cache is only lost time: recompute
+    """``{arch key: score}`` of a cache file; {} if absent or unusable (warned once: its cells are scored again)."""
+    arrays = cache.load_npz(path)
+    if arrays is None:
         return {}
+    keys, values = arrays.get("keys"), arrays.get("values")
+    if (keys is None or values is None or keys.dtype.kind != "U" or values.dtype != np.float64
+            or keys.ndim != 1 or keys.shape != values.shape):
+        cache.report_damaged(path, "not a proxy score table")
+        return {}
+    if not np.isfinite(values).all():  # every proxy scores finitely: NaN or inf is damage, not a score
+        cache.report_damaged(path, "non-finite scores")
+        return {}
+    return dict(zip(keys.tolist(), values.tolist()))
 
 
 def _save(path: Path, table: dict) -> None:
     # another process may have added cells since this one loaded the file (two long runs on
     # one space): keep its entries, or the later writer would erase the other's work
     table = {**_load(path), **table}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, keys=np.array(list(table), dtype=str), values=np.array(list(table.values()), dtype=np.float64))
-        os.replace(tmp, path)
-    except OSError:
-        # an unwritable cache directory must not stop the computation that was asked for
-        pass
+    cache.write(path, lambda f: np.savez_compressed(
+        f, keys=np.array(list(table), dtype=str), values=np.array(list(table.values()), dtype=np.float64)))
 
 
 def one_thread():

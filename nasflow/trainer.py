@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from .cache import report_unwritable
 from .checkpoints import load_training_state, save_training_state
 from .data import Dataset
 from .devices import check_fits, torch_threads
@@ -240,13 +241,19 @@ def train_network(net, data: Dataset, recipe: Recipe, hardware: Hardware, seed: 
             done = epoch + 1 == recipe.epochs
             if checkpoint is not None and not done and time.perf_counter() - last_save >= checkpoint_every:
                 elapsed = seconds_before + time.perf_counter() - started
-                save_training_state(checkpoint, checkpoint_key, net, buffers, generator, epoch + 1, elapsed)
+                try:
+                    save_training_state(checkpoint, checkpoint_key, net, buffers, generator, epoch + 1, elapsed)
+                except OSError as e:  # a checkpoint only shortens a resumed training; this one goes on without
+                    report_unwritable(checkpoint, e)
                 last_save = time.perf_counter()
         bar.close()
         valid = accuracy(net, tensors["x_valid"], tensors["y_valid"], hardware)
         test = accuracy(net, tensors["x_test"], tensors["y_test"], hardware)
     if checkpoint is not None:
-        checkpoint.unlink(missing_ok=True)
+        try:
+            checkpoint.unlink(missing_ok=True)
+        except OSError:  # under an unusable cache root there is nothing to remove
+            pass
     return {
         "valid": valid, "test": test, "cost": round(seconds_before + time.perf_counter() - started, 4),
         "images_per_s": round(len(epoch_seconds) * steps_per_epoch * batch / sum(epoch_seconds), 1)

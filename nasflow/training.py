@@ -11,16 +11,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import warnings
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from . import cache
 from .core import Arch, Evaluation
 from .data import Dataset, load_data, load_digits
 from .devices import check_cuda_graph, device_class, resolve_device, resolve_precision
 from .errors import NasflowError, NasflowWarning
-from .proxies import cache_dir as default_cache
 from .recipes import DEFAULT_RECIPE, PRESETS, Recipe, get_recipe
 from .trainer import Hardware, train_network
 
@@ -74,7 +75,7 @@ class TrainingOracle:
         self.warn = warn or (lambda message: warnings.warn(message, NasflowWarning, stacklevel=2))
         self.config = {**self.recipe.as_dict(), "seed": self.seed, "precision": self.hardware.precision,
                        "device_class": device_class(resolved), "version": CACHE_VERSION}
-        root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache() / "training"
+        root = Path(cache_dir).expanduser() if cache_dir is not None else cache.cache_dir() / "training"
         self.cache_path = root / f"{space.name}.jsonl"
         self.checkpoint_dir = root / "checkpoints"
         self._cache = self._read_cache()
@@ -97,17 +98,32 @@ class TrainingOracle:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def _read_cache(self) -> dict:
-        table = {}
+        table, skipped = {}, 0
+        if not cache.readable(self.cache_path):
+            return table
         try:
-            with open(self.cache_path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                        table[rec["key"]] = rec
-                    except (ValueError, KeyError, TypeError):
-                        continue  # a line cut short by a killed run: that cell is simply trained again
-        except OSError:
-            pass
+            with open(self.cache_path, "rb") as f:
+                lines = f.read().splitlines()
+        except OSError as e:
+            cache.report_damaged(self.cache_path, e.strerror or type(e).__name__)
+            return table
+        for line in lines:
+            try:
+                rec = json.loads(line.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError too: garbage bytes, or a line cut short by a killed run
+                rec = None
+            if _is_record(rec):
+                table[rec["key"]] = rec
+            elif line.strip():
+                skipped += 1
+        if skipped:
+            # those cells are simply trained again (a torn line is what a killed run leaves); the file is
+            # rewritten without them so the next run does not warn again. A record another process appends
+            # meanwhile may be lost with the old file: that costs one training, never a number.
+            cache.report_damaged(self.cache_path, f"{skipped} of {len(lines)} lines are not training results; "
+                                                  f"those cells are trained again")
+            text = "".join(json.dumps(rec) + "\n" for rec in table.values())
+            cache.write(self.cache_path, lambda f: f.write(text.encode("utf-8")))
         return table
 
     def _append(self, rec: dict) -> None:
@@ -122,12 +138,14 @@ class TrainingOracle:
                 f.write((("\n" if torn else "") + json.dumps(rec) + "\n").encode("utf-8"))
                 f.flush()
                 os.fsync(f.fileno())
-        except OSError:
-            pass  # an unwritable cache costs re-training later, never the result in hand
+        except OSError as e:  # an unwritable cache costs re-training later, never the result in hand
+            cache.report_unwritable(self.cache_path, e)
 
     def query(self, arch: Arch) -> Evaluation:
         key = self._key(arch)
         rec = self._cache.get(key)
+        if rec is not None and (rec.get("space"), rec.get("arch")) != (self.space.name, arch.key):
+            rec = None  # a record filed under this cell's key but for another cell: never report its numbers
         if rec is None:
             rec = {"key": key, "space": self.space.name, "arch": arch.key, **self.train(arch)}
             self._cache[key] = rec
@@ -164,6 +182,16 @@ class TrainingOracle:
                      cuda_graph=run["cuda_graph"], images_per_s=run["images_per_s"],
                      resumed_from_epoch=run["resumed_from_epoch"])
         return {"valid": run["valid"], "test": run["test"], "cost": run["cost"], "extra": extra}
+
+
+def _is_record(rec) -> bool:
+    """Whether a parsed cache line is a whole training result whose numbers can be reported."""
+    def number(v, optional=False):
+        return (v is None and optional) or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+
+    return (isinstance(rec, dict) and isinstance(rec.get("key"), str) and isinstance(rec.get("extra"), dict)
+            and number(rec.get("valid")) and number(rec.get("test"), optional=True)
+            and number(rec.get("cost"), optional=True))
 
 
 def default_training_oracle(space, data_path=None, recipe: Optional[str] = None, seed: int = 0,

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Callable, Optional
 
-from nasflow import safe_io, torchfile
+from nasflow import cache, safe_io, torchfile
 from nasflow.errors import CheckpointError
 
 FORMAT = "nasflow-predictor"
@@ -158,22 +158,30 @@ def write_pretraining(path: Path, key: dict, parts: dict, losses) -> None:
 
 
 def read_pretraining(path: Path, key: dict) -> Optional[dict]:
-    """The cached parts plus 'losses' (a list), or None if the entry is absent, damaged,
-    foreign or was written for another key: a bad cache entry only costs a re-run."""
+    """The cached parts plus 'losses' (a list), or None if the entry is absent or (with one
+    warning) damaged, foreign or written for another key: a bad cache entry only costs a re-run."""
     import torch
 
+    if not cache.readable(path):
+        return None
     try:
         document, tensors = safe_io.load(path, CACHE_FORMAT, "pre-training cache")
         parts = document.get("parts")
         if document.get("version") != CACHE_VERSION or document.get("key") != key or not isinstance(parts, list):
-            return None
+            return _unusable(path, "written for other pre-training options")
         if not {"encoder", "proxy_head"} <= set(parts) <= set(PRETRAINED_PARTS):
-            return None
+            return _unusable(path, "parts missing")
         groups = safe_io.unflatten(tensors, PRETRAINED_PARTS + ("stats",), path)
-    except CheckpointError:
-        return None
+    except CheckpointError as e:
+        # safe_io's line without the path it starts with: "is not a readable ... (why)" -> "not a readable ... (why)"
+        return _unusable(path, str(e).replace(f"{path} is ", "", 1).replace(f"{path} ", "", 1))
     losses = groups["stats"].get("losses")
     weights = [t for p in parts for t in groups[p].values()]
     if losses is None or losses.dim() != 1 or not all(torch.isfinite(t).all() for t in weights):
-        return None
+        return _unusable(path, "losses missing or non-finite weights")
     return {**{p: groups[p] for p in parts}, "losses": losses.tolist()}
+
+
+def _unusable(path, why: str) -> None:
+    cache.report_damaged(path, why)
+    return None

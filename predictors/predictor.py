@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nasflow import cache as nasflow_cache
 from nasflow.core import Arch
 from nasflow.devices import torch_threads
 from nasflow.errors import CheckpointError, DataError, NasflowError, NasflowWarning
@@ -276,7 +277,7 @@ class Predictor:
         keys = self._cache_key(archs_tag)
         if keys is None:
             return None
-        from nasflow.proxies import cache_dir
+        from nasflow.cache import cache_dir
 
         digest = hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
         return cache_dir() / "fgp" / f"{self.space.name}-{self.encoder}-{digest}.safetensors"
@@ -317,10 +318,12 @@ class Predictor:
             tag = hashlib.sha1("\n".join(sorted(a.key for a in archs)).encode()).hexdigest()
         self._pretrain_archs = archs
         path = self._cache_path(tag)
-        if path is not None and path.is_file():
+        if path is not None:
             state = checkpoint.read_pretraining(path, self._cache_key(tag))
             # caches written before the flow head was kept cannot continue the pretext task: re-run them
-            if state is not None and ("flow_head" in state or not self._keeps_pretext()) and self._fits(state):
+            if state is not None and not self._fits(state):
+                nasflow_cache.report_damaged(path, "its weights do not have this predictor's shapes")
+            elif state is not None and ("flow_head" in state or not self._keeps_pretext()):
                 self.pretrain_losses = state.pop("losses")
                 self._pretrained = state
                 self.pretrain_from_cache = True
@@ -359,7 +362,9 @@ class Predictor:
         if path is not None:
             try:
                 checkpoint.write_pretraining(path, self._cache_key(tag), self._pretrained, self.pretrain_losses)
-            except (OSError, CheckpointError) as e:  # an unwritten cache only costs the next run this pre-training
+            except OSError as e:  # an unwritten cache only costs the next run this pre-training
+                nasflow_cache.report_unwritable(path, e)
+            except CheckpointError as e:
                 warnings.warn(f"could not write the pre-training cache {path}: {e}", NasflowWarning, stacklevel=2)
         return self
 

@@ -18,7 +18,7 @@ pruned cell and its hash, which the oracle trusts (checking 423,624 hashes would
 minutes; the CRCs already catch corruption).
 
 Decoding the real only108 file (1.27M records) takes a while, so the decoded table is
-cached under ``~/.nasflow/cache``, keyed by the file's path, size and mtime.
+cached under ``$NASFLOW_CACHE`` (default ``~/.nasflow/cache``), keyed by the file's path, size and mtime.
 """
 from __future__ import annotations
 
@@ -30,13 +30,13 @@ import math
 import mmap
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
 
+from nasflow import cache as nasflow_cache
 from nasflow.core import Evaluation, TabularOracle
 from nasflow.errors import BenchmarkError
 
@@ -45,7 +45,11 @@ from .nb101 import INPUT, OPS, OUTPUT, NB101Arch
 _CASTAGNOLI = 0x82F63B78  # reflected CRC-32C polynomial
 _MASK_DELTA = 0xA282EAD8
 _CHUNK = 65_536  # records verified and decoded per step: bounds memory, moves the progress bar
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the cache holds the identity of its file and is checked column by column
+# what each cached column must be; ops is 2-D (cells x inner vertices), every other column 1-D
+_CACHED = {"hash": "S32", "vertices": "uint8", "adjacency": "int64", "ops": "int8", "params": "int64",
+           "repeats": "int32", "valid": "float64", "test": "float64", "cost": "float64",
+           "halfway_valid": "float64", "halfway_test": "float64"}
 
 
 def _crc_table() -> np.ndarray:
@@ -375,23 +379,35 @@ def _aggregate(hashes, sizes, bits, codes, params, values) -> dict[str, np.ndarr
     return table
 
 
-def _cache_file(path: Path, epochs: int, cache_dir: Optional[Path], check_data_crc: bool) -> Path:
+def _cache_ident(path: Path, epochs: int, check_data_crc: bool) -> str:
     st = path.stat()
-    ident = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{epochs}|{check_data_crc}|{CACHE_VERSION}"
-    directory = Path(cache_dir) if cache_dir is not None else Path.home() / ".nasflow" / "cache"
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{epochs}|{check_data_crc}|{CACHE_VERSION}"
+
+
+def _cache_file(directory: Path, ident: str) -> Path:
     return directory / f"nb101-{hashlib.sha1(ident.encode()).hexdigest()[:20]}.npz"
 
 
-def _save_atomically(table: dict, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **table)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _read_cache(target: Path, ident: str) -> Optional[dict]:
+    """The cached table, or None: absent, or (warned) damaged, written for another file, or not a whole table."""
+    arrays = nasflow_cache.load_npz(target)
+    if arrays is None:
+        return None
+    found = arrays.pop("ident", None)
+    if found is None or found.shape != () or str(found) != ident:
+        nasflow_cache.report_damaged(target, "written for another file")
+        return None
+    if arrays.keys() != _CACHED.keys() or any(arrays[k].dtype != np.dtype(t) for k, t in _CACHED.items()):
+        nasflow_cache.report_damaged(target, "not a NAS-Bench-101 table")
+        return None
+    n = len(arrays["hash"])
+    hashes = arrays["hash"]
+    if (any(a.shape[:1] != (n,) or a.ndim != (2 if k == "ops" else 1) for k, a in arrays.items())
+            or not np.all(hashes[1:] > hashes[:-1])  # lookups are a binary search over unique sorted hashes
+            or not all(np.isfinite(arrays[k]).all() for k in _COLUMNS)):
+        nasflow_cache.report_damaged(target, "columns of different lengths, unsorted cells or non-finite numbers")
+        return None
+    return arrays
 
 
 def load_records(
@@ -413,19 +429,14 @@ def load_records(
     path = Path(path)
     if not path.is_file():
         raise BenchmarkError(f"benchmark file not found: {path}")
-    target = _cache_file(path, epochs, cache_dir, check_data_crc) if cache else None
-    if target is not None and target.is_file():
-        try:
-            with np.load(target, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache is rebuilt below
-    table = _decode_file(path, epochs, progress, check_data_crc)
-    if target is not None:
-        try:
-            _save_atomically(table, target)
-        except OSError:
-            pass  # an unwritable cache only costs the next load its speed
+    if not cache:
+        return _decode_file(path, epochs, progress, check_data_crc)
+    ident = _cache_ident(path, epochs, check_data_crc)
+    target = _cache_file(Path(cache_dir).expanduser() if cache_dir is not None else nasflow_cache.cache_dir(), ident)
+    table = _read_cache(target, ident)
+    if table is None:  # absent or unusable: decoded again; an unwritable cache only costs the next load its speed
+        table = _decode_file(path, epochs, progress, check_data_crc)
+        nasflow_cache.write(target, lambda f: np.savez(f, ident=np.array(ident), **table))
     return table
 
 

@@ -5,7 +5,7 @@ are multi-GB pickles that take minutes and tens of GB of memory to load (about 5
 file size, measured on a synthetic file in the official layout), while the numbers
 a search needs fit in a 2 MB table. The first load therefore writes those numbers, for
 every dataset in the file, as a CSV in the ``nb201_cifar.csv`` layout under
-``~/.nasflow/cache/``; later loads of the same file (same name, size and mtime) read the
+``$NASFLOW_CACHE`` (default ``~/.nasflow/cache``); later loads of the same file (same name, size and mtime) read the
 CSV through ``NB201TableOracle`` in well under a second.
 
 Accuracies are the API's 200-epoch results (``hp='200'``, the file's ``'full'`` entry,
@@ -16,15 +16,15 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 import os
-import tempfile
-import warnings
 from pathlib import Path
 from typing import Optional, Union
 
+from nasflow import cache as nasflow_cache
 from nasflow import torchfile
 from nasflow.core import Evaluation, TabularOracle
-from nasflow.errors import BenchmarkError, NasflowWarning
+from nasflow.errors import BenchmarkError
 from nasflow.torchfile import TorchFileError, TorchScriptError
 
 from .nb201 import SIZE, NB201Arch, NB201Space, NB201TableOracle
@@ -46,7 +46,8 @@ SPLITS = {
 # What get_compute_costs reports, in its units: params in millions (MB), flops in millions,
 # latency in seconds per batch of 256.
 EXTRA_FIELDS = ("params", "flops", "latency")
-CACHE_FORMAT = 1  # bump when the cache's columns change, so old caches are not misread
+# bump when the cache's columns change, so old caches are not misread; 2: the "rows" column
+CACHE_FORMAT = 2
 
 
 class NB201OfficialOracle(TabularOracle):
@@ -56,7 +57,7 @@ class NB201OfficialOracle(TabularOracle):
     (``meta_archs``, ``arch2infos``, ``evaluated_indexes``). ``dataset`` is ``cifar10``,
     ``cifar100`` or ``ImageNet16-120``. Each ``Evaluation`` has ``cost`` = training time in
     seconds of the run that produced the valid accuracy, and ``extra`` = params (M), flops
-    (M) and latency (s) where the file has them. ``cache_dir`` defaults to ``~/.nasflow/cache``.
+    (M) and latency (s) where the file has them. ``cache_dir`` defaults to ``nasflow.cache.cache_dir()``.
     """
 
     def __init__(
@@ -263,7 +264,7 @@ def extract_results(data, where: str, progress: bool = False) -> dict[str, dict[
 
 def cache_file(path: Path, cache_dir=None) -> Path:
     """Where the numbers of ``path`` are cached: keyed by its name, size and mtime."""
-    directory = Path(cache_dir).expanduser() if cache_dir is not None else Path.home() / ".nasflow" / "cache"
+    directory = Path(cache_dir).expanduser() if cache_dir is not None else nasflow_cache.cache_dir()
     st = path.stat()
     return directory / f"{path.name}.{st.st_size}.{st.st_mtime_ns}.v{CACHE_FORMAT}.csv"
 
@@ -273,7 +274,8 @@ def _columns(dataset: str) -> list[str]:
 
 
 def _header(datasets) -> list[str]:
-    return ["index", "arch"] + [c for d in datasets for c in _columns(d)]
+    # every row repeats the row count: a file cut at a line boundary still parses, but is seen to be short
+    return ["index", "arch"] + [c for d in datasets for c in _columns(d)] + ["rows"]
 
 
 def _cell(value) -> str:
@@ -284,30 +286,21 @@ def write_cache(cache: Path, per_dataset: dict[str, dict[NB201Arch, Evaluation]]
     """Write all datasets as one CSV, atomically; a cache that cannot be written only warns."""
     space = NB201Space()
     archs = sorted({a for table in per_dataset.values() for a in table}, key=space.index_of)
-    header = _header(per_dataset)
-    tmp = None
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".tmp-", suffix=".csv")
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            for arch in archs:
-                row = [space.index_of(arch), arch.key]
-                for table in per_dataset.values():
-                    e = table[arch]
-                    row += [_cell(e.valid), _cell(e.test), _cell(e.cost)] + [_cell(e.extra.get(k)) for k in EXTRA_FIELDS]
-                writer.writerow(row)
-        os.replace(tmp, cache)
-    except OSError as e:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        warnings.warn(f"could not write the NAS-Bench-201 cache {cache}: {e}", NasflowWarning, stacklevel=3)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(_header(per_dataset))
+    for arch in archs:
+        row = [space.index_of(arch), arch.key]
+        for table in per_dataset.values():
+            e = table[arch]
+            row += [_cell(e.valid), _cell(e.test), _cell(e.cost)] + [_cell(e.extra.get(k)) for k in EXTRA_FIELDS]
+        writer.writerow(row + [len(archs)])
+    nasflow_cache.write(cache, lambda f: f.write(text.getvalue().encode("utf-8")))
 
 
 def read_cache(cache: Path, dataset: str):
-    """``(datasets, table or None)`` from a cache file; None if absent or unreadable."""
-    if not cache.is_file():
+    """``(datasets, table or None)`` from a cache file; None if absent or (warned) unusable."""
+    if not nasflow_cache.readable(cache):
         return None
     try:
         with open(cache, newline="", encoding="utf-8") as f:
@@ -315,19 +308,32 @@ def read_cache(cache: Path, dataset: str):
             header = next(reader)
             datasets = tuple(d for d in SPLITS if set(_columns(d)) <= set(header))
             if not datasets or header != _header(datasets):
-                return None
-            if dataset not in datasets:
-                return datasets, None
-            arch_at = header.index("arch")
-            cost_at, *extra_at = (header.index(c) for c in _columns(dataset)[2:])
-            costs = {}
-            for row in reader:
-                extra = {k: float(row[i]) for k, i in zip(EXTRA_FIELDS, extra_at) if row[i] != ""}
-                costs[row[arch_at]] = (float(row[cost_at]) if row[cost_at] != "" else None), extra
+                raise ValueError("unexpected columns")
+            rows = list(reader)
+        if any(len(row) != len(header) or row[-1] != str(len(rows)) for row in rows):
+            raise ValueError("cut short or rows missing")
+        if dataset not in datasets:
+            return datasets, None
+        arch_at = header.index("arch")
+        cost_at, *extra_at = (header.index(c) for c in _columns(dataset)[2:])
+        costs = {}
+        for row in rows:
+            extra = {k: _finite(row[i]) for k, i in zip(EXTRA_FIELDS, extra_at) if row[i] != ""}
+            costs[row[arch_at]] = (_finite(row[cost_at]) if row[cost_at] != "" else None), extra
         table = {}
+        # valid and test are read (and checked finite) by the table reader every CSV goes through
         for arch, e in NB201TableOracle(cache, dataset).items():
             cost, extra = costs[arch.key]
             table[arch] = dataclasses.replace(e, cost=cost, extra=extra)
-    except (OSError, UnicodeDecodeError, csv.Error, StopIteration, ValueError, IndexError, KeyError, BenchmarkError):
-        return None  # a damaged cache is rebuilt from the official file
+    except (OSError, UnicodeDecodeError, csv.Error, StopIteration, ValueError, IndexError, KeyError, BenchmarkError) as e:
+        # rebuilt from the official file
+        nasflow_cache.report_damaged(cache, str(e).splitlines()[0][:120] if str(e) else type(e).__name__)
+        return None
     return datasets, table
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"non-finite number {text!r}")
+    return value

@@ -288,7 +288,8 @@ def test_skipping_data_crc_still_reads(official, cells):
 
 def test_space_and_cli_open_the_official_file(official, tmp_path, monkeypatch):
     path, _ = official
-    monkeypatch.setenv("HOME", str(tmp_path))  # the default cache lives under ~/.nasflow
+    monkeypatch.setenv("HOME", str(tmp_path))  # without $NASFLOW_CACHE, the cache lives under ~/.nasflow
+    monkeypatch.delenv("NASFLOW_CACHE", raising=False)
     monkeypatch.setenv("NASFLOW_BENCHMARKS", str(path.parent))
     oracle = space.open_oracle()
     assert isinstance(oracle, NB101RecordOracle) and len(oracle) == 12

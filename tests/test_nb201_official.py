@@ -193,7 +193,7 @@ def test_cache_is_keyed_by_size_and_mtime_and_rebuilt_when_damaged(data, tmp_pat
 def test_unwritable_cache_only_warns(data, pth, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    with pytest.warns(UserWarning, match="could not write"):
+    with pytest.warns(UserWarning, match="cannot write the cache"):
         oracle = NB201OfficialOracle(pth, "cifar10", cache_dir=blocker / "cache")
     assert len(oracle) == len(INDEXES)
 
@@ -302,7 +302,8 @@ def test_missing_file(tmp_path):
 
 
 def _nasflow(*args, home):
-    env = {**os.environ, "HOME": str(home)}
+    # without $NASFLOW_CACHE the cache's default home is ~/.nasflow/cache
+    env = {**{k: v for k, v in os.environ.items() if k != "NASFLOW_CACHE"}, "HOME": str(home)}
     return subprocess.run(
         [sys.executable, "-m", "nasflow.cli.main", *args], capture_output=True, text=True, env=env, timeout=120
     )

@@ -1,0 +1,95 @@
+"""Where nasflow's disk caches live, and how every cache reads and writes its files.
+
+Every cache sits under ``cache_dir()``: ``$NASFLOW_CACHE``, else ``~/.nasflow/cache``.
+A cache only saves time, so nothing wrong with one may stop the work or change a
+number: a file that is damaged, foreign or holds values that cannot be right is
+reported as one ``NasflowWarning`` line and computed again; a cache that cannot be
+written is reported once and the work goes on without it.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+import zipfile
+import zlib
+from pathlib import Path
+from typing import BinaryIO, Callable, Optional
+
+from .errors import NasflowWarning
+from .journal import atomic_write
+
+# Paths already reported in this process. One damaged or unwritable cache meets many reads and
+# writes in one run (every proxy, every training result): the user needs to hear of it once.
+_reported: set = set()
+
+
+def cache_dir() -> Path:
+    """The root of every nasflow cache: ``$NASFLOW_CACHE``, else ``~/.nasflow/cache``."""
+    env = os.environ.get("NASFLOW_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".nasflow" / "cache"
+
+
+def _warn_once(key, message: str) -> None:
+    if key in _reported:
+        return
+    _reported.add(key)
+    warnings.warn(message, NasflowWarning, stacklevel=3)
+
+
+def report_damaged(path, why: str) -> None:
+    """One warning line: the cache file ``path`` is not used and its content is computed again."""
+    _warn_once(Path(path), f"cache file {path} is unusable ({why}); computing it again")
+
+
+def readable(path) -> bool:
+    """Whether the cache file ``path`` is there to be read: absent is silent, a directory in its place warns."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            _warn_once(path, f"cache file {path} is a directory; working without this cache")
+            return False
+        return path.is_file()
+    except OSError:  # a parent that is a file, a path too long: as good as absent
+        return False
+
+
+def write(path, write_to: Callable[[BinaryIO], object]) -> bool:
+    """Write a cache file atomically (``write_to`` gets the open binary file); False, with one
+    warning per directory, if it cannot be written: a missing cache costs time, never the result."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, write_to)
+        return True
+    except OSError as e:
+        report_unwritable(path, e)
+        return False
+
+
+def report_unwritable(path, error: OSError) -> None:
+    """One warning per cache root (or directory outside it): ``path`` could not be written, the work goes on."""
+    path = Path(path)
+    # an unusable cache root fails every cache below it: one line for all of them
+    root = cache_dir()
+    where = root if root in path.parents else path.parent
+    if path not in _reported:  # a directory in its place was reported when it was read
+        _warn_once(where, f"cannot write the cache {path} ({error.strerror or error}); working without it")
+
+
+def load_npz(path) -> Optional[dict]:
+    """The arrays of an .npz cache file (never through pickle), or None: absent (silent) or unreadable (warned)."""
+    import numpy as np
+
+    path = Path(path)
+    if not readable(path):
+        return None
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a lone .npy array is not what any cache writes
+            raise ValueError("a single array")
+        with loaded as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        # garbage is "pickled data" to np.load, an empty file an EOFError, a cut one a bad zip
+        report_damaged(path, f"not a readable .npz: {type(e).__name__}")
+        return None
