@@ -18,9 +18,12 @@ attribute ``query`` holds the full record (``nasflow.journal.query_record``).
 - Stale claims: a worker beats a heartbeat (trial system attribute) while it evaluates;
   a RUNNING trial whose heartbeat has not moved for ``stale_after`` seconds is failed by
   whichever worker is waiting for a budget slot, which releases its cell and its slot.
+- Cold starts: Optuna creates an RDB schema on first connection, racily; ``open_storage``
+  serialises that behind a lock file beside a SQLite database, and retries the race elsewhere.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
@@ -64,10 +67,8 @@ def open_storage(url: str):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # library code does not print trial logs
     if "://" in url:
-        # sqlite serialises writers; a long busy timeout makes concurrent workers wait instead of failing
-        kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            return _open_rdb(url)
         except Exception as e:  # sqlalchemy / driver errors: unknown dialect, unreachable server, missing driver
             raise DistributedError(f"cannot open storage {url}: {_first_line(e)}") from None
     path = Path(url).expanduser()
@@ -81,6 +82,64 @@ def open_storage(url: str):
         return JournalStorage(JournalFileBackend(str(path)))
     except Exception as e:
         raise DistributedError(f"cannot open journal storage {url}: {_first_line(e)}") from None
+
+
+SCHEMA_TRIES = 5  # opening attempts of an RDB storage that another process is creating at the same moment
+
+
+def _open_rdb(url: str):
+    """An RDBStorage whose schema is created once, however many processes open a new database together.
+
+    Optuna creates its tables and stamps the alembic version on first connection, with no
+    guard against a second process doing the same: of 10 simultaneous cold starts on one
+    new SQLite file, some died with ``UNIQUE constraint failed: alembic_version.version_num``
+    (issue 16). For a SQLite file, the processes on its machine take turns under a lock file
+    beside it; for a server (or a lock that cannot be taken) the loser of that race retries,
+    and then finds the schema made.
+    """
+    import optuna
+    import sqlalchemy.exc
+
+    # sqlite serialises writers; a long busy timeout makes concurrent workers wait instead of failing
+    kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    with _schema_lock(url):
+        for attempt in range(SCHEMA_TRIES):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            except sqlalchemy.exc.DatabaseError as e:
+                # another process created the same tables ("already exists") or version rows (IntegrityError) first
+                raced = isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)
+                if not raced or attempt == SCHEMA_TRIES - 1:
+                    raise
+                time.sleep(random.uniform(0.05, 0.2) * 2 ** attempt)
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str):
+    """Hold ``FILE.lock`` beside a SQLite database file while its schema may be created; nothing for other URLs."""
+    from filelock import FileLock
+
+    try:
+        import sqlalchemy.engine
+
+        database = sqlalchemy.engine.make_url(url).database if url.startswith("sqlite") else None
+    except Exception:  # a malformed URL: RDBStorage gives the message
+        database = None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    # kept after release (as the run-directory lock is): deleting it would let a third process lock a
+    # new file while a second still waits on the old one
+    lock = FileLock(f"{Path(database).expanduser()}.lock", timeout=120, preserve_lock_file=True)
+    try:
+        lock.acquire()
+    except Exception:  # an unwritable directory, a lock held for minutes: fall back to retrying
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def open_study(storage, name: str, given: dict, validate=None) -> tuple[int, dict]:
