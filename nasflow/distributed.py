@@ -18,6 +18,10 @@ attribute ``query`` holds the full record (``nasflow.journal.query_record``).
 - Stale claims: a worker beats a heartbeat (trial system attribute) while it evaluates;
   a RUNNING trial whose heartbeat has not moved for ``stale_after`` seconds is failed by
   whichever worker is waiting for a budget slot, which releases its cell and its slot.
+- Dead workers: ``--workers N`` runs its workers as supervised processes
+  (``nasflow.workerpool``). When one dies, the parent releases its claims at once (the
+  claim names its worker ``host:pid``) and starts another in its place; the heartbeat
+  covers workers that no local parent watches (other machines, a parent killed too).
 - Cold starts: Optuna creates an RDB schema on first connection, racily; ``open_storage``
   serialises that behind a lock file beside a SQLite database, and retries the race elsewhere.
 """
@@ -45,11 +49,15 @@ CELL = "cell"
 QUERY = "query"
 HEARTBEAT = "nasflow:heartbeat"
 WORKER = "nasflow:worker"
+RELEASED = "nasflow:released"  # on a claim failed because its worker exited: why
 SETTINGS = "nasflow"
 # Settings two invocations must agree on to share a study (the budget may be raised).
 STUDY_IDENTITY = tuple(k for k in IDENTITY if k != "batch") + ("benchmark", "training")
 POLL = 0.2  # seconds between looks at the study while every budget slot is claimed
 DEFAULT_STALE_AFTER = 60.0
+# deaths of worker processes one command replaces: a kill now and then is survived; more means every
+# worker fails the same way (a bug, memory), and the study is kept for a rerun
+MAX_RESTARTS = 5
 
 
 class DistributedError(NasflowError):
@@ -458,7 +466,8 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = 1,
         if workers == 1:
             run_worker(storage, study_name, settings, stale_after)
         else:
-            _run_processes(storage, study_id, storage_url, study_name, settings, workers, stale_after, bar)
+            replaced = _run_processes(storage, study_id, storage_url, study_name, settings, workers, stale_after, bar)
+            notice = "; ".join(([notice] if notice else []) + replaced) or None
     finally:
         bar.close()
     wall = time.perf_counter() - start
@@ -476,20 +485,39 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = 1,
     )
 
 
-def _run_processes(storage, study_id, storage_url, study_name, settings, workers, stale_after, bar) -> None:
-    import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+def release_claims(storage, study_id: int, worker: str) -> int:
+    """Fail the RUNNING trials claimed by ``worker`` (``host:pid``), which has exited; returns how many.
 
-    # spawn: forking a process that has loaded torch/dgl threads is unsafe
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_worker_main, storage_url, study_name, settings, stale_after, i) for i in range(workers)]
-        pending = futures
-        while pending:
-            _, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
-            bar.n = min(len(completed_trials(storage, study_id)), settings["budget"])
-            bar.refresh()
-            for f in futures:
-                if f.done() and f.exception() is not None:
-                    for other in futures:
-                        other.cancel()
-                    raise f.exception()
+    A worker that dies mid-query leaves its claim RUNNING; the parent that saw it die
+    releases the claim at once rather than after ``stale_after`` of a still heartbeat.
+    """
+    states = _states()
+    released = 0
+    for trial in storage.get_all_trials(study_id, deepcopy=False, states=(states.RUNNING,)):
+        if trial.system_attrs.get(WORKER) == worker:
+            try:
+                trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+                storage.set_trial_system_attr(trial_id, RELEASED, "its worker exited")
+                storage.set_trial_state_values(trial_id, states.FAIL)
+                released += 1
+            except Exception:  # a waiting worker released it as stale first
+                pass
+    return released
+
+
+def _run_processes(storage, study_id, storage_url, study_name, settings, workers, stale_after, bar) -> list[str]:
+    """Run the workers, replacing any that dies; returns a line per replacement."""
+    from .workerpool import WorkerPool
+
+    host = socket.gethostname()
+
+    def progress():
+        bar.n = min(len(completed_trials(storage, study_id)), settings["budget"])
+        bar.refresh()
+
+    pool = WorkerPool(
+        _worker_main, lambda i: (storage_url, study_name, settings, stale_after, i), workers,
+        max_restarts=MAX_RESTARTS, on_exit=lambda pid: release_claims(storage, study_id, f"{host}:{pid}"),
+        finished=lambda: len(completed_trials(storage, study_id)) >= settings["budget"], on_tick=progress)
+    pool.run()
+    return pool.notes
