@@ -307,10 +307,11 @@ def _claim(storage, study_id: int, cell: str, budget: int, worker: str) -> Optio
         system_attrs={WORKER: worker, HEARTBEAT: time.time()}, intermediate_values={}, trial_id=-1,
     )
     trial_id = storage.create_new_trial(study_id, template_trial=template)
-    # trial ids grow in creation order in both RDB and journal storages
+    # trial numbers count a study's trials in creation order (RDB and journal storages alike)
+    number = storage.get_trial_number_from_id(trial_id)
     earlier = [
         t for t in storage.get_all_trials(study_id, deepcopy=False, states=(states.RUNNING, states.COMPLETE))
-        if t._trial_id < trial_id and _is_ours(t)
+        if t.number < number and _is_ours(t)
     ]
     if len(earlier) >= budget or any(t.user_attrs[CELL] == cell for t in earlier):
         storage.set_trial_state_values(trial_id, states.FAIL)
