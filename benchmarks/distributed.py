@@ -44,13 +44,13 @@ def distributed_run(seed: int, args, rng: np.random.Generator) -> dict:
         while len(completed_trials(storage, study_id)) < kill_at:
             time.sleep(0.02)
         os.kill(workers[victim].pid, signal.SIGKILL)
-        before = {t._trial_id: t.user_attrs[CELL] for t in completed_trials(storage, study_id)}
+        before = {t.number: t.user_attrs[CELL] for t in completed_trials(storage, study_id)}
         for w in workers:
             w.join()
         wall = time.perf_counter() - start
         trials = storage.get_all_trials(study_id, deepcopy=False)
         complete = [t for t in trials if t.state.name == "COMPLETE"]
-        after = {t._trial_id: t.user_attrs[CELL] for t in complete}
+        after = {t.number: t.user_attrs[CELL] for t in complete}
         cells = list(after.values())
         trajectory = study_trajectory(get_space("nb201"), completed_trials(storage, study_id))
         return {

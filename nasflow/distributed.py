@@ -18,9 +18,16 @@ attribute ``query`` holds the full record (``nasflow.journal.query_record``).
 - Stale claims: a worker beats a heartbeat (trial system attribute) while it evaluates;
   a RUNNING trial whose heartbeat has not moved for ``stale_after`` seconds is failed by
   whichever worker is waiting for a budget slot, which releases its cell and its slot.
+- Dead workers: ``--workers N`` runs its workers as supervised processes
+  (``nasflow.workerpool``). When one dies, the parent releases its claims at once (the
+  claim names its worker ``host:pid``) and starts another in its place; the heartbeat
+  covers workers that no local parent watches (other machines, a parent killed too).
+- Cold starts: Optuna creates an RDB schema on first connection, racily; ``open_storage``
+  serialises that behind a lock file beside a SQLite database, and retries the race elsewhere.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
@@ -42,11 +49,15 @@ CELL = "cell"
 QUERY = "query"
 HEARTBEAT = "nasflow:heartbeat"
 WORKER = "nasflow:worker"
+RELEASED = "nasflow:released"  # on a claim failed because its worker exited: why
 SETTINGS = "nasflow"
 # Settings two invocations must agree on to share a study (the budget may be raised).
 STUDY_IDENTITY = tuple(k for k in IDENTITY if k != "batch") + ("benchmark", "training")
 POLL = 0.2  # seconds between looks at the study while every budget slot is claimed
 DEFAULT_STALE_AFTER = 60.0
+# deaths of worker processes one command replaces: a kill now and then is survived; more means every
+# worker fails the same way (a bug, memory), and the study is kept for a rerun
+MAX_RESTARTS = 5
 
 
 class DistributedError(NasflowError):
@@ -64,10 +75,8 @@ def open_storage(url: str):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # library code does not print trial logs
     if "://" in url:
-        # sqlite serialises writers; a long busy timeout makes concurrent workers wait instead of failing
-        kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            return _open_rdb(url)
         except Exception as e:  # sqlalchemy / driver errors: unknown dialect, unreachable server, missing driver
             raise DistributedError(f"cannot open storage {url}: {_first_line(e)}") from None
     path = Path(url).expanduser()
@@ -81,6 +90,64 @@ def open_storage(url: str):
         return JournalStorage(JournalFileBackend(str(path)))
     except Exception as e:
         raise DistributedError(f"cannot open journal storage {url}: {_first_line(e)}") from None
+
+
+SCHEMA_TRIES = 5  # opening attempts of an RDB storage that another process is creating at the same moment
+
+
+def _open_rdb(url: str):
+    """An RDBStorage whose schema is created once, however many processes open a new database together.
+
+    Optuna creates its tables and stamps the alembic version on first connection, with no
+    guard against a second process doing the same: of 10 simultaneous cold starts on one
+    new SQLite file, some died with ``UNIQUE constraint failed: alembic_version.version_num``
+    (issue 16). For a SQLite file, the processes on its machine take turns under a lock file
+    beside it; for a server (or a lock that cannot be taken) the loser of that race retries,
+    and then finds the schema made.
+    """
+    import optuna
+    import sqlalchemy.exc
+
+    # sqlite serialises writers; a long busy timeout makes concurrent workers wait instead of failing
+    kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    with _schema_lock(url):
+        for attempt in range(SCHEMA_TRIES):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            except sqlalchemy.exc.DatabaseError as e:
+                # another process created the same tables ("already exists") or version rows (IntegrityError) first
+                raced = isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)
+                if not raced or attempt == SCHEMA_TRIES - 1:
+                    raise
+                time.sleep(random.uniform(0.05, 0.2) * 2 ** attempt)
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str):
+    """Hold ``FILE.lock`` beside a SQLite database file while its schema may be created; nothing for other URLs."""
+    from filelock import FileLock
+
+    try:
+        import sqlalchemy.engine
+
+        database = sqlalchemy.engine.make_url(url).database if url.startswith("sqlite") else None
+    except Exception:  # a malformed URL: RDBStorage gives the message
+        database = None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    # kept after release (as the run-directory lock is): deleting it would let a third process lock a
+    # new file while a second still waits on the old one
+    lock = FileLock(f"{Path(database).expanduser()}.lock", timeout=120, preserve_lock_file=True)
+    try:
+        lock.acquire()
+    except Exception:  # an unwritable directory, a lock held for minutes: fall back to retrying
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def open_study(storage, name: str, given: dict, validate=None) -> tuple[int, dict]:
@@ -240,10 +307,11 @@ def _claim(storage, study_id: int, cell: str, budget: int, worker: str) -> Optio
         system_attrs={WORKER: worker, HEARTBEAT: time.time()}, intermediate_values={}, trial_id=-1,
     )
     trial_id = storage.create_new_trial(study_id, template_trial=template)
-    # trial ids grow in creation order in both RDB and journal storages
+    # trial numbers count a study's trials in creation order (RDB and journal storages alike)
+    number = storage.get_trial_number_from_id(trial_id)
     earlier = [
         t for t in storage.get_all_trials(study_id, deepcopy=False, states=(states.RUNNING, states.COMPLETE))
-        if t._trial_id < trial_id and _is_ours(t)
+        if t.number < number and _is_ours(t)
     ]
     if len(earlier) >= budget or any(t.user_attrs[CELL] == cell for t in earlier):
         storage.set_trial_state_values(trial_id, states.FAIL)
@@ -399,7 +467,8 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = 1,
         if workers == 1:
             run_worker(storage, study_name, settings, stale_after)
         else:
-            _run_processes(storage, study_id, storage_url, study_name, settings, workers, stale_after, bar)
+            replaced = _run_processes(storage, study_id, storage_url, study_name, settings, workers, stale_after, bar)
+            notice = "; ".join(([notice] if notice else []) + replaced) or None
     finally:
         bar.close()
     wall = time.perf_counter() - start
@@ -417,20 +486,39 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = 1,
     )
 
 
-def _run_processes(storage, study_id, storage_url, study_name, settings, workers, stale_after, bar) -> None:
-    import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+def release_claims(storage, study_id: int, worker: str) -> int:
+    """Fail the RUNNING trials claimed by ``worker`` (``host:pid``), which has exited; returns how many.
 
-    # spawn: forking a process that has loaded torch/dgl threads is unsafe
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_worker_main, storage_url, study_name, settings, stale_after, i) for i in range(workers)]
-        pending = futures
-        while pending:
-            _, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
-            bar.n = min(len(completed_trials(storage, study_id)), settings["budget"])
-            bar.refresh()
-            for f in futures:
-                if f.done() and f.exception() is not None:
-                    for other in futures:
-                        other.cancel()
-                    raise f.exception()
+    A worker that dies mid-query leaves its claim RUNNING; the parent that saw it die
+    releases the claim at once rather than after ``stale_after`` of a still heartbeat.
+    """
+    states = _states()
+    released = 0
+    for trial in storage.get_all_trials(study_id, deepcopy=False, states=(states.RUNNING,)):
+        if trial.system_attrs.get(WORKER) == worker:
+            try:
+                trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+                storage.set_trial_system_attr(trial_id, RELEASED, "its worker exited")
+                storage.set_trial_state_values(trial_id, states.FAIL)
+                released += 1
+            except Exception:  # a waiting worker released it as stale first
+                pass
+    return released
+
+
+def _run_processes(storage, study_id, storage_url, study_name, settings, workers, stale_after, bar) -> list[str]:
+    """Run the workers, replacing any that dies; returns a line per replacement."""
+    from .workerpool import WorkerPool
+
+    host = socket.gethostname()
+
+    def progress():
+        bar.n = min(len(completed_trials(storage, study_id)), settings["budget"])
+        bar.refresh()
+
+    pool = WorkerPool(
+        _worker_main, lambda i: (storage_url, study_name, settings, stale_after, i), workers,
+        max_restarts=MAX_RESTARTS, on_exit=lambda pid: release_claims(storage, study_id, f"{host}:{pid}"),
+        finished=lambda: len(completed_trials(storage, study_id)) >= settings["budget"], on_tick=progress)
+    pool.run()
+    return pool.notes
