@@ -476,9 +476,14 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = 1,
     trajectory = study_trajectory(space, completed)
     new = trajectory[before:]
     oracle_seconds = sum(q.seconds for q in new)
+    config = {**settings, "oracle": description, "storage": storage_url, "study": study_name, "workers": workers}
+    if settings["training"] is not None:
+        from .training import speed_summary
+
+        config["training_speed"] = speed_summary(t.user_attrs[QUERY]["extra"] for t in completed[before:])
     return SearchResult(
         trajectory=trajectory,
-        config={**settings, "oracle": description, "storage": storage_url, "study": study_name, "workers": workers},
+        config=config,
         overhead_per_query=(wall * workers - oracle_seconds) / len(new) if new else 0.0,
         resumed_queries=before,
         notice=notice,

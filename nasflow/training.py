@@ -80,14 +80,11 @@ class TrainingOracle:
         self.checkpoint_dir = root / "checkpoints"
         self._cache = self._read_cache()
         self.description = ""
-        self._speeds: list[float] = []  # images/s of the trainings this oracle ran
+        self._trained: list[dict] = []  # the extras of the trainings this oracle ran
 
     def speed_summary(self) -> Optional[dict]:
         """The device and mean training images/s of this oracle's trainings (None before the first)."""
-        if not self._speeds:
-            return None
-        return {"device": self.config["device_class"], "trainings": len(self._speeds),
-                "images_per_s": round(sum(self._speeds) / len(self._speeds), 1)}
+        return speed_summary(self._trained)
 
     @property
     def epochs(self) -> int:
@@ -176,12 +173,21 @@ class TrainingOracle:
                             checkpoint=self.checkpoint_dir / f"{key}.safetensors", checkpoint_key=key,
                             checkpoint_every=self.checkpoint_every, progress=self.progress,
                             desc=f"training {arch.key}", warn=self.warn)
-        if run["images_per_s"] is not None:
-            self._speeds.append(run["images_per_s"])
         extra.update(device=self.config["device_class"], precision=self.hardware.precision,
                      cuda_graph=run["cuda_graph"], images_per_s=run["images_per_s"],
                      resumed_from_epoch=run["resumed_from_epoch"])
+        self._trained.append(extra)
         return {"valid": run["valid"], "test": run["test"], "cost": run["cost"], "extra": extra}
+
+
+def speed_summary(extras) -> Optional[dict]:
+    """Devices and mean images/s of the trainings behind ``extras`` (Evaluation.extra dicts; results from the
+    cache and evaluations that trained nothing are left out); None when there are none."""
+    ran = [e for e in extras if isinstance(e, dict) and e.get("images_per_s") and not e.get("cached")]
+    if not ran:
+        return None
+    return {"device": ", ".join(sorted({str(e.get("device")) for e in ran})), "trainings": len(ran),
+            "images_per_s": round(sum(e["images_per_s"] for e in ran) / len(ran), 1)}
 
 
 def _is_record(rec) -> bool:

@@ -128,3 +128,12 @@ def test_nasflow_warnings_are_one_line_on_stderr(capsys):
         warnings.simplefilter("always")
         warnings.warn("other", UserWarning)
     assert len(caught) == 1  # warnings that are not nasflow's keep Python's own handling
+
+
+def test_a_shared_study_reports_where_its_trainings_ran(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).normal(size=(60, 1, 8, 8)), y=np.arange(60) % 2)
+    result = run_cli("search", "--searcher", "random", "--budget", "2", "--data", str(tmp_path / "d.npz"),
+                     "--epochs", "1", "--width", "4", "--device", "cpu", "--storage",
+                     f"sqlite:///{tmp_path / 'study.db'}", cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    assert "training   on cpu:" in result.stdout and "over 2 training(s)" in result.stdout
