@@ -33,6 +33,7 @@ import random
 import socket
 import threading
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -40,7 +41,7 @@ from typing import Optional
 import numpy as np
 
 from .core import Arch, Evaluation, exploring
-from .errors import NasflowError
+from .errors import NasflowError, NasflowWarning
 from .journal import IDENTITY, _json_safe, query_record, record_evaluation
 from .loop import Query, SearchResult, _choose, _optimum, fit_pool
 from .runs import build, complete, searcher_options
@@ -458,7 +459,8 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = 1,
     notice = None
     if workers > max(1, settings["budget"] - before):
         # a worker per remaining query at most: the others would only start (seconds each), find no work and exit
-        notice = f"{settings['budget'] - before} queries left of the budget; running {max(1, settings['budget'] - before)} workers, not {workers}"
+        warnings.warn(f"{settings['budget'] - before} queries left of the budget; running "
+                      f"{max(1, settings['budget'] - before)} workers, not {workers}", NasflowWarning)
         workers = max(1, settings["budget"] - before)
     start = time.perf_counter()
     bar = tqdm(total=settings["budget"], initial=min(before, settings["budget"]), disable=not progress,

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -18,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from .core import Arch, Evaluation, exploring, unique
-from .errors import NasflowError
+from .errors import NasflowError, NasflowWarning
 from .journal import Journal, JournalError, atomic_write_text, query_record, record_evaluation
 from .runlock import lock_run_dir
 
@@ -134,12 +135,6 @@ def fit_pool(pool: int, space) -> tuple[int, Optional[str]]:
     return pool, None
 
 
-def _with_notice(result: "SearchResult", notice: Optional[str]) -> "SearchResult":
-    if notice:
-        result.notice = notice if not result.notice else f"{notice}; {result.notice}"
-    return result
-
-
 def _optimum(oracle) -> dict:
     out = {}
     if hasattr(oracle, "best"):
@@ -190,8 +185,8 @@ def search(
     if pool < batch:
         raise SearchError(f"pool ({pool}) must be at least the batch ({batch}): the predictor picks the batch from the pool")
     pool, pool_notice = fit_pool(pool, space)
-    if predictor is None:
-        pool_notice = None  # nothing ranks the pool, so its size changes nothing worth a warning
+    if pool_notice and predictor is not None:  # without a predictor nothing ranks the pool: its size changes nothing
+        warnings.warn(pool_notice, NasflowWarning)  # now, not after a run that may take hours
     refit_every = _check_int("refit_every", batch if refit_every is None else refit_every, 1)
     warmup = _check_int("warmup", warmup, 1)
     if isinstance(explore, bool) or not isinstance(explore, (int, float)) or not 0.0 <= explore <= 1.0:
@@ -216,13 +211,13 @@ def search(
         **(meta or {}),
     }
     if run_dir is None:
-        return _with_notice(_run(space, oracle, searcher, predictor, config, None, progress), pool_notice)
+        return _run(space, oracle, searcher, predictor, config, None, progress)
     # held for the run's whole life, results included: a second process on this directory would mix its
     # records into ours, or resume the run between its last query and its results
     with lock_run_dir(run_dir, create=not resume):
         journal = Journal.resume(run_dir, config) if resume else Journal.create(run_dir, config)
         try:
-            result = _with_notice(_run(space, oracle, searcher, predictor, config, journal, progress), pool_notice)
+            result = _run(space, oracle, searcher, predictor, config, journal, progress)
         finally:
             journal.close()
         result.save(run_dir)
