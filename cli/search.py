@@ -59,7 +59,7 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
 
     from nasflow.journal import IDENTITY, JournalError, read_header
     from nasflow.paths import output_dir
-    from nasflow.runs import complete, run_search
+    from nasflow.runs import complete, continued, run_search
 
     given = training_settings(dict(space=space, searcher=searcher, predictor=predictor, budget=budget, pool=pool,
                                    batch=batch, refit_every=refit_every, explore=explore, dataset=dataset,
@@ -90,10 +90,7 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
             if given.get(key) is not None and key in header and complete(given)[key] != header[key]:
                 raise JournalError(f"{resume} was made with {key}={header[key]!r}, not {complete(given)[key]!r}; "
                                    f"resume it without changing that option")
-        stored = {k: header[k] for k in complete({}) if k in header}
-        # where trainings run is not part of the run: a resume may move it to another device
-        settings = complete({**stored, **({"budget": budget} if budget is not None else {}),
-                             **({"hardware": given["hardware"]} if given["hardware"] else {})})
+        settings = continued(header, given)
         run_dir = Path(resume)
     else:
         settings = complete(given)

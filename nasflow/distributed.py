@@ -44,7 +44,7 @@ from .core import Arch, Evaluation, exploring
 from .errors import NasflowError, NasflowWarning
 from .journal import IDENTITY, _json_safe, query_record, record_evaluation
 from .loop import Query, SearchResult, _choose, _optimum, fit_pool
-from .runs import build, complete, searcher_options
+from .runs import build, complete, continued, searcher_options
 
 CELL = "cell"
 QUERY = "query"
@@ -189,9 +189,7 @@ def open_study(storage, name: str, given: dict, validate=None) -> tuple[int, dic
                 f"study {name!r} was made with {key}={stored.get(key)!r}, not {wanted[key]!r}; "
                 f"join it without that option or choose another --study"
             )
-    # where this machine's workers train is theirs to say, not the study's
-    settings = complete({**stored, **({"budget": given["budget"]} if given.get("budget") is not None else {}),
-                         **({"hardware": given["hardware"]} if given.get("hardware") else {})})
+    settings = continued(stored, given)
     return study_id, settings
 
 

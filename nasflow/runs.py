@@ -69,6 +69,15 @@ def complete(settings: dict) -> dict:
     return out
 
 
+def continued(stored: dict, given: dict) -> dict:
+    """Complete settings of a run or study continued from its ``stored`` settings: of what the caller
+    ``given`` now, only the budget (it may be raised) and the hardware (a resume or a joining worker may
+    train elsewhere) replace the stored values."""
+    changes = {**({"budget": given["budget"]} if given.get("budget") is not None else {}),
+               **({"hardware": given["hardware"]} if given.get("hardware") else {})}
+    return complete({**{k: stored[k] for k in DEFAULTS if k in stored}, **changes})
+
+
 def make_predictor(space, spec: str, seed: int, options: Optional[dict] = None):
     """'fgp' (pre-trained GIN fine-tuned online), 'scratch' (same GIN, random init), 'none', a checkpoint path,
     or members joined by '+' (e.g. 'fgp+scratch'): a committee averaging their standardised scores."""
