@@ -12,6 +12,7 @@ ROOMS = {
     "nasflow.predictors": "predictors",
     "nasflow.searchers": "searchers",
     "nasflow.cli": "cli",
+    "nasflow.experiments": "nasflow/experiments",
 }
 
 setup(

@@ -4,7 +4,7 @@ For each run (seed s): create a study, start N worker processes, kill a random o
 random number of completed queries, let the others finish the budget. Counted per run:
 duplicate cells among COMPLETE trials, completed queries lost (COMPLETE before the kill,
 not COMPLETE at the end), whether exactly ``budget`` trials completed, and the final test
-accuracy of the best-valid cell. The same seeds run single-process through ``nasflow.runs``
+accuracy of the best-valid cell. The same seeds run single-process through ``nasflow.experiments.runs``
 at the same budget for comparison.
 
     nice -n 10 python benchmarks/distributed.py --runs 20 --workers 4 --budget 100
@@ -25,7 +25,7 @@ import numpy as np
 
 
 def distributed_run(seed: int, args, rng: np.random.Generator) -> dict:
-    from nasflow.distributed import CELL, _worker_main, completed_trials, open_storage, open_study, study_trajectory
+    from nasflow.experiments.distributed import CELL, _worker_main, completed_trials, open_storage, open_study, study_trajectory
     from nasflow.spaces import get_space
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,7 +68,7 @@ def distributed_run(seed: int, args, rng: np.random.Generator) -> dict:
 
 
 def single_run(seed: int, args) -> dict:
-    from nasflow.runs import run_search
+    from nasflow.experiments.runs import run_search
 
     start = time.perf_counter()
     result = run_search({"searcher": args.searcher, "budget": args.budget, "seed": seed, "benchmark": args.benchmark})

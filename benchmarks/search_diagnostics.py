@@ -1,6 +1,6 @@
 """What the loop's predictor knows at every refit, with the NB-201 table as ground truth.
 
-Runs the search loop (``nasflow.runs`` settings, so exactly what ``nasflow search`` runs)
+Runs the search loop (``nasflow.experiments.runs`` settings, so exactly what ``nasflow search`` runs)
 with the predictor wrapped in a probe. After each fit the probe scores the whole space and
 records Kendall tau against cifar10_valid on all cells and on the top region; at each pick
 it records tau on the candidate pool, the true rank of the picked cell in the pool, its
@@ -111,7 +111,7 @@ class Probe:
 def run_one(spec: str, seed: int, predictor_seed, options: dict, benchmark: str, budget: int, refit_every: int,
             table: dict, explore: float = 0.0) -> dict:
     from nasflow.loop import search
-    from nasflow.runs import build, complete
+    from nasflow.experiments.runs import build, complete
 
     settings = complete({"space": "nb201", "searcher": "evolution", "predictor": spec, "budget": budget,
                          "benchmark": benchmark, "seed": seed, "predictor_seed": predictor_seed,
@@ -159,7 +159,7 @@ def screen(path: Path, variants: list[str], ns: list[int], label: str, spec: str
     Cheap (one fit per variant and n, no loop), so it separates fine-tuning choices before a loop run.
     """
     from nasflow.metrics import kendall_tau
-    from nasflow.runs import make_predictor
+    from nasflow.experiments.runs import make_predictor
     from nasflow.spaces import get_space
 
     space = get_space("nb201")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from nasflow.runs import MAX_SEED  # numpy only, no torch: keeps --help fast
+from nasflow.experiments.runs import MAX_SEED  # numpy only, no torch: keeps --help fast
 
 space_option = click.option("--space", default="nb201", show_default=True, help="Search space (see `nasflow spaces`).")
 benchmark_option = click.option(

@@ -1,4 +1,4 @@
-"""`nasflow search` and `nasflow compare`: options in, the loop in nasflow.runs/compare, a summary out."""
+"""`nasflow search` and `nasflow compare`: options in, the loop in nasflow.experiments.runs/compare, a summary out."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,7 +59,7 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
 
     from nasflow.journal import IDENTITY, JournalError, read_header
     from nasflow.paths import output_dir
-    from nasflow.runs import complete, continued, run_search
+    from nasflow.experiments.runs import complete, continued, run_search
 
     given = training_settings(dict(space=space, searcher=searcher, predictor=predictor, budget=budget, pool=pool,
                                    batch=batch, refit_every=refit_every, explore=explore, dataset=dataset,
@@ -69,7 +69,7 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
     if storage is not None:
         if resume is not None:
             raise NasflowError("--resume continues a run directory; a --storage study resumes by running it again")
-        from nasflow.distributed import DEFAULT_STALE_AFTER, run_study
+        from nasflow.experiments.distributed import DEFAULT_STALE_AFTER, run_study
 
         study = study or "nasflow"
         if out is not None:
@@ -145,7 +145,7 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
     """Every searcher x predictor over seeds: anytime curves (CSV + PNG) and a summary table."""
     import os
 
-    from nasflow import compare as cmp
+    from nasflow.experiments import compare as cmp
     from nasflow.paths import output_dir
 
     output_dir(out, "compare output folder")  # before hours of runs, not after

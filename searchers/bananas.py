@@ -85,7 +85,7 @@ class Bananas(BaseSearcher):
     ``standardise`` puts each member on the scale of its own predictions on the fitted cells
     before they are combined, for members trained on a ranking loss whose scale is arbitrary.
     The ``initial`` cells are uniform samples, or the first cells of ``initial_design`` (a zero-cost
-    warm start, ``nasflow.warm_start``).
+    warm start, ``nasflow.experiments.warm_start``).
     A share ``explore`` of the asks, evenly spaced, returns plain mutants of the best cells.
     """
 

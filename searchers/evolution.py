@@ -4,7 +4,7 @@ The population is the ``population`` most recently told cells, so the oldest age
 when a new one arrives, whatever its accuracy. Each child comes from its own
 tournament: ``sample`` members drawn without replacement, the most accurate one mutated.
 Until the population is full, cells are drawn uniformly, or taken from ``initial_design``
-(a zero-cost warm start, ``nasflow.warm_start``).
+(a zero-cost warm start, ``nasflow.experiments.warm_start``).
 """
 from __future__ import annotations
 

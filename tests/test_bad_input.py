@@ -62,7 +62,7 @@ def test_warm_start_beyond_the_space_is_refused(nb201_csv, tmp_path):
 
 def test_warm_start_has_a_sane_maximum_in_a_large_space():
     from nasflow.errors import NasflowError
-    from nasflow.warm_start import MAX_SAMPLES, parse
+    from nasflow.experiments.warm_start import MAX_SAMPLES, parse
 
     assert parse(f"synflow:{MAX_SAMPLES}", 423_624) == ("synflow", MAX_SAMPLES)
     with pytest.raises(NasflowError, match="would take hours"):

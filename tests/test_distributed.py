@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from nasflow.distributed import (
+from nasflow.experiments.distributed import (
     CELL, HEARTBEAT, DistributedError, _claim, completed_trials, open_storage, open_study, run_study,
 )
 
@@ -82,7 +82,7 @@ def test_stale_claim_of_a_dead_worker_is_released(tmp_path, nb201_csv):
 def test_predictor_is_fitted_on_every_completed_trial_including_other_workers(tmp_path, nb201_csv, monkeypatch):
     from searchdoubles import PeekingPredictor
 
-    import nasflow.distributed as distributed
+    import nasflow.experiments.distributed as distributed
     from nasflow.journal import query_record
 
     url = f"sqlite:///{tmp_path / 'p.db'}"
@@ -116,7 +116,7 @@ def test_predictor_is_fitted_on_every_completed_trial_including_other_workers(tm
 def test_workers_keep_the_explore_share(tmp_path, nb201_csv, monkeypatch, explore, ranked):
     from searchdoubles import PeekingPredictor
 
-    import nasflow.distributed as distributed
+    import nasflow.experiments.distributed as distributed
 
     class Counting(PeekingPredictor):
         ranked = 0
@@ -139,7 +139,7 @@ def test_workers_keep_the_explore_share(tmp_path, nb201_csv, monkeypatch, explor
 def test_an_oracle_error_gives_the_claim_back(tmp_path, nb201_csv, monkeypatch):
     from searchdoubles import DyingOracle
 
-    import nasflow.distributed as distributed
+    import nasflow.experiments.distributed as distributed
 
     url = str(tmp_path / "e.log")
     storage = open_storage(url)
@@ -157,7 +157,7 @@ def test_an_oracle_error_gives_the_claim_back(tmp_path, nb201_csv, monkeypatch):
 
 
 def test_only_claims_with_a_still_heartbeat_are_stale(tmp_path, nb201_csv):
-    from nasflow.distributed import _StaleClaims
+    from nasflow.experiments.distributed import _StaleClaims
 
     url = str(tmp_path / "hb.log")
     storage = open_storage(url)

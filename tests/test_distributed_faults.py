@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import workerdoubles
 
-from nasflow.distributed import CELL, RELEASED, WORKER, _claim, open_storage, open_study, release_claims, run_study
+from nasflow.experiments.distributed import CELL, RELEASED, WORKER, _claim, open_storage, open_study, release_claims, run_study
 from nasflow.errors import NasflowError
 from nasflow.workerpool import WorkerPool, WorkerPoolError
 
@@ -73,7 +73,7 @@ def test_claims_of_an_exited_worker_are_released_and_marked(tmp_path, nb201_csv)
 
 
 def test_a_worker_killed_holding_a_claim_is_released_at_once_and_replaced(tmp_path, nb201_csv, monkeypatch):
-    import nasflow.distributed as distributed
+    import nasflow.experiments.distributed as distributed
 
     url = f"sqlite:///{tmp_path / 'h.db'}"
     monkeypatch.setattr(distributed, "_worker_main",
@@ -91,7 +91,7 @@ def test_a_worker_killed_holding_a_claim_is_released_at_once_and_replaced(tmp_pa
 
 
 def test_a_user_error_in_a_worker_ends_the_study_run_with_that_line(tmp_path, nb201_csv, monkeypatch):
-    import nasflow.distributed as distributed
+    import nasflow.experiments.distributed as distributed
 
     url = f"sqlite:///{tmp_path / 'u.db'}"
     monkeypatch.setattr(distributed, "_worker_main", workerdoubles.claims_then_bad_input)
@@ -150,7 +150,7 @@ def test_processes_opening_a_new_sqlite_storage_at_the_same_instant(tmp_path, lo
     (``UNIQUE constraint failed: alembic_version.version_num``, ``table ... already exists``). Without the lock
     (a server, an unwritable directory) the loser of the schema race retries."""
     url, go = f"sqlite:///{tmp_path / 'race.db'}", tmp_path / "go"
-    code = ("import contextlib, os, sys, time, nasflow.distributed as d\n"
+    code = ("import contextlib, os, sys, time, nasflow.experiments.distributed as d\n"
             + ("" if lock else "d._schema_lock = lambda url: contextlib.nullcontext()\n")
             + "open(sys.argv[1], 'w').close()\n"
             + f"while not os.path.exists({str(go)!r}): time.sleep(0.001)\n"

@@ -1,6 +1,6 @@
 import pytest
 
-from nasflow.runs import complete
+from nasflow.experiments.runs import complete
 
 
 def test_default_budget_depends_on_the_oracle():
@@ -12,7 +12,7 @@ def test_default_budget_depends_on_the_oracle():
 
 def test_training_oracle_run_resumes_with_the_same_trajectory(tmp_path, monkeypatch):
     """The embedded default oracle goes through the journal like a table does."""
-    from nasflow.runs import run_search
+    from nasflow.experiments.runs import run_search
 
     monkeypatch.setenv("NASFLOW_CACHE", str(tmp_path / "cache"))
     settings = {"searcher": "random", "budget": 4, "seed": 3, "training": {"epochs": 1, "width": 4}}
@@ -64,7 +64,7 @@ def test_committee_spec_builds_members_and_rejects_bad_joins(nb201):
 
     from nasflow.errors import NasflowError
     from nasflow.predictors.committee import Committee
-    from nasflow.runs import make_predictor
+    from nasflow.experiments.runs import make_predictor
 
     committee = make_predictor(nb201, "fgp+scratch", 3, {"dim": 16})
     assert isinstance(committee, Committee) and committee.name == "fgp+scratch"
@@ -76,7 +76,7 @@ def test_committee_spec_builds_members_and_rejects_bad_joins(nb201):
 
 
 def test_predictor_seed_defaults_to_the_run_seed_modulo_a_few():
-    from nasflow.runs import PREDICTOR_SEEDS, complete, predictor_seed_of
+    from nasflow.experiments.runs import PREDICTOR_SEEDS, complete, predictor_seed_of
 
     assert [predictor_seed_of(complete({"seed": s})) for s in range(7)] == [s % PREDICTOR_SEEDS for s in range(7)]
     assert predictor_seed_of(complete({"seed": 6, "predictor_seed": 11})) == 11
@@ -84,8 +84,8 @@ def test_predictor_seed_defaults_to_the_run_seed_modulo_a_few():
 
 @pytest.mark.parametrize("predictor", ["none", "scratch"])
 def test_distributed_workers_rebuild_bananas_with_the_runs_options(nb201_csv, predictor):
-    from nasflow.distributed import _searcher_factory
-    from nasflow.runs import build, complete
+    from nasflow.experiments.distributed import _searcher_factory
+    from nasflow.experiments.runs import build, complete
 
     settings = complete({"searcher": "bananas", "predictor": predictor, "explore": 0.3, "refit_every": 7,
                          "benchmark": nb201_csv})

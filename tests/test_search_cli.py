@@ -121,7 +121,7 @@ def test_bad_compare_input(nb201_csv, tmp_path, args, message):
 
 
 def test_paired_rows_pair_runs_by_seed_and_skip_unpaired_seeds():
-    from nasflow.compare import format_paired, paired_rows
+    from nasflow.experiments.compare import format_paired, paired_rows
 
     def run(predictor, seed, curve):
         return {"searcher": "evolution", "predictor": predictor, "seed": seed, "best_valid": curve}

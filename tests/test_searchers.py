@@ -221,7 +221,7 @@ def test_bananas_space_pool_needs_an_enumerable_space(nb201):
 
 @pytest.mark.parametrize("predictor", ["none", "scratch"])
 def test_runs_hand_bananas_the_explore_share_and_refit_cadence(nb201_csv, predictor):
-    from nasflow.runs import build, complete
+    from nasflow.experiments.runs import build, complete
 
     settings = complete({"searcher": "bananas", "predictor": predictor, "benchmark": str(nb201_csv),
                          "explore": 0.3, "refit_every": 4})

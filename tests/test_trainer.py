@@ -258,7 +258,8 @@ def test_the_cpu_never_refuses_data_for_memory_and_nbytes_counts_every_split(dig
 
 
 def test_workers_take_their_devices_round_robin(monkeypatch):
-    from nasflow import devices, runs
+    from nasflow import devices
+    from nasflow.experiments import runs
     from nasflow.spaces import get_space
 
     monkeypatch.setattr(devices, "cuda_count", lambda: 2)  # a machine with two GPUs, as far as the checks go

@@ -10,7 +10,7 @@ import pytest
 from nasflow.errors import NasflowError
 from nasflow.proxies import zero_cost
 from nasflow.searchers import get_searcher
-from nasflow.warm_start import DEFAULT_SAMPLES, parse, warm_start_cells
+from nasflow.experiments.warm_start import DEFAULT_SAMPLES, parse, warm_start_cells
 
 from test_search_cli import nasflow
 
@@ -108,7 +108,7 @@ def test_compare_warm_starts_only_searchers_with_a_uniform_start(nb201_csv, tmp_
 
 def test_scoring_the_warm_start_counts_as_loop_overhead(nb201, nb201_csv, nb201_oracle):
     from nasflow.loop import search
-    from nasflow.runs import build, complete
+    from nasflow.experiments.runs import build, complete
 
     _, _, searcher, _, _ = build(complete({"searcher": "evolution", "benchmark": str(nb201_csv), "warm_start": "flops:50"}))
     assert searcher.setup_seconds > 0 and len(searcher.initial_design) > 40

@@ -34,7 +34,7 @@ def bad_input_or_sleeps(slot, *args):
 
 def claims_then_dies(marker, storage_url, study_name, settings, stale_after, worker_index):
     """The first worker claims a cell and is SIGKILLed holding it; the later ones are real workers."""
-    from nasflow.distributed import _claim, _worker_main, open_storage
+    from nasflow.experiments.distributed import _claim, _worker_main, open_storage
 
     try:
         Path(marker).open("x").close()
@@ -49,7 +49,7 @@ def claims_then_dies(marker, storage_url, study_name, settings, stale_after, wor
 
 def claims_then_bad_input(storage_url, study_name, settings, stale_after, worker_index):
     """Claims a cell, then fails as bad input would, leaving its claim for the parent to release."""
-    from nasflow.distributed import _claim, open_storage
+    from nasflow.experiments.distributed import _claim, open_storage
 
     storage = open_storage(storage_url)
     study_id = storage.get_study_id_from_name(study_name)

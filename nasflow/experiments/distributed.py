@@ -40,10 +40,10 @@ from typing import Optional
 
 import numpy as np
 
-from .core import Arch, Evaluation, exploring
-from .errors import NasflowError, NasflowWarning
-from .journal import IDENTITY, _json_safe, query_record, record_evaluation
-from .loop import Query, SearchResult, _choose, _optimum, fit_pool
+from ..core import Arch, Evaluation, exploring
+from ..errors import NasflowError, NasflowWarning
+from ..journal import IDENTITY, _json_safe, query_record, record_evaluation
+from ..loop import Query, SearchResult, _choose, _optimum, fit_pool
 from .runs import build, complete, continued, searcher_options
 
 CELL = "cell"
@@ -478,7 +478,7 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = 1,
     oracle_seconds = sum(q.seconds for q in new)
     config = {**settings, "oracle": description, "storage": storage_url, "study": study_name, "workers": workers}
     if settings["training"] is not None:
-        from .training import speed_summary
+        from ..training import speed_summary
 
         config["training_speed"] = speed_summary(t.user_attrs[QUERY]["extra"] for t in completed[before:])
     return SearchResult(
@@ -513,7 +513,7 @@ def release_claims(storage, study_id: int, worker: str) -> int:
 
 def _run_processes(storage, study_id, storage_url, study_name, settings, workers, stale_after, bar) -> list[str]:
     """Run the workers, replacing any that dies; returns a line per replacement."""
-    from .workerpool import WorkerPool
+    from ..workerpool import WorkerPool
 
     host = socket.gethostname()
 

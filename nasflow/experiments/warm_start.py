@@ -13,8 +13,8 @@ from typing import Optional
 
 import numpy as np
 
-from .core import Arch
-from .errors import NasflowError
+from ..core import Arch
+from ..errors import NasflowError
 
 DEFAULT_SAMPLES = 1000
 # synflow scores about 1,000 new cells per 45 CPU s, so this is about 15 CPU minutes of scoring before
@@ -27,7 +27,7 @@ _STREAM = 7
 def parse(spec: str, size: Optional[int] = None) -> tuple[str, int]:
     """'PROXY[:SAMPLES]' -> (proxy, samples); a bad spec, or more samples than MAX_SAMPLES or the ``size`` of
     the space, is a one-line NasflowError (a huge count was accepted and scored for ever)."""
-    from .proxies import check_names
+    from ..proxies import check_names
 
     if not isinstance(spec, str) or not spec.strip():
         raise NasflowError(f"warm start must be PROXY[:SAMPLES], e.g. synflow:1000; got {spec!r}")
@@ -53,7 +53,7 @@ def warm_start_cells(space, spec: Optional[str], seed: int, progress: bool = Fal
     """The distinct cells of SAMPLES uniform draws, best proxy score first (ties: first drawn first)."""
     if spec is None:
         return []
-    from .proxies import zero_cost
+    from ..proxies import zero_cost
 
     proxy, samples = parse(spec, getattr(space, "size", None))
     rng = np.random.default_rng([seed, _STREAM])

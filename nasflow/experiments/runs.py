@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .errors import NasflowError
-from .loop import SearchResult, search
+from ..errors import NasflowError
+from ..loop import SearchResult, search
 
 PREDICTOR_KINDS = ("fgp", "scratch", "none")
 # A searcher that models the objective itself takes the predictor as its ensemble.
@@ -118,8 +118,8 @@ def open_oracle(space, settings: dict, progress: bool = False, worker: int = 0):
     worker number ``worker`` when several share ``--devices``)."""
     training = settings.get("training")
     if settings["benchmark"] is None and training is not None:
-        from .devices import parse_devices, worker_device
-        from .training import default_training_oracle
+        from ..devices import parse_devices, worker_device
+        from ..training import default_training_oracle
 
         hardware = settings.get("hardware") or {}
         devices = parse_devices(hardware.get("devices"))
@@ -155,7 +155,7 @@ def build(settings: dict, progress: bool = False, worker: int = 0):
 def check_covers_space(space, oracle) -> None:
     """Refuse a table that lacks cells of the space: searchers propose any cell, and the first one outside
     the table would end the run mid-way (the shipped nb101_1k.jsonl holds 1,000 of 423,624 cells)."""
-    from .core import TabularOracle
+    from ..core import TabularOracle
 
     size = getattr(space, "size", None)
     if isinstance(oracle, TabularOracle) and size is not None and len(oracle) < size:

@@ -15,8 +15,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import NasflowError
-from .journal import atomic_write_text
+from ..errors import NasflowError
+from ..journal import atomic_write_text
 from .runs import ENSEMBLE_SEARCHERS, WARM_START_SEARCHERS, complete, predictor_seed_of, pretrain_for, run_search
 
 
