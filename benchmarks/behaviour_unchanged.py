@@ -45,29 +45,34 @@ def deterministic_columns(trajectory: Path) -> str:
     return "".join(",".join(row[k] for k in row if k not in ("seconds", "wall")) + "\n" for row in rows)
 
 
-def produce(out: Path, benchmark: str) -> None:
+def produce(out: Path, benchmark: str, only: str = "") -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NASFLOW_CACHE": cache}
         for searcher, predictor, extra in RUNS:
             for seed in SEEDS:
                 run = Path(cache) / f"{searcher}-{predictor}-{seed}"
+                if only not in run.name:
+                    continue
                 nasflow("search", "--space", "nb201", "--searcher", searcher, "--predictor", predictor, *extra,
                         "--budget", BUDGET, "--seed", seed, "--benchmark", benchmark, "--out", run, env=env)
                 (out / f"{run.name}.csv").write_text(deterministic_columns(run / "trajectory.csv"))
                 print("recorded", run.name, flush=True)
-        storage = f"sqlite:///{cache}/study.db"
-        nasflow("search", "--space", "nb201", "--searcher", "evolution", "--predictor", "fgp", "--budget", 30,
-                "--seed", 0, "--benchmark", benchmark, "--storage", storage, "--workers", 1, "--out",
-                Path(cache) / "study", env=env)
-        with (Path(cache) / "study" / "trajectory.csv").open() as f:
-            cells = sorted(row["arch"] for row in csv.DictReader(f))
-        (out / "study-cells.json").write_text(json.dumps(cells, indent=0))
-        print("recorded the study", flush=True)
-        table = nasflow("evaluate-predictor", "--space", "nb201", "--benchmark", benchmark, "--encoder", "gin",
-                        "--encoder", "gatedgcn", "--pretrain", "none", "--pretrain", "fgp", "--ratios", "0.01", env=env)
-        (out / "protocol.txt").write_text(table)
-        print(table, flush=True)
+        if only in "study":
+            storage = f"sqlite:///{cache}/study.db"
+            nasflow("search", "--space", "nb201", "--searcher", "evolution", "--predictor", "fgp", "--budget", 30,
+                    "--seed", 0, "--benchmark", benchmark, "--storage", storage, "--workers", 1, "--out",
+                    Path(cache) / "study", env=env)
+            with (Path(cache) / "study" / "trajectory.csv").open() as f:
+                cells = sorted(row["arch"] for row in csv.DictReader(f))
+            (out / "study-cells.json").write_text(json.dumps(cells, indent=0))
+            print("recorded the study", flush=True)
+        if only in "protocol":
+            table = nasflow("evaluate-predictor", "--space", "nb201", "--benchmark", benchmark, "--encoder", "gin",
+                            "--encoder", "gatedgcn", "--pretrain", "none", "--pretrain", "fgp", "--ratios", "0.01",
+                            env=env)
+            (out / "protocol.txt").write_text(table)
+            print(table, flush=True)
 
 
 def main() -> None:
@@ -76,15 +81,17 @@ def main() -> None:
     parser.add_argument("dir", type=Path)
     parser.add_argument("--benchmark", default=str(Path(os.environ.get("NASFLOW_BENCHMARKS", "."))
                                                     / "nb201" / "nb201_cifar.csv"))
+    parser.add_argument("--only", default="", help="check only the recordings whose name contains this, "
+                                                  "e.g. bananas, study or protocol")
     args = parser.parse_args()
     if args.mode == "record":
         produce(args.dir, args.benchmark)
         return
     with tempfile.TemporaryDirectory() as now:
-        produce(Path(now), args.benchmark)
-        differ = [p.name for p in sorted(args.dir.iterdir())
-                  if not (Path(now) / p.name).exists() or (Path(now) / p.name).read_text() != p.read_text()]
-    print(f"{len(differ)} of {len(list(args.dir.iterdir()))} recordings differ" + (f": {', '.join(differ)}" if differ else ""))
+        produce(Path(now), args.benchmark, args.only)
+        compared = [p for p in sorted(args.dir.iterdir()) if (Path(now) / p.name).exists()]
+        differ = [p.name for p in compared if (Path(now) / p.name).read_text() != p.read_text()]
+    print(f"{len(differ)} of {len(compared)} recordings differ" + (f": {', '.join(differ)}" if differ else ""))
     sys.exit(1 if differ else 0)
 
 
