@@ -181,8 +181,8 @@ DEFAULT = RunSpec()
 
 
 def mismatch(stored: Mapping, wanted: Mapping) -> Optional[str]:
-    """"KEY=STORED, not WANTED" for the first IDENTITY setting on which ``wanted`` and ``stored`` differ
-    as JSON, or None when they agree. A setting either side lacks is not compared: a caller names only
+    """The first IDENTITY setting on which ``wanted`` and ``stored`` differ as JSON, as "KEY=STORED, not
+    WANTED", or None when they agree. A setting either side lacks is not compared: a caller names only
     what it was given, and a journal of the library loop holds no benchmark."""
     for key in IDENTITY:
         if key in wanted and key in stored:
