@@ -145,3 +145,18 @@ def test_resuming_an_old_journal_with_other_settings_names_the_run(nb201_csv, tm
     _old_journal(run_dir, OLD_HEADER, nb201_csv)
     with pytest.raises(JournalError, match=f"^{run_dir} was made with seed=2, not 3; resume it without changing"):
         resumed(run_dir, {"seed": 3})
+
+
+def test_compare_reruns_a_stored_run_only_when_its_settings_differ(nb201_csv, tmp_path):
+    from nasflow.experiments.compare import compare
+
+    base = {"benchmark": str(nb201_csv), "budget": 6}
+    first, = compare(["random"], ["none"], 1, tmp_path, base=base)
+    path = tmp_path / "runs" / "random-none-seed0.json"
+    assert first["settings"] == complete({**base, "searcher": "random", "seed": 0}).to_json()
+    path.write_text(json.dumps({**first, "marker": 1}))
+    assert compare(["random"], ["none"], 1, tmp_path, base=base)[0]["marker"] == 1  # same settings: reused
+    for stored in ({**first["settings"], "explore": 0.5}, ["not", "settings"]):  # other settings, a damaged record
+        path.write_text(json.dumps({**first, "settings": stored, "marker": 1}))
+        again, = compare(["random"], ["none"], 1, tmp_path, base=base)
+        assert "marker" not in again and again["settings"] == first["settings"]
