@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import click
 
-from nasflow.experiments.runs import MAX_SEED  # numpy only, no torch: keeps --help fast
+from nasflow.spec import DEFAULT, MAX_SEED  # no torch: keeps --help fast
 
-space_option = click.option("--space", default="nb201", show_default=True, help="Search space (see `nasflow spaces`).")
+space_option = click.option("--space", default=DEFAULT.space, show_default=True, help="Search space (see `nasflow spaces`).")
 benchmark_option = click.option(
     "--benchmark",
     default=None,
     metavar="PATH",
     help="Benchmark file (official file or table export); default: found in $NASFLOW_BENCHMARKS or ~/.nasflow.",
 )
-dataset_option = click.option("--dataset", default="cifar10", show_default=True, help="Benchmark dataset.")
+dataset_option = click.option("--dataset", default=DEFAULT.dataset, show_default=True, help="Benchmark dataset.")
 # numpy and torch refuse negative seeds (RandomState and torch ones >= 2**32) deep inside a command, after
 # work or a journal header; refused here as the option is parsed
 SEED = click.IntRange(0, MAX_SEED)

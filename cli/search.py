@@ -6,6 +6,9 @@ from pathlib import Path
 import click
 
 from nasflow.errors import NasflowError
+from nasflow.experiments.runs import searcher_pools, warm_start_searchers  # torch-free: keeps --help fast
+from nasflow.searchers import SEARCHERS
+from nasflow.spec import DEFAULT, DEFAULT_BUDGET, DEFAULT_POOL, PREDICTOR_SEEDS, TRAINING_BUDGET
 
 from .options import SEED, benchmark_option, show_progress, training_options, training_settings
 
@@ -13,18 +16,24 @@ _PREDICTOR_HELP = "fgp (FGP-pretrained GIN fine-tuned online), scratch (same GIN
 
 
 def _loop_options(f):
+    pools = "".join(f"; {pool} for {name}" for name, pool in searcher_pools().items())
+    warm = warm_start_searchers()
     options = [
-        click.option("--budget", type=int, default=None, help="Oracle queries  [default: 100; 50 when training on data]"),
+        click.option("--budget", type=int, default=None,
+                     help=f"Oracle queries  [default: {DEFAULT_BUDGET}; {TRAINING_BUDGET} when training on data]"),
         click.option("--pool", type=int, default=None,
-                     help="Candidates the predictor ranks per step  [default: 100; 25 for tpe]"),
-        click.option("--batch", type=int, default=None, help="Cells queried per step  [default: 1]"),
-        click.option("--refit-every", type=int, default=None, help="Queries between predictor re-fits  [default: 5]"),
+                     help=f"Candidates the predictor ranks per step  [default: {DEFAULT_POOL}{pools}]"),
+        click.option("--batch", type=int, default=None, help=f"Cells queried per step  [default: {DEFAULT.batch}]"),
+        click.option("--refit-every", type=int, default=None,
+                     help=f"Queries between predictor re-fits  [default: {DEFAULT.refit_every}]"),
         click.option("--explore", type=float, default=None,
-                     help="Share of queries that take the searcher's own proposal, not the predictor's pick  [default: 0.2]"),
-        click.option("--dataset", default=None, help="Benchmark dataset; search on its valid split  [default: cifar10]"),
+                     help=f"Share of queries that take the searcher's own proposal, not the predictor's pick  "
+                          f"[default: {DEFAULT.explore}]"),
+        click.option("--dataset", default=None,
+                     help=f"Benchmark dataset; search on its valid split  [default: {DEFAULT.dataset}]"),
         click.option("--warm-start", default=None, metavar="PROXY[:SAMPLES]",
-                     help="Start evolution/bananas from the best of SAMPLES uniform cells by a zero-cost proxy, "
-                          "e.g. synflow:1000 (random and tpe ignore it in compare)  [default: none]"),
+                     help=f"Start {'/'.join(warm)} from the best of SAMPLES uniform cells by a zero-cost proxy, "
+                          f"e.g. synflow:1000 (the other searchers ignore it in compare)  [default: none]"),
     ]
     for option in reversed(options):
         f = option(f)
@@ -36,13 +45,14 @@ def _fmt(value, spec=".4f"):
 
 
 @click.command("search")
-@click.option("--space", default=None, help="Search space (see `nasflow spaces`)  [default: nb201]")
-@click.option("--searcher", default=None, help="random, evolution, tpe or bananas  [default: evolution]")
-@click.option("--predictor", default=None, metavar="fgp|scratch|none|PATH", help=_PREDICTOR_HELP + "  [default: none]")
+@click.option("--space", default=None, help=f"Search space (see `nasflow spaces`)  [default: {DEFAULT.space}]")
+@click.option("--searcher", default=None, help=f"{', '.join(SEARCHERS)}  [default: {DEFAULT.searcher}]")
+@click.option("--predictor", default=None, metavar="fgp|scratch|none|PATH",
+              help=f"{_PREDICTOR_HELP}  [default: {DEFAULT.predictor}]")
 @_loop_options
 @benchmark_option
 @training_options
-@click.option("--seed", type=SEED, default=None, help="Seed of the searcher, predictor and loop  [default: 0]")
+@click.option("--seed", type=SEED, default=None, help=f"Seed of the searcher, predictor and loop  [default: {DEFAULT.seed}]")
 @click.option("--out", default=None, metavar="RUN_DIR", help="Run directory (journal, result.json, trajectory.csv).")
 @click.option("--resume", default=None, metavar="RUN_DIR", help="Continue the killed run in RUN_DIR with its own settings.")
 @click.option("--storage", default=None, metavar="URL",
@@ -55,11 +65,8 @@ def _fmt(value, spec=".4f"):
 def search(space, searcher, predictor, budget, pool, batch, refit_every, explore, dataset, warm_start, benchmark,
            seed, out, resume, storage, study, workers, stale_after, **training):
     """Search a space for the best cell within a budget of oracle queries."""
-    import time
-
-    from nasflow.journal import IDENTITY, JournalError, read_header
+    from nasflow.experiments.runs import complete, default_run_dir, resumed, run_search
     from nasflow.paths import output_dir
-    from nasflow.experiments.runs import complete, continued, run_search
 
     given = training_settings(dict(space=space, searcher=searcher, predictor=predictor, budget=budget, pool=pool,
                                    batch=batch, refit_every=refit_every, explore=explore, dataset=dataset,
@@ -85,28 +92,20 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
     if resume is not None:
         if out is not None and Path(out).resolve() != Path(resume).resolve():
             raise NasflowError("pass either --out or --resume: --resume RUN_DIR continues the run in RUN_DIR")
-        header = read_header(resume)
-        for key in IDENTITY + ("benchmark",):
-            if given.get(key) is not None and key in header and complete(given)[key] != header[key]:
-                raise JournalError(f"{resume} was made with {key}={header[key]!r}, not {complete(given)[key]!r}; "
-                                   f"resume it without changing that option")
-        settings = continued(header, given)
-        run_dir = Path(resume)
+        spec, run_dir = resumed(resume, given), Path(resume)
     else:
-        settings = complete(given)
-        run_dir = Path(out) if out is not None else Path("runs") / (
-            f"{settings['space']}-{settings['searcher']}-{Path(settings['predictor']).name}-seed{settings['seed']}-"
-            f"{time.strftime('%Y%m%d-%H%M%S')}")
-    if resume is None:
+        spec = complete(given)
+        run_dir = Path(out) if out is not None else default_run_dir(spec)
         output_dir(run_dir, "run directory")  # before a warm start or pre-training spends minutes
     # the run saves its results in run_dir itself, under the run directory's lock
-    result = run_search(settings, run_dir=run_dir, resume=resume is not None, progress=show_progress())
+    result = run_search(spec, run_dir=run_dir, resume=resume is not None, progress=show_progress())
     if result.notice:
         click.echo(f"nasflow: warning: {result.notice}", err=True)
-    _report(run_dir, settings, result)
+    _report(run_dir, spec, result)
 
 
 def _report(where, settings, result) -> None:
+    """The summary of a finished run; ``settings`` is its spec, or a study's result config (the spec's JSON and more)."""
     s = result.summary()
     click.echo(f"run        {where}")
     click.echo(f"search     {settings['space']} with {settings['searcher']} + predictor {settings['predictor']}, seed {settings['seed']}")
@@ -127,15 +126,15 @@ def _report(where, settings, result) -> None:
 
 
 @click.command("compare")
-@click.option("--space", default="nb201", show_default=True, help="Search space.")
-@click.option("--searchers", default="random,evolution,tpe,bananas", show_default=True, help="Comma-separated searchers.")
+@click.option("--space", default=DEFAULT.space, show_default=True, help="Search space.")
+@click.option("--searchers", default=",".join(SEARCHERS), show_default=True, help="Comma-separated searchers.")
 @click.option("--predictor", "predictors", default="none,scratch,fgp", show_default=True,
               help="Comma-separated predictors: fgp, scratch, none or saved predictor paths.")
 @click.option("--seeds", type=int, default=30, show_default=True, help="Seeds 0..N-1 per combination.")
 @_loop_options
 @benchmark_option
 @click.option("--predictor-seed", type=SEED, default=None,
-              help="Seed of every run's predictor (pre-training + fine-tuning)  [default: the run's seed mod 5]")
+              help=f"Seed of every run's predictor (pre-training + fine-tuning)  [default: the run's seed mod {PREDICTOR_SEEDS}]")
 @click.option("--jobs", type=int, default=None, help="Worker processes  [default: min(2, CPUs)]")
 @click.option("--out", default="compare", show_default=True, metavar="DIR",
               help="Output directory: curves.csv, summary.csv, curves.png, runs/ (finished runs are reused).")
@@ -159,10 +158,9 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
         from nasflow.spaces import get_space
 
         # comparisons need a table: running 30 seeds x 12 combinations through real training is not a default
-        get_space(space).open_oracle(None, dataset or "cifar10")
+        get_space(space).open_oracle(None, dataset or DEFAULT.dataset)
     jobs = jobs if jobs is not None else min(2, os.cpu_count() or 1)
-    records = cmp.compare(names, kinds, seeds, out, base={k: v for k, v in base.items() if v is not None},
-                          jobs=jobs, progress=show_progress())
+    records = cmp.compare(names, kinds, seeds, out, base=base, jobs=jobs, progress=show_progress())
     paths = cmp.write_outputs(records, out, kinds)
     click.echo(cmp.format_table(cmp.summary_rows(records)))
     paired = cmp.format_paired(cmp.paired_rows(records, kinds))

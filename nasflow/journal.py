@@ -1,14 +1,13 @@
 """The run journal: one JSON line per oracle query, appended and fsync'ed as it happens.
 
-``run_dir/journal.jsonl`` starts with a header line (what was run: space, seed, searcher,
-predictor, budget, ...) followed by one line per query. A killed run loses nothing that
+``run_dir/journal.jsonl`` starts with a header line (what was run: the run's settings as
+``nasflow.spec.RunSpec`` JSON, or the library loop's own) followed by one line per query. A killed run loses nothing that
 reached the journal; resuming re-runs the deterministic loop and answers the journaled
 queries from here instead of the oracle (see ``nasflow.loop``).
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -16,13 +15,11 @@ from typing import BinaryIO, Callable, Optional
 
 from .core import Evaluation
 from .errors import NasflowError
+from .spec import json_safe, mismatch
 
 FILE_NAME = "journal.jsonl"
 FORMAT = "nasflow-journal"
 VERSION = 1
-# Header fields that decide the trajectory: resuming with other values would not replay it.
-IDENTITY = ("space", "seed", "searcher", "predictor", "predictor_seed", "dataset", "pool", "batch", "refit_every", "warmup",
-            "explore", "predictor_options", "warm_start")
 
 
 class JournalError(NasflowError):
@@ -53,23 +50,8 @@ def atomic_write_text(path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def _json_safe(value):
-    """Journal values as JSON; NaN/inf become None so every line stays standard JSON."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
-
-
 def query_record(index: int, arch_text: str, evaluation: Evaluation, seconds: float) -> dict:
-    return _json_safe(
+    return json_safe(
         {
             "i": index,
             "arch": arch_text,
@@ -116,7 +98,7 @@ class Journal:
             raise JournalError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out")
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            header = _json_safe({"format": FORMAT, "version": VERSION, **header})
+            header = json_safe({"format": FORMAT, "version": VERSION, **header})
             atomic_write_text(path, json.dumps(header) + "\n")
         except OSError as e:
             raise JournalError(f"cannot create run directory {run_dir}: {e.strerror or e}") from None
@@ -124,17 +106,14 @@ class Journal:
 
     @classmethod
     def resume(cls, run_dir, header: Optional[dict] = None) -> "Journal":
-        """Open an existing journal; ``header`` (if given) must agree on every IDENTITY field."""
+        """Open an existing journal; ``header`` (if given) must agree on every identity setting (``nasflow.spec``)."""
         run_dir = Path(run_dir)
         path = run_dir / FILE_NAME
         stored, records, good_lines, bad_line = _read(path)
-        if header is not None:
-            for key in IDENTITY:
-                if key in header and key in stored and _json_safe(header[key]) != stored[key]:
-                    raise JournalError(
-                        f"{run_dir} was made with {key}={stored[key]!r}, not {header[key]!r}; "
-                        f"resume it with its own settings or start a new run with another --out"
-                    )
+        wrong = mismatch(stored, header) if header is not None else None
+        if wrong is not None:
+            raise JournalError(f"{run_dir} was made with {wrong}; "
+                               f"resume it with its own settings or start a new run with another --out")
         budget = (header or {}).get("budget")
         if isinstance(budget, int) and len(records) > budget:
             # refused before anything is rewritten: a smaller budget would replace the results of the
@@ -154,7 +133,7 @@ class Journal:
         return cls(path, stored, records, notice)
 
     def append(self, record: dict) -> None:
-        self._file.write(json.dumps(_json_safe(record)) + "\n")
+        self._file.write(json.dumps(json_safe(record)) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
         self.records.append(record)

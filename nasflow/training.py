@@ -79,7 +79,6 @@ class TrainingOracle:
         self.cache_path = root / f"{space.name}.jsonl"
         self.checkpoint_dir = root / "checkpoints"
         self._cache = self._read_cache()
-        self.description = ""
         self._trained: list[dict] = []  # the extras of the trainings this oracle ran
 
     def speed_summary(self) -> Optional[dict]:
@@ -213,10 +212,10 @@ def default_training_oracle(space, data_path=None, recipe: Optional[str] = None,
                             **{k: v for k, v in options.items() if v is not None})
     r, hw = oracle.recipe, oracle.hardware
     source = "no --benchmark: training on the embedded digits" if data_path is None else f"training on {data.name}"
-    oracle.description = (
+    description = (
         f"{source} ({data.describe().split(': ', 1)[1]}); each query trains a {space.name} network "
         f"(width {r.width}, {r.cells} cell(s) per stage) for {r.epochs} epochs by recipe {r.name} "
         f"(batch {r.batch_size}, lr {r.lr:g}, augment {r.augment}) on {oracle.config['device_class']} in "
         f"{hw.precision}" + (" with a CUDA graph" if hw.cuda_graph else "")
     )
-    return oracle, oracle.description
+    return oracle, description

@@ -90,6 +90,7 @@ class Bananas(BaseSearcher):
     """
 
     name = "bananas"
+    takes_warm_start = True
 
     def __init__(
         self,

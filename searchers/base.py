@@ -8,7 +8,7 @@ a run (or, later, rebuilding a searcher from the trials in an Optuna storage) re
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -20,6 +20,10 @@ MAX_TRIES = 50
 
 class BaseSearcher:
     name = ""
+    # Candidates the loop's predictor ranks per step when a run does not say; None: the run spec's default.
+    default_pool: Optional[int] = None
+    # Whether the searcher starts from uniform samples that a zero-cost warm start replaces (``initial_design``).
+    takes_warm_start = False
 
     def __init__(self, space, seed: int = 0, initial_design: Sequence[Arch] = ()):
         self.space = space

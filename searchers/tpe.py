@@ -75,6 +75,7 @@ ENCODINGS = {"nb201": _NB201Encoding, "nb101": _NB101Encoding}
 
 class TPESearch(BaseSearcher):
     name = "tpe"
+    default_pool = 25  # each Optuna suggestion costs milliseconds, so a step asks TPE for fewer candidates
 
     def __init__(self, space, seed: int = 0, startup: int = 10, multivariate: bool = True):
         super().__init__(space, seed)

@@ -76,10 +76,10 @@ def test_committee_spec_builds_members_and_rejects_bad_joins(nb201):
 
 
 def test_predictor_seed_defaults_to_the_run_seed_modulo_a_few():
-    from nasflow.experiments.runs import PREDICTOR_SEEDS, complete, predictor_seed_of
+    from nasflow.spec import PREDICTOR_SEEDS
 
-    assert [predictor_seed_of(complete({"seed": s})) for s in range(7)] == [s % PREDICTOR_SEEDS for s in range(7)]
-    assert predictor_seed_of(complete({"seed": 6, "predictor_seed": 11})) == 11
+    assert [complete({"seed": s}).resolved_predictor_seed for s in range(7)] == [s % PREDICTOR_SEEDS for s in range(7)]
+    assert complete({"seed": 6, "predictor_seed": 11}).resolved_predictor_seed == 11
 
 
 @pytest.mark.parametrize("predictor", ["none", "scratch"])

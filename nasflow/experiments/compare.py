@@ -17,27 +17,34 @@ import numpy as np
 
 from ..errors import NasflowError
 from ..journal import atomic_write_text
-from .runs import ENSEMBLE_SEARCHERS, WARM_START_SEARCHERS, complete, predictor_seed_of, pretrain_for, run_search
+from ..spec import RunSpec
+from .runs import ENSEMBLE_SEARCHERS, complete, pretrain_for, run_search, searcher_pools, takes_warm_start
 
 
-def _run_file(out: Path, settings: dict) -> Path:
-    return out / "runs" / f"{settings['searcher']}-{settings['predictor']}-seed{settings['seed']}.json"
+def _run_file(out: Path, spec: RunSpec) -> Path:
+    return out / "runs" / f"{spec.searcher}-{spec.predictor}-seed{spec.seed}.json"
 
 
-def run_one(job: tuple[dict, str]) -> dict:
-    """One run, for a worker process: settings in, a JSON-able record of its curves out."""
+def _finished(path: Path, spec: RunSpec) -> Optional[dict]:
+    """The record of ``spec``'s run stored at ``path``, if there is one made with the same settings."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        # defaults filled in: a run made before a setting existed matches runs that leave it at its default
+        stored = RunSpec.from_json(record["settings"], searcher_pools())
+    except (ValueError, TypeError, KeyError, NasflowError):  # unreadable, or not a record: run it again
+        return None
+    return record if stored.to_json() == spec.to_json() else None
+
+
+def run_one(job: tuple[RunSpec, str]) -> dict:
+    """One run, for a worker process: a spec in, a JSON-able record of its curves out."""
     settings, out = job
     path = _run_file(Path(out), settings)
-    if path.is_file():
-        try:
-            record = json.loads(path.read_text())
-        except ValueError:
-            record = None
-        # defaults filled in: a run made before a setting existed matches runs that leave it at its default
-        if isinstance(record, dict) and isinstance(record.get("settings"), dict) and (
-            json.loads(json.dumps(complete(record["settings"]))) == json.loads(json.dumps(settings))
-        ):
-            return record
+    record = _finished(path, settings)
+    if record is not None:
+        return record
     try:
         import torch
 
@@ -55,13 +62,13 @@ def run_one(job: tuple[dict, str]) -> dict:
         "overhead_per_query_s": result.overhead_per_query,
         "wall_s": result.trajectory[-1].wall,
         "optimum": result.optimum,
-        "settings": settings,
+        "settings": settings.to_json(),
     }
     atomic_write_text(path, json.dumps(record) + "\n")
     return record
 
 
-def _pretrain_job(settings: dict) -> None:
+def _pretrain_job(settings: RunSpec) -> None:
     try:
         import torch
 
@@ -98,12 +105,12 @@ def compare(
         from .warm_start import parse
 
         # checked even when no searcher in the grid takes it
-        parse(base["warm_start"], getattr(get_space(complete(base)["space"]), "size", None))
+        parse(base["warm_start"], getattr(get_space(complete(base).space), "size", None))
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    def run_settings(searcher: str, predictor: str, seed: int) -> dict:
+    def run_settings(searcher: str, predictor: str, seed: int) -> RunSpec:
         given = {**(base or {}), "searcher": searcher, "predictor": predictor, "seed": seed}
-        if searcher not in WARM_START_SEARCHERS:  # random and tpe have no uniform start to replace
+        if not takes_warm_start(searcher):  # e.g. random and tpe have no uniform start to replace
             given.pop("warm_start", None)
         return complete(given)
 
@@ -119,13 +126,13 @@ def compare(
 
     build(grid[0], progress)  # with a warm start, this also scores (and caches) seed 0's samples
     for settings in grid[1:]:
-        if settings["predictor"] != grid[0]["predictor"]:
+        if settings.predictor != grid[0].predictor:
             build(settings)
             break
     def pretraining(s):  # what decides which pre-trainings a run needs
-        return (s["space"], s["predictor"], s["searcher"] in ENSEMBLE_SEARCHERS, predictor_seed_of(s))
+        return (s.space, s.predictor, s.searcher in ENSEMBLE_SEARCHERS, s.resolved_predictor_seed)
 
-    pretrain = {pretraining(s): s for s in grid if "fgp" in s["predictor"].split("+") and not _run_file(out, s).is_file()}
+    pretrain = {pretraining(s): s for s in grid if "fgp" in s.predictor.split("+") and not _run_file(out, s).is_file()}
     jobs_list = [(s, str(out)) for s in grid]
     if jobs == 1:
         for s in tqdm(pretrain.values(), disable=not progress, desc="pre-training", unit="run"):

@@ -42,8 +42,9 @@ import numpy as np
 
 from ..core import Arch, Evaluation, exploring
 from ..errors import NasflowError, NasflowWarning
-from ..journal import IDENTITY, _json_safe, query_record, record_evaluation
+from ..journal import query_record, record_evaluation
 from ..loop import Query, SearchResult, _choose, _optimum, fit_pool
+from ..spec import RunSpec, SpecMismatch
 from .runs import build, complete, continued, searcher_options
 
 CELL = "cell"
@@ -51,9 +52,7 @@ QUERY = "query"
 HEARTBEAT = "nasflow:heartbeat"
 WORKER = "nasflow:worker"
 RELEASED = "nasflow:released"  # on a claim failed because its worker exited: why
-SETTINGS = "nasflow"
-# Settings two invocations must agree on to share a study (the budget may be raised).
-STUDY_IDENTITY = tuple(k for k in IDENTITY if k != "batch") + ("benchmark", "training")
+SETTINGS = "nasflow"  # the study's user attribute holding its RunSpec JSON
 POLL = 0.2  # seconds between looks at the study while every budget slot is claimed
 DEFAULT_STALE_AFTER = 60.0
 # deaths of worker processes one command replaces: a kill now and then is survived; more means every
@@ -151,10 +150,11 @@ def _schema_lock(url: str):
         lock.release()
 
 
-def open_study(storage, name: str, given: dict, validate=None) -> tuple[int, dict]:
-    """(study id, complete settings): create the study with ``given`` or join it, checking they agree.
+def open_study(storage, name: str, given: dict, validate=None) -> tuple[int, RunSpec]:
+    """(study id, run spec): create the study with ``given`` or join it, checking they agree as a resumed
+    run must (``RunSpec.continued``: the budget may be raised, the hardware may change).
 
-    ``validate(settings)`` runs before a new study is created, so settings that cannot work
+    ``validate(spec)`` runs before a new study is created, so settings that cannot work
     (an unknown space, a missing benchmark) leave no study behind.
     """
     import optuna
@@ -169,9 +169,9 @@ def open_study(storage, name: str, given: dict, validate=None) -> tuple[int, dic
             validate(complete(given))
     try:
         study_id = storage.create_new_study([StudyDirection.MAXIMIZE], name)
-        settings = complete(given)
-        storage.set_study_user_attr(study_id, SETTINGS, _json_safe(settings))
-        return study_id, settings
+        spec = complete(given)
+        storage.set_study_user_attr(study_id, SETTINGS, spec.to_json())
+        return study_id, spec
     except optuna.exceptions.DuplicatedStudyError:
         study_id = storage.get_study_id_from_name(name)
     stored = None
@@ -182,15 +182,11 @@ def open_study(storage, name: str, given: dict, validate=None) -> tuple[int, dic
         time.sleep(POLL)
     if stored is None:
         raise DistributedError(f"study {name!r} exists but was not made by nasflow search; choose another --study")
-    wanted = complete(given)
-    for key in STUDY_IDENTITY:
-        if given.get(key) not in (None, {}) and _json_safe(wanted[key]) != stored.get(key):
-            raise DistributedError(
-                f"study {name!r} was made with {key}={stored.get(key)!r}, not {wanted[key]!r}; "
-                f"join it without that option or choose another --study"
-            )
-    settings = continued(stored, given)
-    return study_id, settings
+    try:
+        return study_id, continued(stored, given)
+    except SpecMismatch as e:
+        raise DistributedError(f"study {name!r} was made with {e.detail}; "
+                               f"join it without that option or choose another --study") from None
 
 
 def _states():
@@ -476,7 +472,7 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = 1,
     trajectory = study_trajectory(space, completed)
     new = trajectory[before:]
     oracle_seconds = sum(q.seconds for q in new)
-    config = {**settings, "oracle": description, "storage": storage_url, "study": study_name, "workers": workers}
+    config = {**settings.to_json(), "oracle": description, "storage": storage_url, "study": study_name, "workers": workers}
     if settings["training"] is not None:
         from ..training import speed_summary
 

@@ -1,81 +1,73 @@
-"""Runs as the CLI describes them: settings -> oracle, searcher, predictor -> the loop.
+"""Runs as the CLI describes them: a run spec -> oracle, searcher, predictor -> the loop.
 
-``nasflow search`` and ``nasflow compare`` both go through ``run_search``; the settings
-dict is also the journal header, so ``--resume`` rebuilds the very same run from it.
+``nasflow search`` and ``nasflow compare`` both go through ``run_search``; the spec's JSON
+(``nasflow.spec.RunSpec``) is also the journal header, so ``--resume`` rebuilds the very same run
+from it. Here the spec meets the searchers: ``complete`` and ``continued`` hand it the pool each
+searcher declares.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 from ..errors import NasflowError
+from ..journal import JournalError, read_header
 from ..loop import SearchResult, search
+from ..spec import RunSpec, SpecMismatch
 
 PREDICTOR_KINDS = ("fgp", "scratch", "none")
 # A searcher that models the objective itself takes the predictor as its ensemble.
 ENSEMBLE_SEARCHERS = ("bananas",)
 ENSEMBLE_MEMBERS = 3
-# Searchers that start from uniform samples, which a zero-cost warm start replaces (nasflow.warm_start).
-WARM_START_SEARCHERS = ("evolution", "bananas")
-# Without --predictor-seed a run's predictor seed is its seed modulo this: a 30-seed grid then
-# pre-trains FGP 5 times (plus the ensemble's neighbours), not 30, and still varies the pre-training.
-PREDICTOR_SEEDS = 5
 # The loop refits every few queries: 100 fine-tuning epochs rank as well as the Predictor's 200
 # on the loop's own histories (docs/RESULTS.md, issue 9) in 40% of the time.
 LOOP_PREDICTOR = {"epochs": 100}
-# numpy's legacy RandomState (the field's permutations) and torch take seeds below 2**32
-MAX_SEED = 2**32 - 1
-
-DEFAULTS = {
-    "space": "nb201",
-    "searcher": "evolution",
-    "predictor": "none",
-    "budget": None,  # 100 queries of a benchmark table; 50 real trainings (about 2 minutes on 2 cores)
-    "batch": 1,
-    "pool": None,  # 100 cells, 25 for tpe (each Optuna suggestion costs milliseconds)
-    "refit_every": 5,
-    "warmup": 10,
-    # share of queries that take the searcher's own proposal over the predictor's pick: without it, FGP-guided
-    # evolution stalled on a local optimum whose one better neighbour the predictor kept ranking low
-    # (docs/RESULTS.md, "Search (issue 9)")
-    "explore": 0.2,
-    "dataset": "cifar10",
-    "benchmark": None,
-    "seed": 0,
-    "predictor_seed": None,  # None: the run's seed % PREDICTOR_SEEDS; fixed: every run shares one pre-training
-    "training": None,  # {data, recipe, epochs, batch_size, lr, augment, width, cells, precision} without a benchmark
-    "hardware": None,  # {device, devices, cuda_graph, checkpoint_every}: how trainings run; not a run's identity
-    "predictor_options": None,  # extra Predictor keyword options for fgp/scratch, e.g. {"dim": 32}
-    "warm_start": None,  # "PROXY[:SAMPLES]": start from the best of SAMPLES uniform cells by a zero-cost proxy
-}
 
 
-def complete(settings: dict) -> dict:
-    """``settings`` with every default filled in (None means 'use the default')."""
-    out = {**DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
-    # numpy and torch refuse negative seeds only deep inside a run, after its journal header is written
-    for key in ("seed", "predictor_seed"):
-        value = out[key]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED):
-            raise NasflowError(f"{key.replace('_', ' ')} must be an integer in 0..{MAX_SEED}, got {value!r}")
-    if out["budget"] is None:
-        out["budget"] = 50 if out["benchmark"] is None and out["training"] is not None else 100
-    if out["pool"] is None:
-        out["pool"] = 25 if out["searcher"] == "tpe" else 100
-    if out["benchmark"] is not None:
-        out["benchmark"] = str(Path(out["benchmark"]).expanduser().resolve())
-        out["training"] = None
-    return out
+def searcher_pools() -> dict[str, int]:
+    """The default pool of each registered searcher that declares one (``BaseSearcher.default_pool``)."""
+    from nasflow.searchers import SEARCHERS, searcher_class
+
+    return {name: searcher_class(name).default_pool for name in SEARCHERS
+            if searcher_class(name).default_pool is not None}
 
 
-def continued(stored: dict, given: dict) -> dict:
-    """Complete settings of a run or study continued from its ``stored`` settings: of what the caller
-    ``given`` now, only the budget (it may be raised) and the hardware (a resume or a joining worker may
-    train elsewhere) replace the stored values."""
-    changes = {**({"budget": given["budget"]} if given.get("budget") is not None else {}),
-               **({"hardware": given["hardware"]} if given.get("hardware") else {})}
-    return complete({**{k: stored[k] for k in DEFAULTS if k in stored}, **changes})
+def warm_start_searchers() -> list[str]:
+    """The registered searchers that start from uniform samples, which a zero-cost warm start replaces."""
+    from nasflow.searchers import SEARCHERS, searcher_class
+
+    return [name for name in SEARCHERS if searcher_class(name).takes_warm_start]
+
+
+def takes_warm_start(searcher: str) -> bool:
+    return searcher in warm_start_searchers()
+
+
+def complete(given: Mapping) -> RunSpec:
+    """The run spec of ``given`` settings, every default filled in (None means 'use the default')."""
+    return RunSpec.complete(given, searcher_pools())
+
+
+def continued(stored: Mapping, given: Mapping) -> RunSpec:
+    """The spec of a run or study continued from its ``stored`` settings (a journal header, a study's
+    attribute) by a caller that ``given`` these now: see ``RunSpec.continued``."""
+    pools = searcher_pools()
+    return RunSpec.from_json(stored, pools).continued(given, pools)
+
+
+def resumed(run_dir, given: Mapping) -> RunSpec:
+    """The spec that resumes the run in ``run_dir``: its own, with the budget and hardware ``given``."""
+    try:
+        return continued(read_header(run_dir), given)
+    except SpecMismatch as e:
+        raise JournalError(f"{run_dir} was made with {e.detail}; resume it without changing that option") from None
+
+
+def default_run_dir(spec: RunSpec) -> Path:
+    """Where a run goes without --out: runs/SPACE-SEARCHER-PREDICTOR-seedN-TIME."""
+    return Path("runs") / (f"{spec.space}-{spec.searcher}-{Path(spec.predictor).name}-seed{spec.seed}-"
+                           f"{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def make_predictor(space, spec: str, seed: int, options: Optional[dict] = None):
@@ -100,38 +92,33 @@ def make_predictor(space, spec: str, seed: int, options: Optional[dict] = None):
     return Predictor.load(Path(spec).expanduser(), space=space)
 
 
-def predictor_seed_of(settings: dict) -> int:
-    given = settings["predictor_seed"]
-    return settings["seed"] % PREDICTOR_SEEDS if given is None else given
-
-
-def run_predictors(space, settings: dict) -> list:
+def run_predictors(space, settings: RunSpec) -> list:
     """The run's predictors: one, or an ensemble searcher's members. Members take consecutive seeds, so each
     has its own pre-training, shared with neighbouring runs' caches. Entries are None for predictor 'none'."""
     members = ENSEMBLE_MEMBERS if settings["searcher"] in ENSEMBLE_SEARCHERS else 1
-    seed = predictor_seed_of(settings)
+    seed = settings.resolved_predictor_seed
     return [make_predictor(space, settings["predictor"], seed + m, settings["predictor_options"]) for m in range(members)]
 
 
-def open_oracle(space, settings: dict, progress: bool = False, worker: int = 0):
+def open_oracle(space, spec: RunSpec, progress: bool = False, worker: int = 0):
     """(oracle, one-line description): the benchmark table, else the real-training oracle (on the device of
     worker number ``worker`` when several share ``--devices``)."""
-    training = settings.get("training")
-    if settings["benchmark"] is None and training is not None:
+    training = spec.training
+    if spec.benchmark is None and training is not None:
         from ..devices import parse_devices, worker_device
         from ..training import default_training_oracle
 
-        hardware = settings.get("hardware") or {}
+        hardware = spec.hardware or {}
         devices = parse_devices(hardware.get("devices"))
         options = {k: v for k, v in training.items() if k not in ("data", "lr")}
         return default_training_oracle(
-            space, data_path=training.get("data"), seed=settings["seed"], progress=progress,
+            space, data_path=training.get("data"), seed=spec.seed, progress=progress,
             learning_rate=training.get("lr"), cuda_graph=hardware.get("cuda_graph"),
             checkpoint_every=hardware.get("checkpoint_every"),
             device=worker_device(hardware.get("device", "auto"), devices, worker), **options,
         )
-    oracle = space.open_oracle(settings["benchmark"], settings["dataset"])
-    return oracle, f"benchmark {oracle.source} ({settings['dataset']})"
+    oracle = space.open_oracle(spec.benchmark, spec.dataset)
+    return oracle, f"benchmark {oracle.source} ({spec.dataset})"
 
 
 def build(settings: dict, progress: bool = False, worker: int = 0):
@@ -177,8 +164,8 @@ def searcher_options(settings: dict, ensemble, space, progress: bool = False) ->
         from .warm_start import parse, warm_start_cells
 
         parse(settings["warm_start"], getattr(space, "size", None))  # reported first, whatever the searcher
-        if settings["searcher"] not in WARM_START_SEARCHERS:
-            raise NasflowError(f"--warm-start applies to {' and '.join(WARM_START_SEARCHERS)}, not {settings['searcher']!r}")
+        if not takes_warm_start(settings["searcher"]):
+            raise NasflowError(f"--warm-start applies to {' and '.join(warm_start_searchers())}, not {settings['searcher']!r}")
         options["initial_design"] = warm_start_cells(space, settings["warm_start"], settings["seed"], progress)
     if settings["searcher"] not in ENSEMBLE_SEARCHERS:
         return options
@@ -195,7 +182,7 @@ def run_search(settings: dict, run_dir=None, resume: bool = False, progress: boo
         space, oracle, searcher, predictor=predictor, budget=settings["budget"],
         pool=settings["pool"], batch=settings["batch"],
         refit_every=settings["refit_every"], warmup=settings["warmup"], explore=settings["explore"], seed=settings["seed"],
-        run_dir=run_dir, resume=resume, meta={**settings, "oracle": description}, progress=progress,
+        run_dir=run_dir, resume=resume, meta={**settings.to_json(), "oracle": description}, progress=progress,
     )
     if hasattr(oracle, "speed_summary"):
         result.config["training_speed"] = oracle.speed_summary()
