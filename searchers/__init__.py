@@ -22,10 +22,15 @@ class SearcherError(NasflowError, ValueError):
     """An unknown searcher or an invalid searcher option."""
 
 
-def get_searcher(name: str, space, seed: int = 0, **options):
-    """A new searcher ``name`` over ``space`` with its own RNG seeded by ``seed``."""
+def searcher_class(name: str) -> type:
+    """The class of searcher ``name``, for its declared capabilities (e.g. ``takes_ensemble``)."""
     try:
         module, cls, _ = SEARCHERS[name]
     except KeyError:
         raise SearcherError(f"unknown searcher {name!r}; choose one of {', '.join(SEARCHERS)}") from None
-    return getattr(importlib.import_module(module), cls)(space, seed=seed, **options)
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_searcher(name: str, space, seed: int = 0, **options):
+    """A new searcher ``name`` over ``space`` with its own RNG seeded by ``seed``."""
+    return searcher_class(name)(space, seed=seed, **options)

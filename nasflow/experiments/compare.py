@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import NasflowError
 from ..journal import atomic_write_text
-from .runs import ENSEMBLE_SEARCHERS, WARM_START_SEARCHERS, complete, predictor_seed_of, pretrain_for, run_search
+from .runs import WARM_START_SEARCHERS, complete, predictor_seed_of, pretrain_for, run_search, takes_ensemble
 
 
 def _run_file(out: Path, settings: dict) -> Path:
@@ -123,7 +123,7 @@ def compare(
             build(settings)
             break
     def pretraining(s):  # what decides which pre-trainings a run needs
-        return (s["space"], s["predictor"], s["searcher"] in ENSEMBLE_SEARCHERS, predictor_seed_of(s))
+        return (s["space"], s["predictor"], takes_ensemble(s["searcher"]), predictor_seed_of(s))
 
     pretrain = {pretraining(s): s for s in grid if "fgp" in s["predictor"].split("+") and not _run_file(out, s).is_file()}
     jobs_list = [(s, str(out)) for s in grid]
