@@ -25,8 +25,8 @@ import numpy as np
 
 
 def distributed_run(seed: int, args, rng: np.random.Generator) -> dict:
-    from nasflow.experiments.distributed import CELL, _worker_main, completed_trials, open_storage, open_study, study_trajectory
-    from nasflow.spaces import get_space
+    from nasflow.experiments.distributed import _worker_main, open_study
+    from nasflow.experiments.storage import CELL, completed_trials, open_storage, study_trajectory
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'study.db'}"
@@ -52,7 +52,7 @@ def distributed_run(seed: int, args, rng: np.random.Generator) -> dict:
         complete = [t for t in trials if t.state.name == "COMPLETE"]
         after = {t.number: t.user_attrs[CELL] for t in complete}
         cells = list(after.values())
-        trajectory = study_trajectory(get_space("nb201"), completed_trials(storage, study_id))
+        trajectory = study_trajectory(completed_trials(storage, study_id))
         return {
             "seed": seed,
             "completed": len(complete),

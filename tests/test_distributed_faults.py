@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import workerdoubles
 
-from nasflow.experiments.distributed import CELL, RELEASED, WORKER, _claim, open_storage, open_study, release_claims, run_study
+from nasflow.experiments.distributed import open_study, run_study
+from nasflow.experiments.storage import CELL, RELEASED, WORKER, claim, open_storage, release_claims
 from nasflow.errors import NasflowError
 from nasflow.workerpool import WorkerPool, WorkerPoolError
 
@@ -65,8 +66,8 @@ def test_claims_of_an_exited_worker_are_released_and_marked(tmp_path, nb201_csv)
     url = f"sqlite:///{tmp_path / 'r.db'}"
     storage = open_storage(url)
     study_id, _ = open_study(storage, "r", {"budget": 5, "benchmark": nb201_csv})
-    dead = _claim(storage, study_id, "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", 5, "host:12")
-    alive = _claim(storage, study_id, "|none~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|", 5, "host:13")
+    dead = claim(storage, study_id, "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", 5, "host:12")
+    alive = claim(storage, study_id, "|none~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|", 5, "host:13")
     assert release_claims(storage, study_id, "host:12") == 1
     assert storage.get_trial(dead).state.name == "FAIL" and storage.get_trial(dead).system_attrs[RELEASED]
     assert storage.get_trial(alive).state.name == "RUNNING"
