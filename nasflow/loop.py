@@ -151,9 +151,11 @@ def search(
 
     Each step is ``nasflow.step.RankedSearcher``'s: the searcher proposes ``pool`` cells
     (``batch`` without a predictor); the predictor, once fitted, ranks them and the top
-    ``batch`` go to the oracle. The predictor is fitted on the queried cells when ``warmup``
-    cells are known and again every ``refit_every`` queries (each ``fit`` restarts from its
-    initial weights). A share ``explore`` of the queries, evenly spaced, skips the predictor
+    ``batch`` go to the oracle. The predictor is fitted when ``warmup`` cells are known and
+    again every ``refit_every`` queries (each ``fit`` restarts from its initial weights),
+    always on the first ``warmup + k * refit_every`` queried cells (``nasflow.step.RefitSchedule``):
+    with a ``batch`` that does not divide those points, the cells of the step that crossed one
+    wait for the next fit, so that the predictor is a function of the history, as in a shared study. A share ``explore`` of the queries, evenly spaced, skips the predictor
     and takes the searcher's own first proposal: a predictor that keeps vetoing the one
     mutation out of a local optimum would otherwise stall the run there.
     With ``run_dir`` every query is journaled, the results are saved there at the end, and the
