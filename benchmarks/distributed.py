@@ -25,7 +25,7 @@ import numpy as np
 
 
 def distributed_run(seed: int, args, rng: np.random.Generator) -> dict:
-    from nasflow.experiments.distributed import _worker_main, open_study
+    from nasflow.experiments.distributed import open_study, worker_main
     from nasflow.experiments.storage import CELL, completed_trials, open_storage, study_trajectory
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -34,7 +34,7 @@ def distributed_run(seed: int, args, rng: np.random.Generator) -> dict:
         given = {"searcher": args.searcher, "budget": args.budget, "seed": seed, "benchmark": args.benchmark}
         study_id, settings = open_study(storage, "bench", given)
         spawn = multiprocessing.get_context("spawn")
-        workers = [spawn.Process(target=_worker_main, args=(url, "bench", settings, args.stale_after, i))
+        workers = [spawn.Process(target=worker_main, args=(url, "bench", settings, args.stale_after, i))
                    for i in range(args.workers)]
         start = time.perf_counter()
         for w in workers:

@@ -77,7 +77,7 @@ def test_a_worker_killed_holding_a_claim_is_released_at_once_and_replaced(tmp_pa
     import nasflow.experiments.distributed as distributed
 
     url = f"sqlite:///{tmp_path / 'h.db'}"
-    monkeypatch.setattr(distributed, "_worker_main",
+    monkeypatch.setattr(distributed, "worker_main",
                         functools.partial(workerdoubles.claims_then_dies, str(tmp_path / "marker")))
     start = time.monotonic()
     # the run takes seconds; were the claim left for the stale-heartbeat release, it would take over a minute
@@ -95,7 +95,7 @@ def test_a_user_error_in_a_worker_ends_the_study_run_with_that_line(tmp_path, nb
     import nasflow.experiments.distributed as distributed
 
     url = f"sqlite:///{tmp_path / 'u.db'}"
-    monkeypatch.setattr(distributed, "_worker_main", workerdoubles.claims_then_bad_input)
+    monkeypatch.setattr(distributed, "worker_main", workerdoubles.claims_then_bad_input)
     with pytest.raises(NasflowError, match="^device cuda:7 does not exist; pass --device cpu$"):
         run_study({"searcher": "random", "budget": 12, "benchmark": nb201_csv}, url, "u", workers=2)
     trials = trials_of(url, "u")

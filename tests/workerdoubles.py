@@ -34,13 +34,13 @@ def bad_input_or_sleeps(slot, *args):
 
 def claims_then_dies(marker, storage_url, study_name, settings, stale_after, worker_index):
     """The first worker claims a cell and is SIGKILLed holding it; the later ones are real workers."""
-    from nasflow.experiments.distributed import _worker_main
+    from nasflow.experiments.distributed import worker_main
     from nasflow.experiments.storage import claim, open_storage
 
     try:
         Path(marker).open("x").close()
     except FileExistsError:
-        return _worker_main(storage_url, study_name, settings, stale_after, worker_index)
+        return worker_main(storage_url, study_name, settings, stale_after, worker_index)
     storage = open_storage(storage_url)
     study_id = storage.get_study_id_from_name(study_name)
     assert claim(storage, study_id, "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", settings["budget"],

@@ -192,7 +192,8 @@ def run_worker(storage, study_name: str, settings: dict, stale_after: float = DE
         heartbeat.stop()
 
 
-def _worker_main(storage_url, study_name, settings, stale_after, worker_index):
+def worker_main(storage_url, study_name, settings, stale_after, worker_index):
+    """One worker process of ``--workers N``: ``run_worker`` on its own storage connection."""
     if settings["predictor"] != "none" or settings["training"] is not None:
         import torch
 
@@ -270,7 +271,7 @@ def _run_processes(storage, study_id, storage_url, study_name, settings, workers
         bar.refresh()
 
     pool = WorkerPool(
-        _worker_main, lambda i: (storage_url, study_name, settings, stale_after, i), workers,
+        worker_main, lambda i: (storage_url, study_name, settings, stale_after, i), workers,
         max_restarts=MAX_RESTARTS, on_exit=lambda pid: release_claims(storage, study_id, f"{host}:{pid}"),
         finished=lambda: len(completed_trials(storage, study_id)) >= settings["budget"], on_tick=progress)
     pool.run()
