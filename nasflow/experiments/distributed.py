@@ -125,7 +125,7 @@ def _searcher_factory(settings: dict, space, first):
     """New searchers like ``first`` (told nothing); a predictor ensemble is shared, as each fit starts afresh."""
     from nasflow.searchers import get_searcher
 
-    options = searcher_options(settings, getattr(first, "ensemble", None), space)
+    options = searcher_options(settings, first.ensemble if first.takes_ensemble else None, space)
     made = iter([first])
     return lambda: next(made, None) or get_searcher(settings["searcher"], space, seed=settings["seed"], **options)
 
