@@ -101,10 +101,6 @@ class RankedSearcher:
         self.history: dict[Arch, Evaluation] = {}
         self.fitted_on = 0  # how many of the first told cells the predictor was last fitted on
 
-    @property
-    def name(self) -> str:
-        return getattr(self.searcher, "name", type(self.searcher).__name__)
-
     def tell(self, arch: Arch, evaluation: Evaluation) -> None:
         self.history[arch] = evaluation
         self.searcher.tell(arch, evaluation)
