@@ -25,8 +25,8 @@ import numpy as np
 
 
 def distributed_run(seed: int, args, rng: np.random.Generator) -> dict:
-    from nasflow.experiments.distributed import CELL, _worker_main, completed_trials, open_storage, open_study, study_trajectory
-    from nasflow.spaces import get_space
+    from nasflow.experiments.distributed import open_study, worker_main
+    from nasflow.experiments.storage import CELL, completed_trials, open_storage, study_trajectory
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'study.db'}"
@@ -34,7 +34,7 @@ def distributed_run(seed: int, args, rng: np.random.Generator) -> dict:
         given = {"searcher": args.searcher, "budget": args.budget, "seed": seed, "benchmark": args.benchmark}
         study_id, settings = open_study(storage, "bench", given)
         spawn = multiprocessing.get_context("spawn")
-        workers = [spawn.Process(target=_worker_main, args=(url, "bench", settings, args.stale_after, i))
+        workers = [spawn.Process(target=worker_main, args=(url, "bench", settings, args.stale_after, i))
                    for i in range(args.workers)]
         start = time.perf_counter()
         for w in workers:
@@ -52,7 +52,7 @@ def distributed_run(seed: int, args, rng: np.random.Generator) -> dict:
         complete = [t for t in trials if t.state.name == "COMPLETE"]
         after = {t.number: t.user_attrs[CELL] for t in complete}
         cells = list(after.values())
-        trajectory = study_trajectory(get_space("nb201"), completed_trials(storage, study_id))
+        trajectory = study_trajectory(completed_trials(storage, study_id))
         return {
             "seed": seed,
             "completed": len(complete),

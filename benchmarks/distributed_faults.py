@@ -62,7 +62,7 @@ def children(pid: int) -> set[int]:
 
 
 def killed_worker_run(seed: int, args, rng: np.random.Generator) -> dict:
-    from nasflow.experiments.distributed import CELL, RELEASED, WORKER, open_storage
+    from nasflow.experiments.storage import CELL, RELEASED, WORKER, open_storage
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'study.db'}"

@@ -116,7 +116,7 @@ def run_one(spec: str, seed: int, predictor_seed, options: dict, benchmark: str,
     settings = complete({"space": "nb201", "searcher": "evolution", "predictor": spec, "budget": budget,
                          "benchmark": benchmark, "seed": seed, "predictor_seed": predictor_seed,
                          "refit_every": refit_every, "predictor_options": options, "explore": explore})
-    space, oracle, searcher, predictor, _ = build(settings)
+    space, oracle, searcher, predictor = build(settings)[:4]
     if predictor is not None and hasattr(predictor, "pretrain"):
         predictor.pretrain()  # cached per (config, seed); not part of the loop's overhead
     probe = Probe(predictor, space, table) if predictor is not None else None

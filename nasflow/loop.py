@@ -18,36 +18,18 @@ from typing import Optional
 
 import numpy as np
 
-from .core import Arch, Evaluation, exploring, unique
 from .errors import NasflowError, NasflowWarning
 from .journal import Journal, JournalError, atomic_write_text, query_record, record_evaluation
 from .runlock import lock_run_dir
+from .step import Query, RankedSearcher, RefitSchedule, Trajectory
 
 # A step proposes and ranks ``pool`` cells. A step over a whole NB-201 space (15,625 cells) takes seconds;
 # beyond this many the step takes minutes per query, which is never what a user meant.
 MAX_POOL = 100_000
-# How many times the loop re-asks a searcher whose proposals are all queried already
-# before it falls back to uniform samples of its own.
-REASKS = 5
 
 
 class SearchError(NasflowError, ValueError):
     """Search options that cannot work (budget, pool, batch, ...)."""
-
-
-@dataclass(frozen=True)
-class Query:
-    """One oracle query and where the run stood after it."""
-
-    n: int  # queries used so far, this one included
-    arch: str
-    valid: float
-    test: Optional[float]
-    best_valid: float
-    best_test: Optional[float]
-    best_arch: str
-    seconds: float  # oracle time of this query (from the journal when replayed)
-    wall: float  # seconds since the loop started, this session
 
 
 @dataclass
@@ -135,7 +117,8 @@ def fit_pool(pool: int, space) -> tuple[int, Optional[str]]:
     return pool, None
 
 
-def _optimum(oracle) -> dict:
+def optimum_of(oracle) -> dict:
+    """The table's best valid and test accuracies, where the oracle knows them."""
     out = {}
     if hasattr(oracle, "best"):
         for metric in ("valid", "test"):
@@ -162,19 +145,23 @@ def search(
     resume: bool = False,
     meta: Optional[dict] = None,
     progress: bool = False,
+    setup_seconds: float = 0.0,
 ) -> SearchResult:
     """Search ``space`` with ``searcher`` for ``budget`` oracle queries.
 
-    Each step the searcher proposes ``pool`` cells (``batch`` without a predictor); the
-    predictor, once fitted, ranks them and the top ``batch`` go to the oracle. The
-    predictor is fitted on all queried cells when ``warmup`` cells are known and again
-    every ``refit_every`` queries (each ``fit`` restarts from its initial weights). A share
-    ``explore`` of the queries, evenly spaced, skips the predictor and takes the searcher's
-    own first proposal: a predictor that keeps vetoing the one mutation out of a local
-    optimum would otherwise stall the run there.
+    Each step is ``nasflow.step.RankedSearcher``'s: the searcher proposes ``pool`` cells
+    (``batch`` without a predictor); the predictor, once fitted, ranks them and the top
+    ``batch`` go to the oracle. The predictor is fitted when ``warmup`` cells are known and
+    again every ``refit_every`` queries (each ``fit`` restarts from its initial weights),
+    always on the first ``warmup + k * refit_every`` queried cells (``nasflow.step.RefitSchedule``):
+    with a ``batch`` that does not divide those points, the cells of the step that crossed one
+    wait for the next fit, so that the predictor is a function of the history, as in a shared study. A share ``explore`` of the queries, evenly spaced, skips the predictor
+    and takes the searcher's own first proposal: a predictor that keeps vetoing the one
+    mutation out of a local optimum would otherwise stall the run there.
     With ``run_dir`` every query is journaled, the results are saved there at the end, and the
     directory is locked meanwhile (a second process fails at once); ``resume=True`` continues that run.
-    The overhead per query counts the searcher's ``setup_seconds`` too (e.g. scoring a warm start).
+    The overhead per query counts ``setup_seconds`` too: time spent preparing the searcher
+    before the loop (e.g. scoring a warm start, ``nasflow.experiments.runs.build``).
     """
     budget = _check_int("budget", budget, 1)
     batch = _check_int("batch", batch, 1)
@@ -210,39 +197,34 @@ def search(
         "explore": float(explore),
         **(meta or {}),
     }
+    step = RankedSearcher(searcher, space, predictor, pool, RefitSchedule(warmup, refit_every), float(explore), seed)
     if run_dir is None:
-        return _run(space, oracle, searcher, predictor, config, None, progress)
+        return _run(space, oracle, step, config, None, progress, setup_seconds)
     # held for the run's whole life, results included: a second process on this directory would mix its
     # records into ours, or resume the run between its last query and its results
     with lock_run_dir(run_dir, create=not resume):
         journal = Journal.resume(run_dir, config) if resume else Journal.create(run_dir, config)
         try:
-            result = _run(space, oracle, searcher, predictor, config, journal, progress)
+            result = _run(space, oracle, step, config, journal, progress, setup_seconds)
         finally:
             journal.close()
         result.save(run_dir)
         return result
 
 
-def _run(space, oracle, searcher, predictor, config, journal, progress) -> SearchResult:
+def _run(space, oracle, step: RankedSearcher, config, journal, progress, setup_seconds) -> SearchResult:
     from tqdm.auto import tqdm
 
-    budget, pool, batch = config["budget"], config["pool"], config["batch"]
+    budget, batch = config["budget"], config["batch"]
     replay = list(journal.records) if journal is not None else []
-    history: dict[Arch, Evaluation] = {}
-    trajectory: list[Query] = []
-    best: Optional[tuple[Arch, Evaluation]] = None
-    fitted_at = None
+    trajectory = Trajectory()
     oracle_seconds = 0.0
     start = time.perf_counter()
     bar = tqdm(total=budget, disable=not progress, desc=f"{config['searcher']}+{config['predictor']}", unit="query")
     try:
-        while len(history) < budget:
-            k = min(batch, budget - len(history))
-            ranking = predictor is not None and fitted_at is not None and not exploring(len(history), k, config["explore"])
-            chosen = _choose(space, searcher, predictor if ranking else None, history, pool if ranking else k, k, config["seed"])
-            for arch in chosen:
-                n = len(history)
+        while len(step.history) < budget:
+            for arch in step.ask(min(batch, budget - len(step.history))):
+                n = len(step.history)
                 if n < len(replay):
                     record = replay[n]
                     if record["arch"] != space.format(arch):
@@ -258,60 +240,20 @@ def _run(space, oracle, searcher, predictor, config, journal, progress) -> Searc
                     oracle_seconds += seconds
                     if journal is not None:
                         journal.append(query_record(n, space.format(arch), evaluation, seconds))
-                history[arch] = evaluation
-                searcher.tell(arch, evaluation)
-                if best is None or evaluation.valid > best[1].valid:
-                    best = (arch, evaluation)
-                trajectory.append(
-                    Query(
-                        n=n + 1,
-                        arch=space.format(arch),
-                        valid=evaluation.valid,
-                        test=evaluation.test,
-                        best_valid=best[1].valid,
-                        best_test=best[1].test,
-                        best_arch=space.format(best[0]),
-                        seconds=seconds,
-                        wall=time.perf_counter() - start,
-                    )
-                )
+                step.tell(arch, evaluation)
+                trajectory.add(space.format(arch), evaluation, seconds, time.perf_counter() - start)
                 bar.update(1)
-            due = fitted_at is None or len(history) - fitted_at >= config["refit_every"]
-            if predictor is not None and len(history) >= config["warmup"] and due and len(history) < budget:
-                archs = list(history)
-                predictor.fit(archs, np.array([history[a].valid for a in archs], dtype=np.float64))
-                fitted_at = len(history)
     finally:
         bar.close()
-    resumed = min(len(replay), len(trajectory))
-    new = len(trajectory) - resumed
+    queries = trajectory.queries
+    resumed = min(len(replay), len(queries))
+    new = len(queries) - resumed
     wall = time.perf_counter() - start
     return SearchResult(
-        trajectory=trajectory,
+        trajectory=queries,
         config=config,
-        overhead_per_query=(wall - oracle_seconds + getattr(searcher, "setup_seconds", 0.0)) / new if new else 0.0,
+        overhead_per_query=(wall - oracle_seconds + setup_seconds) / new if new else 0.0,
         resumed_queries=resumed,
         notice=journal.notice if journal is not None else None,
-        optimum=_optimum(oracle),
+        optimum=optimum_of(oracle),
     )
-
-
-def _choose(space, searcher, predictor, history, n_ask, k, seed) -> list[Arch]:
-    """The ``k`` cells to query next: the searcher's fresh proposals, ranked by the predictor if any."""
-    candidates: list[Arch] = []
-    for _ in range(REASKS):
-        candidates = unique(candidates + [a for a in searcher.ask(n_ask) if a not in history])
-        if len(candidates) >= k:
-            break
-    if len(candidates) < k:
-        # a searcher stuck on queried cells must not stall the run: top up uniformly
-        rng = np.random.default_rng([int(seed), len(history)])
-        while len(candidates) < k:
-            arch = space.sample(rng)
-            if arch not in history and arch not in candidates:
-                candidates.append(arch)
-    if predictor is None or len(candidates) <= k:
-        return candidates[:k]
-    scores = np.asarray(predictor.predict(candidates), dtype=np.float64)
-    order = np.argsort(-scores, kind="stable")
-    return [candidates[i] for i in order[:k]]

@@ -23,7 +23,7 @@ class SearcherError(NasflowError, ValueError):
 
 
 def searcher_class(name: str) -> type:
-    """The class of searcher ``name``, for what it declares (``BaseSearcher.default_pool``, ``takes_warm_start``)."""
+    """The class of searcher ``name``, for what it declares (``default_pool``, ``takes_warm_start``, ``takes_ensemble``)."""
     try:
         module, cls, _ = SEARCHERS[name]
     except KeyError:

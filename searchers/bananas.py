@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from nasflow.core import Arch, exploring, graph_arrays
+from nasflow.step import RefitSchedule
 
 from . import SearcherError
 from .base import BaseSearcher
@@ -91,6 +92,7 @@ class Bananas(BaseSearcher):
 
     name = "bananas"
     takes_warm_start = True
+    takes_ensemble = True
 
     def __init__(
         self,
@@ -131,6 +133,8 @@ class Bananas(BaseSearcher):
             raise SearcherError("bananas needs at least one ensemble member")
         self.initial, self.candidates, self.parents = initial, candidates, parents
         self.acquisition, self.kappa, self.refit_every = acquisition, float(kappa), refit_every
+        # the loop's schedule: with a run's predictors as its ensemble, BANANAS refits them as the loop would
+        self.schedule = RefitSchedule(warmup=initial, every=refit_every)
         self.pool, self.standardise, self.explore = pool, bool(standardise), float(explore)
         self.fitted_on = 0  # how many of the first told cells the ensemble was fitted on
         self.predictions = 0  # cells sent to the ensemble for prediction (each cached until the next fit)
@@ -139,8 +143,7 @@ class Bananas(BaseSearcher):
         self._cells: Optional[list[Arch]] = None
 
     def _refit(self) -> None:
-        n = len(self.history)
-        target = self.initial + (n - self.initial) // self.refit_every * self.refit_every
+        target = self.schedule.target(len(self.history))
         if target == self.fitted_on:
             return
         archs = list(self.history)[:target]

@@ -24,13 +24,15 @@ class BaseSearcher:
     default_pool: Optional[int] = None
     # Whether the searcher starts from uniform samples that a zero-cost warm start replaces (``initial_design``).
     takes_warm_start = False
+    # True for a searcher that ranks its own candidates with ``ensemble=`` predictors (BANANAS): a run hands it
+    # its predictors, explore share and refit cadence instead of ranking its proposals with a predictor
+    takes_ensemble = False
 
     def __init__(self, space, seed: int = 0, initial_design: Sequence[Arch] = ()):
         self.space = space
         self.seed = int(seed)
         # cells tried in this order wherever the searcher would start from uniform samples (a warm start)
         self.initial_design = list(initial_design)
-        self.setup_seconds = 0.0  # spent preparing the searcher before its first ask; the loop counts it as overhead
         self.history: dict[Arch, Evaluation] = {}
         self._asks_since_tell = 0
 

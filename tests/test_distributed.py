@@ -9,9 +9,8 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from nasflow.experiments.distributed import (
-    CELL, HEARTBEAT, DistributedError, _claim, completed_trials, open_storage, open_study, run_study,
-)
+from nasflow.experiments.distributed import DistributedError, open_study, run_study
+from nasflow.experiments.storage import CELL, HEARTBEAT, claim, completed_trials, finish, open_storage
 
 
 def nasflow(*args):
@@ -54,11 +53,11 @@ def test_claims_exclude_taken_cells_and_full_budgets(tmp_path, nb201_csv):
     cell_a, cell_b, cell_c = ("|none~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|",
                               "|none~0|+|none~0|none~1|+|none~0|none~1|nor_conv_1x1~2|",
                               "|none~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|")
-    first = _claim(storage, study_id, cell_a, 2, "test")
+    first = claim(storage, study_id, cell_a, 2, "test")
     assert first is not None
-    assert _claim(storage, study_id, cell_a, 2, "test") is None  # same cell, later trial: withdrawn
-    assert _claim(storage, study_id, cell_b, 2, "test") is not None
-    assert _claim(storage, study_id, cell_c, 2, "test") is None  # both budget slots are claimed
+    assert claim(storage, study_id, cell_a, 2, "test") is None  # same cell, later trial: withdrawn
+    assert claim(storage, study_id, cell_b, 2, "test") is not None
+    assert claim(storage, study_id, cell_c, 2, "test") is None  # both budget slots are claimed
     states = [t.state.name for t in storage.get_all_trials(study_id)]
     assert states == ["RUNNING", "FAIL", "RUNNING", "FAIL"]
 
@@ -92,16 +91,16 @@ def test_predictor_is_fitted_on_every_completed_trial_including_other_workers(tm
     predictors = []
 
     def build_with_predictor(settings, progress=False, worker=0):
-        space, oracle, searcher, _, description = real_build(settings, progress, worker)
-        predictors.append(PeekingPredictor(oracle))
-        return space, oracle, searcher, predictors[-1], description
+        run = real_build(settings, progress, worker)
+        predictors.append(PeekingPredictor(run.oracle))
+        return run._replace(predictor=predictors[-1])
 
     monkeypatch.setattr(distributed, "build", build_with_predictor)
     space, oracle = real_build(settings)[:2]
     others = [space.sample(np.random.default_rng(i)) for i in range(4)]
     for i, arch in enumerate(others):  # queries another worker already completed
-        trial_id = _claim(storage, study_id, space.format(arch), 14, "other")
-        assert distributed._finish(storage, trial_id, query_record(i, space.format(arch), oracle.query(arch), 0.0))
+        trial_id = claim(storage, study_id, space.format(arch), 14, "other")
+        assert finish(storage, trial_id, query_record(i, space.format(arch), oracle.query(arch), 0.0))
     assert distributed.run_worker(url, "p", settings) == 10
     order = [t.user_attrs[CELL] for t in completed_trials(storage, study_id)]
     fits = predictors[-1].fits
@@ -130,7 +129,7 @@ def test_workers_keep_the_explore_share(tmp_path, nb201_csv, monkeypatch, explor
                                                       "explore": explore, "benchmark": nb201_csv})  # fmt: skip
     real_build = distributed.build
     monkeypatch.setattr(distributed, "build", lambda s, progress=False, worker=0: (
-        *real_build(s, progress)[:3], Counting(real_build(s, progress)[1]), "peek"))
+        lambda run: run._replace(predictor=Counting(run.oracle)))(real_build(s, progress)))
     assert distributed.run_worker(url, "x", settings) == 14
     # 9 queries after the first fit at 5; with 0.5 the odd-numbered ones (5, 7, ..., 13) explore
     assert Counting.ranked == ranked
@@ -147,8 +146,8 @@ def test_an_oracle_error_gives_the_claim_back(tmp_path, nb201_csv, monkeypatch):
     real_build = distributed.build
 
     def build_dying(settings, progress=False, worker=0):
-        space, oracle, searcher, predictor, description = real_build(settings, progress)
-        return space, DyingOracle(oracle, lives=3), searcher, predictor, description
+        run = real_build(settings, progress)
+        return run._replace(oracle=DyingOracle(run.oracle, lives=3))
 
     monkeypatch.setattr(distributed, "build", build_dying)
     with pytest.raises(RuntimeError, match="oracle died"):
@@ -157,24 +156,24 @@ def test_an_oracle_error_gives_the_claim_back(tmp_path, nb201_csv, monkeypatch):
 
 
 def test_only_claims_with_a_still_heartbeat_are_stale(tmp_path, nb201_csv):
-    from nasflow.experiments.distributed import _StaleClaims
+    from nasflow.experiments.storage import StaleClaims
 
     url = str(tmp_path / "hb.log")
     storage = open_storage(url)
     study_id, _ = open_study(storage, "hb", {"budget": 5, "benchmark": nb201_csv})
-    live = _claim(storage, study_id, "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", 5, "live")
-    dead = _claim(storage, study_id, "|none~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|", 5, "dead")
+    live = claim(storage, study_id, "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", 5, "live")
+    dead = claim(storage, study_id, "|none~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|", 5, "dead")
     # a heartbeat from a machine whose clock is an hour behind still counts as alive while it moves
     storage.set_trial_system_attr(live, HEARTBEAT, time.time() - 3600)
-    stale = _StaleClaims(stale_after=0.3)
+    stale = StaleClaims(stale_after=0.3)
 
     def running():
         return storage.get_all_trials(study_id, states=(storage.get_trial(live).state.__class__.RUNNING,))
 
-    assert stale.release(storage, running()) == 0
+    assert stale.release(storage, study_id, running()) == 0
     time.sleep(0.4)
     storage.set_trial_system_attr(live, HEARTBEAT, time.time() - 3599)
-    assert stale.release(storage, running()) == 1
+    assert stale.release(storage, study_id, running()) == 1
     assert storage.get_trial(dead).state.name == "FAIL" and storage.get_trial(live).state.name == "RUNNING"
 
 

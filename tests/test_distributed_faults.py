@@ -6,12 +6,12 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import workerdoubles
 
-from nasflow.experiments.distributed import CELL, RELEASED, WORKER, _claim, open_storage, open_study, release_claims, run_study
+from nasflow.experiments.distributed import open_study, run_study
+from nasflow.experiments.storage import CELL, RELEASED, WORKER, claim, open_storage, release_claims
 from nasflow.errors import NasflowError
 from nasflow.workerpool import WorkerPool, WorkerPoolError
 
@@ -65,8 +65,8 @@ def test_claims_of_an_exited_worker_are_released_and_marked(tmp_path, nb201_csv)
     url = f"sqlite:///{tmp_path / 'r.db'}"
     storage = open_storage(url)
     study_id, _ = open_study(storage, "r", {"budget": 5, "benchmark": nb201_csv})
-    dead = _claim(storage, study_id, "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", 5, "host:12")
-    alive = _claim(storage, study_id, "|none~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|", 5, "host:13")
+    dead = claim(storage, study_id, "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", 5, "host:12")
+    alive = claim(storage, study_id, "|none~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|", 5, "host:13")
     assert release_claims(storage, study_id, "host:12") == 1
     assert storage.get_trial(dead).state.name == "FAIL" and storage.get_trial(dead).system_attrs[RELEASED]
     assert storage.get_trial(alive).state.name == "RUNNING"
@@ -76,7 +76,7 @@ def test_a_worker_killed_holding_a_claim_is_released_at_once_and_replaced(tmp_pa
     import nasflow.experiments.distributed as distributed
 
     url = f"sqlite:///{tmp_path / 'h.db'}"
-    monkeypatch.setattr(distributed, "_worker_main",
+    monkeypatch.setattr(distributed, "worker_main",
                         functools.partial(workerdoubles.claims_then_dies, str(tmp_path / "marker")))
     start = time.monotonic()
     # the run takes seconds; were the claim left for the stale-heartbeat release, it would take over a minute
@@ -94,7 +94,7 @@ def test_a_user_error_in_a_worker_ends_the_study_run_with_that_line(tmp_path, nb
     import nasflow.experiments.distributed as distributed
 
     url = f"sqlite:///{tmp_path / 'u.db'}"
-    monkeypatch.setattr(distributed, "_worker_main", workerdoubles.claims_then_bad_input)
+    monkeypatch.setattr(distributed, "worker_main", workerdoubles.claims_then_bad_input)
     with pytest.raises(NasflowError, match="^device cuda:7 does not exist; pass --device cpu$"):
         run_study({"searcher": "random", "budget": 12, "benchmark": nb201_csv}, url, "u", workers=2)
     trials = trials_of(url, "u")

@@ -89,7 +89,8 @@ def test_distributed_workers_rebuild_bananas_with_the_runs_options(nb201_csv, pr
 
     settings = complete({"searcher": "bananas", "predictor": predictor, "explore": 0.3, "refit_every": 7,
                          "benchmark": nb201_csv})
-    space, _, first, _, _ = build(settings)
+    run = build(settings)
+    space, first = run.space, run.searcher
     make = _searcher_factory(settings, space, first)
     assert make() is first
     again = make()

@@ -225,7 +225,8 @@ def test_runs_hand_bananas_the_explore_share_and_refit_cadence(nb201_csv, predic
 
     settings = complete({"searcher": "bananas", "predictor": predictor, "benchmark": str(nb201_csv),
                          "explore": 0.3, "refit_every": 4})
-    _, _, searcher, loop_predictor, _ = build(settings)
+    run = build(settings)
+    searcher, loop_predictor = run.searcher, run.predictor
     assert loop_predictor is None and searcher.explore == 0.3
     if predictor == "none":
         assert searcher.refit_every == 1 and len(searcher.ensemble) == 5

@@ -110,11 +110,11 @@ def test_scoring_the_warm_start_counts_as_loop_overhead(nb201, nb201_csv, nb201_
     from nasflow.loop import search
     from nasflow.experiments.runs import build, complete
 
-    _, _, searcher, _, _ = build(complete({"searcher": "evolution", "benchmark": str(nb201_csv), "warm_start": "flops:50"}))
-    assert searcher.setup_seconds > 0 and len(searcher.initial_design) > 40
+    run = build(complete({"searcher": "evolution", "benchmark": str(nb201_csv), "warm_start": "flops:50"}))
+    assert run.setup_seconds > 0 and len(run.searcher.initial_design) > 40
     plain = get_searcher("random", nb201, seed=0)
-    plain.setup_seconds = 5.0  # as if the searcher had spent 5 s preparing
-    result = search(nb201, nb201_oracle, plain, budget=10, seed=0)
+    # as if the searcher had spent 5 s preparing
+    result = search(nb201, nb201_oracle, plain, budget=10, seed=0, setup_seconds=5.0)
     assert result.overhead_per_query >= 0.5
 
 

@@ -34,27 +34,28 @@ def bad_input_or_sleeps(slot, *args):
 
 def claims_then_dies(marker, storage_url, study_name, settings, stale_after, worker_index):
     """The first worker claims a cell and is SIGKILLed holding it; the later ones are real workers."""
-    from nasflow.experiments.distributed import _claim, _worker_main, open_storage
+    from nasflow.experiments.distributed import worker_main
+    from nasflow.experiments.storage import claim, open_storage
 
     try:
         Path(marker).open("x").close()
     except FileExistsError:
-        return _worker_main(storage_url, study_name, settings, stale_after, worker_index)
+        return worker_main(storage_url, study_name, settings, stale_after, worker_index)
     storage = open_storage(storage_url)
     study_id = storage.get_study_id_from_name(study_name)
-    assert _claim(storage, study_id, "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", settings["budget"],
+    assert claim(storage, study_id, "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", settings["budget"],
                   f"{socket.gethostname()}:{os.getpid()}") is not None
     os.kill(os.getpid(), signal.SIGKILL)
 
 
 def claims_then_bad_input(storage_url, study_name, settings, stale_after, worker_index):
     """Claims a cell, then fails as bad input would, leaving its claim for the parent to release."""
-    from nasflow.experiments.distributed import _claim, open_storage
+    from nasflow.experiments.storage import claim, open_storage
 
     storage = open_storage(storage_url)
     study_id = storage.get_study_id_from_name(study_name)
     cell = ["|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "|none~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"]
-    _claim(storage, study_id, cell[worker_index % 2], settings["budget"], f"{socket.gethostname()}:{os.getpid()}")
+    claim(storage, study_id, cell[worker_index % 2], settings["budget"], f"{socket.gethostname()}:{os.getpid()}")
     if worker_index == 0:
         deadline = time.monotonic() + 60
         while len(storage.get_all_trials(study_id)) < 2 and time.monotonic() < deadline:

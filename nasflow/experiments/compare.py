@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import NasflowError
 from ..journal import atomic_write_text
 from ..spec import RunSpec
-from .runs import ENSEMBLE_SEARCHERS, complete, pretrain_for, run_search, searcher_pools, takes_warm_start
+from .runs import complete, pretrain_for, run_search, searcher_pools, takes_ensemble, takes_warm_start
 
 
 def _run_file(out: Path, spec: RunSpec) -> Path:
@@ -130,7 +130,7 @@ def compare(
             build(settings)
             break
     def pretraining(s):  # what decides which pre-trainings a run needs
-        return (s.space, s.predictor, s.searcher in ENSEMBLE_SEARCHERS, s.resolved_predictor_seed)
+        return (s.space, s.predictor, takes_ensemble(s.searcher), s.resolved_predictor_seed)
 
     pretrain = {pretraining(s): s for s in grid if "fgp" in s.predictor.split("+") and not _run_file(out, s).is_file()}
     jobs_list = [(s, str(out)) for s in grid]

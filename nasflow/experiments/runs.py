@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 from ..errors import NasflowError
 from ..journal import JournalError, read_header
@@ -17,8 +17,7 @@ from ..loop import SearchResult, search
 from ..spec import RunSpec, SpecMismatch
 
 PREDICTOR_KINDS = ("fgp", "scratch", "none")
-# A searcher that models the objective itself takes the predictor as its ensemble.
-ENSEMBLE_SEARCHERS = ("bananas",)
+# How many predictors a searcher that takes an ensemble (``takes_ensemble``) gets.
 ENSEMBLE_MEMBERS = 3
 # The loop refits every few queries: 100 fine-tuning epochs rank as well as the Predictor's 200
 # on the loop's own histories (docs/RESULTS.md, issue 9) in 40% of the time.
@@ -92,10 +91,17 @@ def make_predictor(space, spec: str, seed: int, options: Optional[dict] = None):
     return Predictor.load(Path(spec).expanduser(), space=space)
 
 
+def takes_ensemble(searcher: str) -> bool:
+    """Whether searcher ``searcher`` models the objective itself, taking the run's predictors as its ensemble."""
+    from nasflow.searchers import searcher_class
+
+    return searcher_class(searcher).takes_ensemble
+
+
 def run_predictors(space, settings: RunSpec) -> list:
     """The run's predictors: one, or an ensemble searcher's members. Members take consecutive seeds, so each
     has its own pre-training, shared with neighbouring runs' caches. Entries are None for predictor 'none'."""
-    members = ENSEMBLE_MEMBERS if settings["searcher"] in ENSEMBLE_SEARCHERS else 1
+    members = ENSEMBLE_MEMBERS if takes_ensemble(settings["searcher"]) else 1
     seed = settings.resolved_predictor_seed
     return [make_predictor(space, settings["predictor"], seed + m, settings["predictor_options"]) for m in range(members)]
 
@@ -121,8 +127,19 @@ def open_oracle(space, spec: RunSpec, progress: bool = False, worker: int = 0):
     return oracle, f"benchmark {oracle.source} ({spec.dataset})"
 
 
-def build(settings: dict, progress: bool = False, worker: int = 0):
-    """(space, oracle, searcher, predictor, description) for complete settings."""
+class Built(NamedTuple):
+    """A run's parts, made from its complete settings by ``build``."""
+
+    space: Any
+    oracle: Any
+    searcher: Any
+    predictor: Any  # None without one, or when the searcher took the predictors as its ensemble
+    description: str  # of the oracle, one line
+    setup_seconds: float  # spent making the searcher (e.g. scoring a warm start): the loop counts it as overhead
+
+
+def build(settings: dict, progress: bool = False, worker: int = 0) -> Built:
+    """The run's parts for complete settings."""
     from nasflow.searchers import get_searcher
     from nasflow.spaces import get_space
 
@@ -134,9 +151,9 @@ def build(settings: dict, progress: bool = False, worker: int = 0):
     started = time.perf_counter()
     options = searcher_options(settings, predictors, space, progress)
     searcher = get_searcher(settings["searcher"], space, seed=seed, **options)
-    searcher.setup_seconds = time.perf_counter() - started  # a warm start's proxy scoring is loop overhead
-    predictor = None if settings["searcher"] in ENSEMBLE_SEARCHERS else predictors[0]
-    return space, oracle, searcher, predictor, description
+    setup_seconds = time.perf_counter() - started
+    predictor = None if takes_ensemble(settings["searcher"]) else predictors[0]
+    return Built(space, oracle, searcher, predictor, description, setup_seconds)
 
 
 def check_covers_space(space, oracle) -> None:
@@ -167,7 +184,7 @@ def searcher_options(settings: dict, ensemble, space, progress: bool = False) ->
         if not takes_warm_start(settings["searcher"]):
             raise NasflowError(f"--warm-start applies to {' and '.join(warm_start_searchers())}, not {settings['searcher']!r}")
         options["initial_design"] = warm_start_cells(space, settings["warm_start"], settings["seed"], progress)
-    if settings["searcher"] not in ENSEMBLE_SEARCHERS:
+    if not takes_ensemble(settings["searcher"]):
         return options
     options["explore"] = settings["explore"]
     if settings["predictor"] != "none":
@@ -177,15 +194,16 @@ def searcher_options(settings: dict, ensemble, space, progress: bool = False) ->
 
 def run_search(settings: dict, run_dir=None, resume: bool = False, progress: bool = False) -> SearchResult:
     settings = complete(settings)
-    space, oracle, searcher, predictor, description = build(settings, progress)
+    run = build(settings, progress)
     result = search(
-        space, oracle, searcher, predictor=predictor, budget=settings["budget"],
+        run.space, run.oracle, run.searcher, predictor=run.predictor, budget=settings["budget"],
         pool=settings["pool"], batch=settings["batch"],
         refit_every=settings["refit_every"], warmup=settings["warmup"], explore=settings["explore"], seed=settings["seed"],
-        run_dir=run_dir, resume=resume, meta={**settings.to_json(), "oracle": description}, progress=progress,
+        run_dir=run_dir, resume=resume, meta={**settings.to_json(), "oracle": run.description}, progress=progress,
+        setup_seconds=run.setup_seconds,
     )
-    if hasattr(oracle, "speed_summary"):
-        result.config["training_speed"] = oracle.speed_summary()
+    if hasattr(run.oracle, "speed_summary"):
+        result.config["training_speed"] = run.oracle.speed_summary()
     return result
 
 
