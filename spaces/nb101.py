@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from nasflow.benchfiles import benchmark_format, find_benchmark
-from nasflow.core import Arch, CellGraph, Evaluation, TabularOracle
+from nasflow.core import Arch, BaseSpace, CategoricalEncoding, CellGraph, Evaluation, TabularOracle
 from nasflow.errors import ArchError, BenchmarkError, SpaceError
 
 OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
@@ -157,6 +157,10 @@ class NB101Arch(Arch):
         return self._key
 
     @property
+    def search_space(self) -> "NB101Space":
+        return NB101Space()
+
+    @property
     def num_vertices(self) -> int:
         return len(self.ops)
 
@@ -198,7 +202,53 @@ def _candidate_moves(arch: NB101Arch) -> list[tuple[np.ndarray, list[str]]]:
     return moves
 
 
-class NB101Space:
+# TPE's view of a cell: one bit per upper-triangular entry of the 7x7 matrix (e<i>_<j>) and one op per inner
+# vertex (op1..op5); combinations the space rejects (disconnected, > 9 edges) raise ArchError in decode.
+_PAIRS = tuple((i, j) for i in range(MAX_VERTICES) for j in range(i + 1, MAX_VERTICES))
+
+
+def _decode(params) -> NB101Arch:
+    matrix = [[0] * MAX_VERTICES for _ in range(MAX_VERTICES)]
+    for i, j in _PAIRS:
+        matrix[i][j] = params[f"e{i}_{j}"]
+    return NB101Arch(matrix, [INPUT] + [params[f"op{v}"] for v in range(1, MAX_VERTICES - 1)] + [OUTPUT])
+
+
+def _encode(arch: NB101Arch) -> dict:
+    """Pad a pruned cell to 7 vertices: its output moves to vertex 6, unused vertices stay unconnected."""
+    n = arch.num_vertices
+    slot = list(range(n - 1)) + [MAX_VERTICES - 1]
+    out = {f"e{i}_{j}": 0 for i, j in _PAIRS}
+    for i in range(n):
+        for j in range(n):
+            if arch.matrix[i][j]:
+                out[f"e{slot[i]}_{slot[j]}"] = 1
+    for v in range(1, MAX_VERTICES - 1):
+        out[f"op{v}"] = arch.ops[v] if v < n - 1 else OPS[0]
+    return out
+
+
+CATEGORICAL = CategoricalEncoding(
+    choices={**{f"e{i}_{j}": (0, 1) for i, j in _PAIRS}, **{f"op{v}": OPS for v in range(1, MAX_VERTICES - 1)}},
+    decode=_decode,
+    encode=_encode,
+)
+
+# Node labels as tokens of the unified NB-101/NB-201 vocabulary (nasflow.predictors.unified.VOCAB).
+UNIFIED_OPS = {
+    INPUT: "input",
+    OUTPUT: "output",
+    # conv-BN-ReLU and NB-201's ReLU-conv-BN are the same 3x3 / 1x1 convolution with the same
+    # normalisation; the order of ReLU only shifts where the nonlinearity sits in the chain.
+    "conv3x3-bn-relu": "conv3x3",
+    "conv1x1-bn-relu": "conv1x1",
+    # max and average pooling keep a token each: they are different functions (max passes the
+    # strongest activation on, average smooths), and a shared token would claim they act alike.
+    "maxpool3x3": "maxpool3x3",
+}
+
+
+class NB101Space(BaseSpace):
     """The NAS-Bench-101 cell space (423,624 distinct cells)."""
 
     name = "nb101"
@@ -206,6 +256,12 @@ class NB101Space:
     ops = OPS
     vocab = (INPUT, OUTPUT) + OPS  # node labels of to_graph
     datasets = DATASETS
+    enumerable = False  # enumerate() explains why
+    small_network = (16, 1)  # width, cells per stage: trains in seconds on the 8x8 digits
+    categorical = CATEGORICAL
+    unified_ops = UNIFIED_OPS
+    unified_id = 0  # saved unified predictors index their space embedding with it: never change it
+    protocol_pool = 7_290  # the field's training pool on NAS-Bench-101
 
     def make(self, matrix, ops: Sequence[str]) -> NB101Arch:
         return NB101Arch(matrix, ops)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from nasflow.core import BaseSpace
 from nasflow.errors import NasflowError
 from nasflow.loop import search
 from nasflow.searchers import SEARCHERS, SearcherError, get_searcher
@@ -211,7 +212,7 @@ def test_bad_bananas_options(nb201, kw, match):
 
 
 def test_bananas_space_pool_needs_an_enumerable_space(nb201):
-    class Endless:
+    class Endless(BaseSpace):
         name = "endless"
         sample = nb201.sample
 

@@ -450,7 +450,7 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = 1,
 
     study_id, settings = open_study(storage, study_name, given, validate)
     space, oracle, _, _, description = built.get("parts") or build(settings)
-    size = getattr(space, "size", None)
+    size = space.size
     if size is not None and settings["budget"] > size:
         raise DistributedError(f"budget {settings['budget']} exceeds the {size:,d} cells of {space.name}")
     before = len(completed_trials(storage, study_id))
