@@ -141,7 +141,7 @@ class NB101Arch(Arch):
         object.__setattr__(self, "_key", module_hash(m, ops))
 
     @classmethod
-    def _trusted(cls, matrix: tuple, ops: tuple, key: str) -> "NB101Arch":
+    def from_record(cls, matrix: tuple, ops: tuple, key: str) -> "NB101Arch":
         """A cell from a benchmark file whose record already gives the pruned cell and its hash.
 
         Skips validation and hashing, which would cost minutes over 423,624 cells.
