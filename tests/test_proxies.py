@@ -89,7 +89,7 @@ def test_unknown_proxy_is_a_one_line_error():
 
 
 def test_nb101_params_proxy_matches_the_table(nb101_jsonl):
-    from nasflow.spaces.nb101 import NB101TableOracle
+    from nasflow.spaces.nb101_table import NB101TableOracle
 
     from nasflow.spaces.nb101 import NB101Space
 

@@ -38,7 +38,7 @@ def nb201_labels(nb201_csv, nb201):
 
 @pytest.fixture(scope="session")
 def nb101_labels(nb101_jsonl):
-    from nasflow.spaces.nb101 import NB101TableOracle
+    from nasflow.spaces.nb101_table import NB101TableOracle
 
     table = NB101TableOracle(nb101_jsonl)
     archs = list(table.archs())
