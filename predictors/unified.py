@@ -1,7 +1,7 @@
 """Unified encodings: one operation vocabulary for NAS-Bench-101 and NAS-Bench-201 cells,
 plus a learned space embedding, so one encoder reads cells of both spaces.
 
-A node's id in a unified ``CellBatch`` packs (space, op) as ``space_id * len(VOCAB) + op``;
+A node's id in a unified ``CellBatch`` packs (space, op) as ``space.unified_id * len(VOCAB) + op``;
 :class:`SpaceOpEmbedding` unpacks it into op embedding + space embedding. The encoders
 stay unchanged: they call ``self.embed(batch.ops)`` as always.
 

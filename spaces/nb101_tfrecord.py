@@ -23,6 +23,7 @@ from nasflow.errors import BenchmarkError
 _CASTAGNOLI = 0x82F63B78  # reflected CRC-32C polynomial
 _MASK_DELTA = 0xA282EAD8
 
+
 def _crc_table() -> np.ndarray:
     t = np.arange(256, dtype=np.uint32)
     for _ in range(8):

@@ -4,7 +4,8 @@
   the rooms: spaces, predictors, searchers, cli, experiments.
 - Spaces, searchers and predictors never import each other, nor experiments or cli; they meet through
   the core's protocols. ``experiments`` (the composition layer) wires rooms together but never the CLI.
-- No private name (``_x``) crosses a module: neither ``from m import _x`` nor ``m._x`` on an imported module.
+- No private name (``_x``) crosses a module: neither ``from m import _x`` nor ``m._x`` on an imported module,
+  nor ``C._x`` on a class or function imported from another module.
 - Modules stay small: under 400 lines, ``predictors/predictor.py`` (the facade) under 250.
 
 Imports inside functions count (a lazy import is still a dependency). ``from nasflow import get_space``
@@ -114,30 +115,30 @@ def _absolute(mod: Module, level: int, target: Optional[str]) -> str:
 def imports(mod: Module, source: Optional[str] = None) -> Iterator[Import]:
     """Every dependency of ``mod`` on another module, with the private names that cross."""
     tree = ast.parse(source if source is not None else mod.path.read_text(), str(mod.path))
-    aliases: dict[str, str] = {}  # local name bound to an imported module -> that module
+    # local name bound by an import -> the module it comes from (the module itself, or the one defining
+    # the imported class or function): ``name._x`` on it takes a private name from that module
+    bound: dict[str, str] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
                 yield Import(a.name, node.lineno)
-                if a.asname:
-                    aliases[a.asname] = a.name
-                else:
-                    aliases.setdefault(a.name.split(".")[0], a.name.split(".")[0])
+                top = a.name if a.asname else a.name.split(".")[0]
+                bound[a.asname or top] = top
         elif isinstance(node, ast.ImportFrom):
             base = _absolute(mod, node.level, node.module) if node.level else node.module
             for a in node.names:
                 sub = f"{base}.{a.name}"
                 if sub in NAMES:
                     target = sub  # `from package import module`
-                    aliases[a.asname or a.name] = sub
                 elif base == "nasflow" and a.name in LAZY:
                     target = LAZY[a.name]
                 else:
                     target = base
-                private = a.name if _private(a.name) and target == base else None
-                yield Import(target, node.lineno, private)
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and _private(node.attr):
-            module = aliases.get(node.value.id)
+                bound[a.asname or a.name] = target
+                yield Import(target, node.lineno, a.name if _private(a.name) and target == base else None)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and _private(node.attr):
+            module = bound.get(node.value.id)
             if module is not None:
                 yield Import(module, node.lineno, node.attr)
 
@@ -201,6 +202,7 @@ def test_the_checker_catches_each_kind_of_breach():
     assert breaches(loop, "from .journal import _json_safe\n") == ([], ["_json_safe"])
     assert breaches(loop, "from nasflow import cache as c\nc._index = 1\n") == ([], ["_index"])
     assert breaches(loop, "from . import metrics\nmetrics._x\nmetrics.__name__\n") == ([], ["_x"])
+    assert breaches(loop, "def f():\n    return Arch._make()\nfrom .core import Arch\n") == ([], ["_make"])
 
 
 def test_the_pure_core_and_the_rooms_import_only_what_design_allows():

@@ -13,15 +13,6 @@ from nasflow.predictors.unified import SPACE_ROWS, VOCAB, UnifiedGraphCache, mak
 SMALL = dict(pretrain="none", dim=16, layers=2, epochs=3, seed=0)
 
 
-@pytest.fixture
-def one_thread():
-    # tiny graphs: on a loaded 2-core machine two torch threads make each op ~100x slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def nb101():
     return get_space("nb101")
