@@ -11,10 +11,11 @@ from .options import benchmark_option, dataset_option, show_progress, space_opti
 @click.command()
 def spaces():
     """List the search spaces and their sizes."""
-    from nasflow.spaces import SIZES, SPACES
+    from nasflow.spaces import SPACES, get_space
 
     for name, (_, _, description) in SPACES.items():
-        click.echo(f"{name:8s} {SIZES[name]:>9,d} cells  {description}")
+        size = get_space(name).size
+        click.echo(f"{name:8s} {'uncounted' if size is None else format(size, ',d'):>9s} cells  {description}")
 
 
 @click.command()

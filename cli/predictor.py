@@ -42,18 +42,18 @@ def _labeled_cells(space, oracle):
 
     from nasflow.predictors.predictor import ENUMERATE_LIMIT
 
-    if space.size <= ENUMERATE_LIMIT and hasattr(space, "enumerate"):
+    if space.enumerable and space.size <= ENUMERATE_LIMIT:
         archs = [a for a in space.enumerate() if a in oracle]
     else:
         archs = sorted(oracle.archs(), key=lambda a: a.key)
     return archs, np.array([oracle.query(a).valid for a in archs], dtype=np.float64)
 
 
-def _pool(space_name, n_cells, pool):
+def _pool(space, n_cells, pool):
     from nasflow.errors import DataError
-    from nasflow.predictors.protocol import N_VAL, POOL_SIZES
+    from nasflow.predictors.protocol import N_VAL
 
-    pool = pool or POOL_SIZES.get(space_name) or n_cells // 2
+    pool = pool or space.protocol_pool or n_cells // 2
     if not 2 <= pool < n_cells - N_VAL:
         raise DataError(f"a training pool of {pool} cells does not fit {n_cells} benchmark cells; pass a smaller --pool")
     return pool
@@ -105,7 +105,7 @@ def train_predictor(space, benchmark, dataset, encoder, pretrain, proxy, train_r
     sp = get_space(space)
     oracle = sp.open_oracle(benchmark, dataset, progress=progress)
     archs, values = _labeled_cells(sp, oracle)
-    train, val, test = field_split(len(archs), perm_seed, train_ratio, _pool(sp.name, len(archs), pool))
+    train, val, test = field_split(len(archs), perm_seed, train_ratio, _pool(sp, len(archs), pool))
     options = {"encoder": encoder, "pretrain": pretrain, "proxy": proxy, "unified": unified}
     source = None
     if init_from:
@@ -164,7 +164,7 @@ def evaluate_predictor(space, benchmark, dataset, encoders, pretrains, ratios, s
     sp = get_space(space)
     oracle = sp.open_oracle(benchmark, dataset, progress=progress)
     archs, values = _labeled_cells(sp, oracle)
-    pool = _pool(sp.name, len(archs), pool)
+    pool = _pool(sp, len(archs), pool)
     total = len(encoders) * len(pretrains) * len(seeds) * len(perms) * len(ratios)
     with tqdm(total=total, desc="protocol runs", unit="run", disable=not progress) as bar:
         runs = run_protocol(

@@ -57,7 +57,7 @@ def proxies(space, names, sample, seed, workers, out_path):
 
 def _distinct_sample(space, rng, n: int) -> list:
     """``n`` different cells; spaces with an index draw without replacement directly."""
-    if hasattr(space, "arch_at"):
+    if space.arch_at is not None:
         return [space.arch_at(int(i)) for i in rng.choice(space.size, size=n, replace=False)]
     seen = {}
     while len(seen) < n:

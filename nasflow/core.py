@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -28,6 +28,12 @@ class Arch:
 
     @property
     def key(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def search_space(self) -> "SearchSpace":  # pragma: no cover - abstract
+        """The space of this cell: code holding only cells (a unified predictor scoring another
+        space's cells) reaches that space's declarations through it, without importing spaces/."""
         raise NotImplementedError
 
     def __eq__(self, other: object) -> bool:
@@ -74,10 +80,41 @@ class Evaluation:
         return {**self.extra, "valid": self.valid, "test": self.test, "cost": self.cost}
 
 
+@dataclass(frozen=True)
+class CategoricalEncoding:
+    """A cell as a fixed set of categorical parameters, for samplers over such sets (Optuna's TPE).
+
+    ``choices``: parameter name -> its allowed values, in the order a sampler suggests them.
+    ``decode(params)``: the cell of one value per parameter; raises an ``ArchError`` for a
+    combination the space rejects. ``encode(arch)``: its inverse, the parameters of a cell
+    (a parameter the cell leaves unused gets any allowed value).
+    """
+
+    choices: Mapping[str, tuple]
+    decode: Callable[[Mapping[str, Any]], "Arch"]
+    encode: Callable[["Arch"], dict]
+
+
 @runtime_checkable
 class SearchSpace(Protocol):
+    """What the rest of nasflow uses from a space. Optional capabilities are declared as
+    attributes that are None where the space lacks them (see :class:`BaseSpace`), never probed."""
+
     name: str
-    size: int
+    size: Optional[int]  # number of distinct cells; None where it is not known
+    ops: tuple[str, ...]  # the operations a cell chooses from
+    vocab: tuple[str, ...]  # node labels of to_graph: "input", "output", then the ops
+    datasets: tuple[str, ...]  # datasets its benchmarks have results for
+    enumerable: bool  # whether enumerate() lists every cell (finite and small enough to list)
+    small_network: tuple[int, int]  # (width, cells per stage) the training oracle uses by default
+    # optional capabilities, None where absent
+    categorical: Optional[CategoricalEncoding]  # cells as categorical parameters (TPE)
+    unified_ops: Optional[Mapping[str, str]]  # node label -> token of the unified vocabulary (predictors.unified)
+    unified_id: Optional[int]  # this space's row of a unified predictor's space embedding
+    protocol_pool: Optional[int]  # training pool of the field's predictor protocol on this space
+    network: Optional[Callable[..., Any]]  # (arch, num_classes, in_channels, width, cells) -> torch module
+    network_counts: Optional[Callable[..., dict]]  # (archs, image_size=...) -> {"params", "flops"} in closed form
+    arch_at: Optional[Callable[[int], Arch]]  # cell at an official index in 0..size-1
 
     def parse(self, text: str) -> Arch: ...
     def format(self, arch: Arch) -> str: ...
@@ -85,10 +122,42 @@ class SearchSpace(Protocol):
     def mutate(self, arch: Arch, rng: np.random.Generator) -> Arch: ...
     def neighbours(self, arch: Arch) -> list[Arch]: ...
     def to_graph(self, arch: Arch) -> CellGraph: ...
+    def enumerate(self) -> list[Arch]: ...
+    def open_oracle(self, benchmark: Optional[str] = None, dataset: str = "cifar10", progress: bool = False): ...
+
+
+class BaseSpace:
+    """The defaults of a space's declared capabilities: a space module's class inherits them and
+    overrides what it has, so callers test ``space.network is None`` instead of ``hasattr``."""
+
+    name: str = ""
+    size: Optional[int] = None
+    datasets: tuple[str, ...] = ()
+    enumerable = False
+    small_network = (8, 1)
+    categorical: Optional[CategoricalEncoding] = None
+    unified_ops: Optional[Mapping[str, str]] = None
+    unified_id: Optional[int] = None
+    protocol_pool: Optional[int] = None
+    network: Optional[Callable[..., Any]] = None
+    network_counts: Optional[Callable[..., dict]] = None
+    arch_at: Optional[Callable[[int], Arch]] = None
+
+    def enumerate(self) -> list[Arch]:
+        raise SpaceError(f"space {self.name!r} cannot list its cells; use the cells of a benchmark oracle instead")
+
+    def open_oracle(self, benchmark: Optional[str] = None, dataset: str = "cifar10", progress: bool = False):
+        raise SpaceError(f"space {self.name!r} has no benchmark tables; search it with the training oracle")
 
 
 @runtime_checkable
 class Oracle(Protocol):
+    """``query`` is required; ``best`` (None where the oracle cannot know the optimum, e.g. it trains) and
+    ``speed_summary`` (None where it trains nothing) are optional capabilities, declared, never probed."""
+
+    best: Optional[Callable[..., tuple[list[Arch], float]]]
+    speed_summary: Optional[Callable[[], Optional[dict]]]
+
     def query(self, arch: Arch) -> Evaluation: ...
 
 
@@ -152,6 +221,7 @@ class TabularOracle:
 
     source: str = ""
     dataset: str = ""
+    speed_summary = None  # a table trains nothing
 
     def _set_table(self, table: dict[Arch, Evaluation]) -> None:
         self._table = table

@@ -34,7 +34,6 @@ from typing import Sequence
 import numpy as np
 
 from .core import CellGraph, graph_arrays
-from .errors import SpaceError
 
 VARIANTS = ("operator", "mix", "both")
 READOUTS = ("sum", "input", "ends")
@@ -49,10 +48,7 @@ def flow_surrogate(space, archs: Sequence, **options) -> np.ndarray:
     ``options`` are those of :func:`flow_surrogate_graphs` (dim, variant, readout, seed,
     alpha, std). ``width`` is ``dim`` for ``readout="input"`` and ``2*dim`` for "sum".
     """
-    vocab = getattr(space, "vocab", None)
-    if vocab is None:
-        raise SpaceError(f"space {getattr(space, 'name', space)!r} has no node vocabulary (vocab); cannot build flows")
-    return flow_surrogate_graphs([space.to_graph(a) for a in archs], vocab, **options)
+    return flow_surrogate_graphs([space.to_graph(a) for a in archs], space.vocab, **options)
 
 
 def flow_surrogate_graphs(

@@ -111,7 +111,7 @@ def fit_pool(pool: int, space) -> tuple[int, Optional[str]]:
     """A pool beyond the space is clamped to it (proposals are distinct cells); an absurd one is refused."""
     if pool > MAX_POOL:
         raise SearchError(f"pool {pool:,d} is more cells than one step can rank; use at most {MAX_POOL:,d}")
-    size = getattr(space, "size", None)
+    size = space.size
     if size is not None and pool > size:
         return size, f"pool {pool:,d} is more than the {size:,d} cells of {space.name}; ranking {size:,d} per step"
     return pool, None
@@ -120,7 +120,7 @@ def fit_pool(pool: int, space) -> tuple[int, Optional[str]]:
 def optimum_of(oracle) -> dict:
     """The table's best valid and test accuracies, where the oracle knows them."""
     out = {}
-    if hasattr(oracle, "best"):
+    if oracle.best is not None:
         for metric in ("valid", "test"):
             try:
                 out[metric] = float(oracle.best(metric)[1])
@@ -178,7 +178,7 @@ def search(
     warmup = _check_int("warmup", warmup, 1)
     if isinstance(explore, bool) or not isinstance(explore, (int, float)) or not 0.0 <= explore <= 1.0:
         raise SearchError(f"explore must be a share between 0 and 1, got {explore!r}")
-    size = getattr(space, "size", None)
+    size = space.size
     if size is not None and budget > size:
         raise SearchError(f"budget {budget} exceeds the {size:,d} cells of {space.name}")
     if resume and run_dir is None:

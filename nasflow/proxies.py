@@ -149,7 +149,7 @@ def _network_scores(space, archs, names, known, paths, progress, workers) -> Non
 
     from .proxies_grad import iter_network_scores
 
-    if not hasattr(space, "network"):
+    if space.network is None:
         raise NasflowError(f"search space {space.name!r} cannot build networks, so it has no {names[0]} proxy")
     last_save = time.monotonic()
     with tqdm(total=len(archs), desc="zero-cost proxies", unit="cell", disable=not progress) as bar:
@@ -246,9 +246,9 @@ def count_macs(model, input_shape: Sequence[int]) -> int:
 
 
 def _official_counts(space, archs: list, progress: bool) -> dict:
-    if hasattr(space, "network_counts"):
+    if space.network_counts is not None:
         return space.network_counts(archs, image_size=IMAGE_SIZE)
-    if not hasattr(space, "network"):
+    if space.network is None:
         raise NasflowError(f"search space {space.name!r} cannot build networks, so it has no params/flops proxies")
     from tqdm.auto import tqdm
 

@@ -20,7 +20,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 class Recipe:
     """SGD with Nesterov momentum, learning rate annealed by a cosine to zero over every step.
 
-    ``width``/``cells`` of None mean the space's small network (nasflow.training.SMALL_NETWORK).
+    ``width``/``cells`` of None mean the space's small network (its ``small_network``).
     ``augment`` "standard" is NAS-Bench-201's 4-pixel pad + random crop and horizontal flip.
     """
 

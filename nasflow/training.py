@@ -25,8 +25,6 @@ from .errors import NasflowError, NasflowWarning
 from .recipes import DEFAULT_RECIPE, PRESETS, Recipe, get_recipe
 from .trainer import Hardware, train_network
 
-# small networks that train in seconds on the 8x8 digits; (width, cells) per space
-SMALL_NETWORK = {"nb201": (8, 1), "nb101": (16, 1)}
 DEFAULT_EPOCHS = PRESETS[DEFAULT_RECIPE].epochs
 # A step below this many multiply-accumulates (forward, whole batch) trains on one CPU thread: on 2 cores the
 # digits network's steps (5e7) ran 6x slower on two threads, a 2e8 step 1.5x faster (issue 22, docs/RESULTS.md).
@@ -50,15 +48,17 @@ class TrainingOracle:
     size), epochs, the device class, precision, images/s and ``cached``.
     """
 
+    best = None  # no table: the optimum is unknown
+
     def __init__(self, space, data: Dataset, recipe: Union[str, Recipe, None] = None, *, epochs=None, width=None,
                  cells=None, batch_size=None, learning_rate=None, weight_decay=None, augment=None, seed: int = 0,
                  device: str = "auto", precision: str = "auto", cuda_graph: bool = False, threads=None,
                  cache_dir=None, checkpoint_every: Optional[float] = None, progress: bool = False,
                  warn: Optional[Callable[[str], None]] = None):
-        if not hasattr(space, "network"):
+        if space.network is None:
             raise NasflowError(f"search space {space.name!r} cannot build networks, so it cannot be trained")
         base = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
-        small_width, small_cells = SMALL_NETWORK.get(space.name, (8, 1))
+        small_width, small_cells = space.small_network
         self.recipe = base.replace(epochs=epochs, width=width, cells=cells, batch_size=batch_size, lr=learning_rate,
                                    weight_decay=weight_decay, augment=augment)
         self.recipe = self.recipe.replace(width=self.recipe.width or small_width, cells=self.recipe.cells or small_cells)

@@ -7,14 +7,13 @@ predictions never call ``to_graph`` again and never go through ``dgl.batch``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Optional, Sequence
 
 import dgl
 import numpy as np
 import torch
 
 from nasflow.core import Arch
-from nasflow.errors import SpaceError
 
 
 @dataclass
@@ -28,25 +27,27 @@ class CellBatch:
 
 
 class GraphCache:
-    """Per-arch graph arrays for one space, and batches assembled from them."""
+    """Per-arch graph arrays for one space, and batches assembled from them.
 
-    def __init__(self, space):
-        vocab = getattr(space, "vocab", None)
-        if vocab is None:
-            raise SpaceError(f"space {space.name!r} has no node vocabulary (vocab); predictors need one")
+    ``node_ids`` maps each node label to the id an encoder embeds; by default a label's
+    position in ``space.vocab`` (a unified cache packs (space, op) ids instead).
+    """
+
+    def __init__(self, space, node_ids: Optional[Mapping[str, int]] = None):
         self.space = space
-        self.vocab = tuple(vocab)
-        self._index = {op: i for i, op in enumerate(self.vocab)}
+        self.vocab = tuple(space.vocab)
+        self.node_ids = dict(node_ids) if node_ids is not None else {op: i for i, op in enumerate(self.vocab)}
         self._cells: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self._cells)
 
-    def _cell(self, arch: Arch):
+    def cell_arrays(self, arch: Arch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(node ids, edge sources, edge targets) of one cell, computed once."""
         entry = self._cells.get(arch.key)
         if entry is None:
             g = self.space.to_graph(arch)
-            ops = np.array([self._index[o] for o in g.ops], dtype=np.int64)
+            ops = np.array([self.node_ids[o] for o in g.ops], dtype=np.int64)
             e = np.array(g.edges, dtype=np.int64).reshape(-1, 2)
             # Message passing runs both ways along every edge, as in the FGP encoders.
             src = np.concatenate([e[:, 0], e[:, 1]])
@@ -55,7 +56,7 @@ class GraphCache:
         return entry
 
     def batch(self, archs: Sequence[Arch]) -> CellBatch:
-        cells = [self._cell(a) for a in archs]
+        cells = [self.cell_arrays(a) for a in archs]
         sizes = np.array([c[0].size for c in cells], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         n_edges = np.array([c[1].size for c in cells], dtype=np.int64)

@@ -29,7 +29,7 @@ from . import checkpoint
 from .encoders import ENCODERS, make_encoder, mlp_head
 from .fgp import FLOW_LOSSES, FLOW_TARGETS, PretextTask, PretrainHeads, fgp_pretrain, pairwise_hinge
 from .graphs import GraphCache
-from .unified import SPACE_IDS, UnifiedGraphCache, check_init_from, make_unified
+from .unified import UnifiedGraphCache, check_init_from, is_unified, make_unified
 
 PRETRAIN_MODES = ("fgp", "none")
 # Spaces larger than this are pre-trained on a seeded sample instead of every cell.
@@ -262,7 +262,7 @@ class Predictor:
 
     # ----------------------------------------------------------------- pre-training
     def _default_pretrain_archs(self) -> tuple[list[Arch], str]:
-        if self.space.size <= ENUMERATE_LIMIT and hasattr(self.space, "enumerate"):
+        if self.space.enumerable and self.space.size <= ENUMERATE_LIMIT:
             return list(self.space.enumerate()), "all"
         rng = np.random.default_rng(self.seed)
         seen: dict[Arch, None] = {}
@@ -422,10 +422,10 @@ class Predictor:
 
     def _check_archs(self, archs, what: str, any_unified_space: bool = False) -> list[Arch]:
         archs = list(archs)
-        spaces = sorted(SPACE_IDS) if any_unified_space else [self.space.name]
         for a in archs:
-            if not isinstance(a, Arch) or a.space not in spaces:
-                raise DataError(f"{what} must be {' or '.join(spaces)} cells; got {a!r}")
+            if not (is_unified(a) if any_unified_space else isinstance(a, Arch) and a.space == self.space.name):
+                kind = "cells of spaces with a unified vocabulary" if any_unified_space else f"{self.space.name} cells"
+                raise DataError(f"{what} must be {kind}; got {a!r}")
         return archs
 
     def _check_labeled(self, archs, values, what: str) -> tuple[list[Arch], np.ndarray]:

@@ -22,7 +22,6 @@ from nasflow.metrics import kendall_tau, precision_at_k, spearman_rho
 from .committee import Committee
 
 FIELD_SEEDS = (21, 2021, 202121)
-POOL_SIZES = {"nb201": 7_813, "nb101": 7_290}
 N_VAL = 40
 
 
@@ -106,7 +105,7 @@ def run_protocol(
     values = np.asarray(values, dtype=np.float64)
     if len(archs) != values.size:
         raise DataError(f"{len(archs)} cells but {values.size} labels")
-    pool = pool or POOL_SIZES.get(space.name)
+    pool = pool or space.protocol_pool
     if pool is None:
         raise DataError(f"no standard pool size for space {space.name!r}; pass pool=")
     splits = {(p, r): field_split(len(archs), p, r, pool) for p in perm_seeds for r in ratios}

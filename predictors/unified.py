@@ -1,7 +1,7 @@
 """Unified encodings: one operation vocabulary for NAS-Bench-101 and NAS-Bench-201 cells,
 plus a learned space embedding, so one encoder reads cells of both spaces.
 
-A node's id in a unified ``CellBatch`` packs (space, op) as ``space_id * len(VOCAB) + op``;
+A node's id in a unified ``CellBatch`` packs (space, op) as ``space.unified_id * len(VOCAB) + op``;
 :class:`SpaceOpEmbedding` unpacks it into op embedding + space embedding. The encoders
 stay unchanged: they call ``self.embed(batch.ops)`` as always.
 
@@ -25,48 +25,33 @@ from .graphs import GraphCache
 
 VOCAB = ("input", "output", "conv3x3", "conv1x1", "avgpool3x3", "maxpool3x3", "skip", "none")
 
-# Index of each space's embedding row; append new spaces, never reorder (saved weights use it).
-SPACE_IDS = {"nb101": 0, "nb201": 1}
-
-SPACE_OPS = {
-    "nb101": {
-        "input": "input",
-        "output": "output",
-        # conv-BN-ReLU and NB-201's ReLU-conv-BN are the same 3x3 / 1x1 convolution with the same
-        # normalisation; the order of ReLU only shifts where the nonlinearity sits in the chain.
-        "conv3x3-bn-relu": "conv3x3",
-        "conv1x1-bn-relu": "conv1x1",
-        # max and average pooling keep a token each: they are different functions (max passes the
-        # strongest activation on, average smooths), and a shared token would claim they act alike.
-        "maxpool3x3": "maxpool3x3",
-    },
-    "nb201": {
-        "input": "input",
-        "output": "output",
-        "nor_conv_3x3": "conv3x3",
-        "nor_conv_1x1": "conv1x1",
-        "avg_pool_3x3": "avgpool3x3",
-        # identity on an edge; NB-101 expresses the same thing as an input->output edge, which has
-        # no node of its own, so "skip" is only ever seen in NB-201 cells
-        "skip_connect": "skip",
-        # a zeroed edge: the node is kept (the cell graph has a fixed shape) and the token says it
-        # carries nothing; NB-101 removes such vertices instead
-        "none": "none",
-    },
-}
+# Rows of the space embedding. Each space declares its row (``space.unified_id``) and its labels' tokens
+# (``space.unified_ops``); saved unified predictors have this many rows, so a space past them needs more rows
+# and its unified predictors trained anew.
+SPACE_ROWS = 2
 
 
 def unified_ids(space) -> dict[str, int]:
     """``{space op label: packed node id}`` for every label in ``space.vocab``."""
-    name = getattr(space, "name", space)
-    if name not in SPACE_OPS:
-        raise SpaceError(f"space {name!r} has no unified vocabulary; use unified=False or add it to predictors/unified.py")
-    mapping = SPACE_OPS[name]
-    missing = [op for op in getattr(space, "vocab", mapping) if op not in mapping]
+    mapping, row = space.unified_ops, space.unified_id
+    if mapping is None or row is None:
+        raise SpaceError(f"space {space.name!r} has no unified vocabulary; use unified=False or declare "
+                         f"unified_ops and unified_id in its module")
+    if not 0 <= row < SPACE_ROWS:
+        raise SpaceError(f"space {space.name!r} has unified_id {row}, but unified predictors have {SPACE_ROWS} space rows")
+    missing = [op for op in space.vocab if op not in mapping]
     if missing:
-        raise SpaceError(f"space {name!r} has node labels {missing} without a unified token in predictors/unified.py")
-    offset = SPACE_IDS[name] * len(VOCAB)
+        raise SpaceError(f"space {space.name!r} has node labels {missing} without a token in its unified_ops")
+    unknown = sorted({token for token in mapping.values() if token not in VOCAB})
+    if unknown:
+        raise SpaceError(f"space {space.name!r} maps labels to {unknown}, which are not in the unified vocabulary {VOCAB}")
+    offset = row * len(VOCAB)
     return {op: offset + VOCAB.index(token) for op, token in mapping.items()}
+
+
+def is_unified(arch) -> bool:
+    """Whether a unified predictor can read ``arch`` (its space declares a unified vocabulary)."""
+    return isinstance(arch, Arch) and arch.search_space.unified_ops is not None
 
 
 class SpaceOpEmbedding(nn.Module):
@@ -75,7 +60,7 @@ class SpaceOpEmbedding(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.op = nn.Embedding(len(VOCAB), dim)
-        self.space = nn.Embedding(len(SPACE_IDS), dim)
+        self.space = nn.Embedding(SPACE_ROWS, dim)
         nn.init.zeros_(self.space.weight)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -89,31 +74,24 @@ def make_unified(encoder: nn.Module) -> nn.Module:
 
 
 class UnifiedGraphCache(GraphCache):
-    """A :class:`GraphCache` with packed unified node ids; it batches cells of every space in
-    SPACE_OPS together (a cell's own space gives its graph), so one encoder sees both at once."""
+    """A :class:`GraphCache` with packed unified node ids; it batches cells of every space that
+    declares a unified vocabulary together (a cell's own space gives its graph), so one encoder
+    sees them all at once."""
 
     def __init__(self, space):
-        super().__init__(space)
+        super().__init__(space, unified_ids(space))
         self.vocab = VOCAB
-        self._per_space: dict[str, GraphCache] = {}
-        self._add_space(space)
-
-    def _add_space(self, space) -> GraphCache:
-        cache = GraphCache(space)
-        cache._index = unified_ids(space)  # same graph arrays, packed unified ids as node labels
-        self._per_space[space.name] = cache
-        return cache
+        self._per_space = {space.name: GraphCache(space, self.node_ids)}
 
     def __len__(self) -> int:
         return sum(len(c) for c in self._per_space.values())
 
-    def _cell(self, arch: Arch):
+    def cell_arrays(self, arch: Arch):
         cache = self._per_space.get(arch.space)
         if cache is None:
-            from nasflow.spaces import get_space
-
-            cache = self._add_space(get_space(arch.space))
-        return cache._cell(arch)
+            space = arch.search_space
+            cache = self._per_space[arch.space] = GraphCache(space, unified_ids(space))
+        return cache.cell_arrays(arch)
 
 
 def check_init_from(source, target) -> None:

@@ -116,7 +116,7 @@ class Bananas(BaseSearcher):
             raise SearcherError(f"bananas acquisition must be 'ucb', 'mean' or 'its', got {acquisition!r}")
         if pool not in POOLS:
             raise SearcherError(f"bananas pool must be one of {', '.join(POOLS)}, got {pool!r}")
-        if pool == "space" and not callable(getattr(space, "enumerate", None)):
+        if pool == "space" and not space.enumerable:
             raise SearcherError(f"bananas pool 'space' needs an enumerable space; {space.name} is not: use pool='mutation'")
         for option, value, low in (("members", members, 1), ("initial", initial, 2), ("candidates", candidates, 1),
                                    ("parents", parents, 1), ("refit_every", refit_every, 1)):

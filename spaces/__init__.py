@@ -10,7 +10,6 @@ SPACES = {
     "nb201": ("nasflow.spaces.nb201", "NB201Space", "NAS-Bench-201 cell, 6 edges x 5 ops"),
     "nb101": ("nasflow.spaces.nb101", "NB101Space", "NAS-Bench-101 cell, <=7 vertices, <=9 edges, 3 ops"),
 }
-SIZES = {"nb201": 15_625, "nb101": 423_624}
 
 
 def get_space(name: str):

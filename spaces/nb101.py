@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
 from nasflow.benchfiles import benchmark_format, find_benchmark
-from nasflow.core import Arch, CellGraph, Evaluation, TabularOracle
+from nasflow.core import Arch, BaseSpace, CategoricalEncoding, CellGraph
 from nasflow.errors import ArchError, BenchmarkError, SpaceError
 
 OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
@@ -141,7 +140,7 @@ class NB101Arch(Arch):
         object.__setattr__(self, "_key", module_hash(m, ops))
 
     @classmethod
-    def _trusted(cls, matrix: tuple, ops: tuple, key: str) -> "NB101Arch":
+    def from_record(cls, matrix: tuple, ops: tuple, key: str) -> "NB101Arch":
         """A cell from a benchmark file whose record already gives the pruned cell and its hash.
 
         Skips validation and hashing, which would cost minutes over 423,624 cells.
@@ -155,6 +154,10 @@ class NB101Arch(Arch):
     @property
     def key(self) -> str:
         return self._key
+
+    @property
+    def search_space(self) -> "NB101Space":
+        return NB101Space()
 
     @property
     def num_vertices(self) -> int:
@@ -198,7 +201,53 @@ def _candidate_moves(arch: NB101Arch) -> list[tuple[np.ndarray, list[str]]]:
     return moves
 
 
-class NB101Space:
+# TPE's view of a cell: one bit per upper-triangular entry of the 7x7 matrix (e<i>_<j>) and one op per inner
+# vertex (op1..op5); combinations the space rejects (disconnected, > 9 edges) raise ArchError in decode.
+_PAIRS = tuple((i, j) for i in range(MAX_VERTICES) for j in range(i + 1, MAX_VERTICES))
+
+
+def _decode(params) -> NB101Arch:
+    matrix = [[0] * MAX_VERTICES for _ in range(MAX_VERTICES)]
+    for i, j in _PAIRS:
+        matrix[i][j] = params[f"e{i}_{j}"]
+    return NB101Arch(matrix, [INPUT] + [params[f"op{v}"] for v in range(1, MAX_VERTICES - 1)] + [OUTPUT])
+
+
+def _encode(arch: NB101Arch) -> dict:
+    """Pad a pruned cell to 7 vertices: its output moves to vertex 6, unused vertices stay unconnected."""
+    n = arch.num_vertices
+    slot = list(range(n - 1)) + [MAX_VERTICES - 1]
+    out = {f"e{i}_{j}": 0 for i, j in _PAIRS}
+    for i in range(n):
+        for j in range(n):
+            if arch.matrix[i][j]:
+                out[f"e{slot[i]}_{slot[j]}"] = 1
+    for v in range(1, MAX_VERTICES - 1):
+        out[f"op{v}"] = arch.ops[v] if v < n - 1 else OPS[0]
+    return out
+
+
+CATEGORICAL = CategoricalEncoding(
+    choices={**{f"e{i}_{j}": (0, 1) for i, j in _PAIRS}, **{f"op{v}": OPS for v in range(1, MAX_VERTICES - 1)}},
+    decode=_decode,
+    encode=_encode,
+)
+
+# Node labels as tokens of the unified NB-101/NB-201 vocabulary (nasflow.predictors.unified.VOCAB).
+UNIFIED_OPS = {
+    INPUT: "input",
+    OUTPUT: "output",
+    # conv-BN-ReLU and NB-201's ReLU-conv-BN are the same 3x3 / 1x1 convolution with the same
+    # normalisation; the order of ReLU only shifts where the nonlinearity sits in the chain.
+    "conv3x3-bn-relu": "conv3x3",
+    "conv1x1-bn-relu": "conv1x1",
+    # max and average pooling keep a token each: they are different functions (max passes the
+    # strongest activation on, average smooths), and a shared token would claim they act alike.
+    "maxpool3x3": "maxpool3x3",
+}
+
+
+class NB101Space(BaseSpace):
     """The NAS-Bench-101 cell space (423,624 distinct cells)."""
 
     name = "nb101"
@@ -206,6 +255,12 @@ class NB101Space:
     ops = OPS
     vocab = (INPUT, OUTPUT) + OPS  # node labels of to_graph
     datasets = DATASETS
+    enumerable = False  # enumerate() explains why
+    small_network = (16, 1)  # width, cells per stage: trains in seconds on the 8x8 digits
+    categorical = CATEGORICAL
+    unified_ops = UNIFIED_OPS
+    unified_id = 0  # saved unified predictors index their space embedding with it: never change it
+    protocol_pool = 7_290  # the field's training pool on NAS-Bench-101
 
     def make(self, matrix, ops: Sequence[str]) -> NB101Arch:
         return NB101Arch(matrix, ops)
@@ -313,61 +368,9 @@ class NB101Space:
             raise BenchmarkError(f"NAS-Bench-101 has results for cifar10 only, not {dataset!r}")
         path = find_benchmark(self.name, OFFICIAL_FILES + TABLE_FILES, benchmark, PUBLISHED_AT)
         if benchmark_format(path, FORMATS, self.name) == ".jsonl":
+            from .nb101_table import NB101TableOracle
+
             return NB101TableOracle(path, epochs)
         from .nb101_records import NB101RecordOracle
 
         return NB101RecordOracle(path, epochs, progress=progress)
-
-
-class NB101TableOracle(TabularOracle):
-    """NAS-Bench-101 numbers from a JSONL table, one cell a line.
-
-    Each line: ``hash``, ``matrix``, ``ops``, ``valid_acc_<epochs>`` (percent), optionally
-    ``params`` and ``train_time_s_108``. Test accuracies are not in such tables. Every
-    line's hash is checked against the hash of its cell.
-    """
-
-    dataset = "cifar10"
-
-    def __init__(self, path, epochs: int = 108):
-        path = Path(path)
-        self.source = str(path)
-        self.epochs = epochs
-        column = f"valid_acc_{epochs}"
-        table: dict[NB101Arch, Evaluation] = {}
-        try:
-            with open(path, encoding="utf-8") as f:
-                for line, text in enumerate(f, start=1):
-                    if text.strip():
-                        arch, evaluation = self._row(text, column, f"{path}:{line}")
-                        table.setdefault(arch, evaluation)
-        except (OSError, UnicodeDecodeError) as e:
-            raise BenchmarkError(f"cannot read {path}: {e}") from None
-        if not table:
-            raise BenchmarkError(f"{path} has no cells")
-        self._set_table(table)
-
-    def _row(self, text: str, column: str, where: str) -> tuple[NB101Arch, Evaluation]:
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise BenchmarkError(f"{where}: not a JSON object ({e}; truncated file?)") from None
-        missing = [k for k in ("hash", "matrix", "ops", column) if not isinstance(row, dict) or k not in row]
-        if missing:
-            raise BenchmarkError(f"{where}: missing {', '.join(missing)} (epochs in the benchmark: {EPOCHS})")
-        try:
-            arch = NB101Arch(row["matrix"], row["ops"])
-        except ArchError as e:
-            raise BenchmarkError(f"{where}: {e}") from None
-        if arch.key != row["hash"]:
-            raise BenchmarkError(f"{where}: hash {row['hash']} does not match the cell's hash {arch.key}")
-        try:
-            valid = float(row[column])
-            cost = float(row["train_time_s_108"]) if self.epochs == 108 and "train_time_s_108" in row else None
-        except (TypeError, ValueError):
-            raise BenchmarkError(f"{where}: {column} or train_time_s_108 is not a number") from None
-        # json.loads reads NaN and Infinity; a NaN accuracy would never compare as best and corrupt every ranking
-        if not math.isfinite(valid) or (cost is not None and not math.isfinite(cost)):
-            raise BenchmarkError(f"{where}: {column} or train_time_s_108 is not a finite number")
-        extra = {"params": row["params"]} if "params" in row else {}
-        return arch, Evaluation(valid=valid, test=None, cost=cost, extra=extra)

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from nasflow.benchfiles import benchmark_format, find_benchmark
-from nasflow.core import Arch, CellGraph, Evaluation, TabularOracle
+from nasflow.core import Arch, BaseSpace, CategoricalEncoding, CellGraph, Evaluation, TabularOracle
 from nasflow.errors import ArchError, BenchmarkError
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -58,6 +58,10 @@ class NB201Arch(Arch):
     def key(self) -> str:
         return self._key
 
+    @property
+    def search_space(self) -> "NB201Space":
+        return NB201Space()
+
 
 @lru_cache(maxsize=1)
 def _official_order() -> tuple[NB201Arch, ...]:
@@ -91,8 +95,30 @@ def _graph_edges() -> tuple[tuple[int, int], ...]:
 
 GRAPH_EDGES = _graph_edges()
 
+# TPE's view of a cell: one categorical parameter per edge, named edge0..edge5 in EDGES order
+CATEGORICAL = CategoricalEncoding(
+    choices={f"edge{k}": OPS for k in range(len(EDGES))},
+    decode=lambda params: NB201Arch(tuple(params[f"edge{k}"] for k in range(len(EDGES)))),
+    encode=lambda arch: {f"edge{k}": op for k, op in enumerate(arch.ops)},
+)
 
-class NB201Space:
+# Node labels as tokens of the unified NB-101/NB-201 vocabulary (nasflow.predictors.unified.VOCAB).
+UNIFIED_OPS = {
+    "input": "input",
+    "output": "output",
+    "nor_conv_3x3": "conv3x3",
+    "nor_conv_1x1": "conv1x1",
+    "avg_pool_3x3": "avgpool3x3",
+    # identity on an edge; NB-101 expresses the same thing as an input->output edge, which has
+    # no node of its own, so "skip" is only ever seen in NB-201 cells
+    "skip_connect": "skip",
+    # a zeroed edge: the node is kept (the cell graph has a fixed shape) and the token says it
+    # carries nothing; NB-101 removes such vertices instead
+    "none": "none",
+}
+
+
+class NB201Space(BaseSpace):
     """The NAS-Bench-201 topology space (15,625 cells)."""
 
     name = "nb201"
@@ -100,6 +126,12 @@ class NB201Space:
     ops = OPS
     vocab = ("input", "output") + OPS  # node labels of to_graph
     datasets = DATASETS
+    enumerable = True
+    small_network = (8, 1)  # width, cells per stage: trains in seconds on the 8x8 digits
+    categorical = CATEGORICAL
+    unified_ops = UNIFIED_OPS
+    unified_id = 1  # saved unified predictors index their space embedding with it: never change it
+    protocol_pool = 7_813  # the field's training pool (TA-GATES / FlowerFormer / FGP): half the space
 
     def make(self, ops: Sequence[str]) -> NB201Arch:
         return NB201Arch(tuple(ops))

@@ -54,3 +54,14 @@ def nb201():
     from nasflow.spaces import get_space
 
     return get_space("nb201")
+
+
+@pytest.fixture
+def one_thread():
+    import torch
+
+    # tiny graphs: on a loaded 2-core machine two torch threads make each op ~100x slower
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

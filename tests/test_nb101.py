@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from nasflow.errors import ArchError, BenchmarkError, SpaceError
 from nasflow.spaces import get_space
-from nasflow.spaces.nb101 import MAX_EDGES, MAX_VERTICES, OPS, NB101Arch, NB101Space, NB101TableOracle
+from nasflow.spaces.nb101 import MAX_EDGES, MAX_VERTICES, OPS, NB101Arch, NB101Space
+from nasflow.spaces.nb101_table import NB101TableOracle
 
 space = NB101Space()
 C3, C1, MP = OPS

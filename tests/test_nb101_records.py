@@ -15,14 +15,8 @@ from hypothesis import strategies as st
 
 from nasflow.errors import BenchmarkError
 from nasflow.spaces.nb101 import NB101Arch, NB101Space
-from nasflow.spaces.nb101_records import (
-    NB101RecordOracle,
-    _crc32c_many,
-    crc32c,
-    decode_model_metrics,
-    load_records,
-    mask_crc,
-)
+from nasflow.spaces.nb101_records import NB101RecordOracle, load_records
+from nasflow.spaces.nb101_tfrecord import crc32c, crc32c_many, decode_model_metrics, mask_crc
 from nasflow.spaces import nb101_records
 
 space = NB101Space()
@@ -126,7 +120,7 @@ def test_vectorised_crc_matches_scalar():
     buf = rng.integers(0, 256, size=5000, dtype=np.uint8)
     starts = rng.integers(0, 4000, size=300)
     lengths = rng.integers(0, 1000, size=300)
-    got = _crc32c_many(buf, starts, lengths)
+    got = crc32c_many(buf, starts, lengths)
     data = buf.tobytes()
     assert [int(c) for c in got] == [crc32c(data[s : s + n]) for s, n in zip(starts, lengths)]
     assert [int(c) for c in mask_crc(got)] == [mask_crc(int(c)) for c in got]

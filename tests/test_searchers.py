@@ -1,46 +1,12 @@
 import numpy as np
 import pytest
 
+from nasflow.core import BaseSpace
 from nasflow.errors import NasflowError
-from nasflow.loop import search
-from nasflow.searchers import SEARCHERS, SearcherError, get_searcher
+from nasflow.searchers import SearcherError, get_searcher
 
-from searchdoubles import CountingOracle, PeekingPredictor
-
-SMALL = {"bananas": {"members": 3, "candidates": 40}}
-
-
-def make(name, space, seed):
-    return get_searcher(name, space, seed=seed, **SMALL.get(name, {}))
-
-
-@pytest.mark.parametrize("name", sorted(SEARCHERS))
-@pytest.mark.parametrize("with_predictor", [False, True])
-def test_each_searcher_on_the_real_table(nb201, nb201_oracle, name, with_predictor):
-    oracle = CountingOracle(nb201_oracle)
-    predictor = PeekingPredictor(nb201_oracle, noise=2.0) if with_predictor else None
-    result = search(nb201, oracle, make(name, nb201, 4), predictor=predictor, budget=30, pool=20, refit_every=5, seed=4)
-    assert oracle.calls == 30 and len({q.arch for q in result.trajectory}) == 30
-    # better than the space's median cell: a broken searcher picking garbage would not be
-    assert result.best.best_valid > 85.0
-    again = search(nb201, nb201_oracle, make(name, nb201, 4), predictor=predictor and PeekingPredictor(nb201_oracle, noise=2.0),
-                   budget=30, pool=20, refit_every=5, seed=4)
-    assert [q.arch for q in again.trajectory] == [q.arch for q in result.trajectory]
-
-
-@pytest.mark.parametrize("name", sorted(SEARCHERS))
-def test_state_is_a_function_of_seed_and_history(nb201, nb201_oracle, name):
-    """A new searcher told the same history proposes the same cells (what resume relies on)."""
-    first = make(name, nb201, 7)
-    for _ in range(25):
-        (arch,) = first.ask(1)
-        first.tell(arch, nb201_oracle.query(arch))
-    rebuilt = make(name, nb201, 7)
-    for arch, evaluation in first.history.items():
-        rebuilt.tell(arch, evaluation)
-    proposals = first.ask(5)
-    assert rebuilt.ask(5) == proposals
-    assert not set(proposals) & set(first.history) and len(set(proposals)) == 5
+# The checks every searcher passes (a run on the real table, state a function of seed and history)
+# are in test_contracts.py; here are the checks of particular searchers.
 
 
 def test_evolution_children_are_mutants_of_the_recent_population(nb201, nb201_oracle):
@@ -211,7 +177,7 @@ def test_bad_bananas_options(nb201, kw, match):
 
 
 def test_bananas_space_pool_needs_an_enumerable_space(nb201):
-    class Endless:
+    class Endless(BaseSpace):
         name = "endless"
         sample = nb201.sample
 

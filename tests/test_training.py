@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from nasflow.core import BaseSpace
 from nasflow.data import Dataset, load_digits, load_npz, split
 from nasflow.errors import DataError, NasflowError
 from nasflow.spaces.nb201 import NB201Space
@@ -192,7 +193,7 @@ def test_progress_shows_an_epoch_bar_and_a_space_without_networks_is_refused(dig
     oracle.query(space.make(["skip_connect"] * 6))
     assert "epoch" in capsys.readouterr().err
 
-    class Tabular:
+    class Tabular(BaseSpace):  # declares no network builder
         name = "table-only"
 
     with pytest.raises(NasflowError, match="cannot build networks"):

@@ -7,18 +7,10 @@ from nasflow import Predictor, get_space
 from nasflow.errors import NasflowError
 from nasflow.metrics import kendall_tau
 from nasflow.predictors.encoders import ENCODERS, make_encoder
-from nasflow.predictors.unified import SPACE_IDS, SPACE_OPS, VOCAB, UnifiedGraphCache, make_unified, unified_ids
+from nasflow.core import BaseSpace
+from nasflow.predictors.unified import SPACE_ROWS, VOCAB, UnifiedGraphCache, make_unified, unified_ids
 
 SMALL = dict(pretrain="none", dim=16, layers=2, epochs=3, seed=0)
-
-
-@pytest.fixture
-def one_thread():
-    # tiny graphs: on a loaded 2-core machine two torch threads make each op ~100x slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +29,7 @@ def nb201_labels(nb201_csv, nb201):
 
 @pytest.fixture(scope="session")
 def nb101_labels(nb101_jsonl):
-    from nasflow.spaces.nb101 import NB101TableOracle
+    from nasflow.spaces.nb101_table import NB101TableOracle
 
     table = NB101TableOracle(nb101_jsonl)
     archs = list(table.archs())
@@ -49,16 +41,18 @@ def test_unified_vocabulary_maps_every_op_of_both_spaces(nb101, nb201):
         ids = unified_ids(space)
         assert set(space.vocab) <= set(ids)
         assert len(set(ids.values())) == len(space.vocab)  # no two labels of one space collapse
-        assert {i // len(VOCAB) for i in ids.values()} == {SPACE_IDS[space.name]}
+        assert {i // len(VOCAB) for i in ids.values()} == {space.unified_id}
     token = {name: {op: VOCAB[i % len(VOCAB)] for op, i in unified_ids(s).items()} for name, s in (("nb101", nb101), ("nb201", nb201))}  # noqa: E501
     assert token["nb101"]["conv3x3-bn-relu"] == token["nb201"]["nor_conv_3x3"] == "conv3x3"
     assert token["nb101"]["conv1x1-bn-relu"] == token["nb201"]["nor_conv_1x1"] == "conv1x1"
     assert token["nb101"]["maxpool3x3"] != token["nb201"]["avg_pool_3x3"]  # one token per pooling kind
-    assert set(SPACE_OPS) == set(SPACE_IDS)
+    # the rows saved unified predictors were trained with: NB-101 first, NB-201 second
+    assert (nb101.unified_id, nb201.unified_id) == (0, 1) and SPACE_ROWS == 2
+    assert VOCAB == ("input", "output", "conv3x3", "conv1x1", "avgpool3x3", "maxpool3x3", "skip", "none")
 
 
 def test_unknown_space_has_no_unified_vocabulary():
-    class Toy:
+    class Toy(BaseSpace):
         name, vocab = "toy", ("input", "output")
 
     with pytest.raises(NasflowError, match="no unified vocabulary"):
@@ -71,7 +65,7 @@ def test_nb101_and_nb201_cells_batch_through_one_unified_encoder(encoder, nb101,
     cells = [nb201.sample(rng), nb101_labels[0][0], nb201.sample(rng), nb101_labels[0][1]]
     cache = UnifiedGraphCache(nb201)
     batch = cache.batch(cells)
-    assert batch.num_graphs == 4 and int(batch.ops.max()) < len(VOCAB) * len(SPACE_IDS)
+    assert batch.num_graphs == 4 and int(batch.ops.max()) < len(VOCAB) * SPACE_ROWS
     torch.manual_seed(0)
     model = make_unified(make_encoder(encoder, len(VOCAB), 16, 2, 0.0)).eval()
     with torch.no_grad():
@@ -84,8 +78,8 @@ def test_nb101_and_nb201_cells_batch_through_one_unified_encoder(encoder, nb101,
 
 def test_space_embedding_starts_at_zero_so_shared_tokens_embed_alike():
     embed = make_unified(make_encoder("gin", len(VOCAB), 8, 1, 0.0)).embed
-    conv101 = SPACE_IDS["nb101"] * len(VOCAB) + VOCAB.index("conv3x3")
-    conv201 = SPACE_IDS["nb201"] * len(VOCAB) + VOCAB.index("conv3x3")
+    conv101 = get_space("nb101").unified_id * len(VOCAB) + VOCAB.index("conv3x3")
+    conv201 = get_space("nb201").unified_id * len(VOCAB) + VOCAB.index("conv3x3")
     out = embed(torch.tensor([conv101, conv201]))
     torch.testing.assert_close(out[0], out[1])
     assert embed.space.weight.requires_grad  # learned, only its start is shared

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+from nasflow.core import BaseSpace
 from nasflow.errors import NasflowError
 from nasflow.metrics import spearman_rho
 from nasflow.proxies import zero_cost, zero_cost_table
@@ -115,7 +116,7 @@ def test_jacov_prefers_uncorrelated_gradients_and_has_a_finite_floor():
 
 
 def test_space_without_networks_is_a_one_line_error(cache):
-    class TableOnly:
+    class TableOnly(BaseSpace):  # declares no network builder
         name = "table-only"
 
     with pytest.raises(NasflowError, match="cannot build networks"):

@@ -105,7 +105,7 @@ def compare(
         from .warm_start import parse
 
         # checked even when no searcher in the grid takes it
-        parse(base["warm_start"], getattr(get_space(complete(base).space), "size", None))
+        parse(base["warm_start"], get_space(complete(base).space).size)
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     def run_settings(searcher: str, predictor: str, seed: int) -> RunSpec:

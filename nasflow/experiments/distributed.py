@@ -215,7 +215,7 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = 1,
 
     study_id, settings = open_study(storage, study_name, given, validate)
     run = built.get("parts") or build(settings)
-    size = getattr(run.space, "size", None)
+    size = run.space.size
     if size is not None and settings["budget"] > size:
         raise DistributedError(f"budget {settings['budget']} exceeds the {size:,d} cells of {run.space.name}")
     before = len(completed_trials(storage, study_id))

@@ -161,7 +161,7 @@ def check_covers_space(space, oracle) -> None:
     the table would end the run mid-way (the shipped nb101_1k.jsonl holds 1,000 of 423,624 cells)."""
     from ..core import TabularOracle
 
-    size = getattr(space, "size", None)
+    size = space.size
     if isinstance(oracle, TabularOracle) and size is not None and len(oracle) < size:
         raise NasflowError(
             f"{oracle.source} holds {len(oracle):,d} of the {size:,d} {space.name} cells, and a search proposes "
@@ -180,7 +180,7 @@ def searcher_options(settings: dict, ensemble, space, progress: bool = False) ->
     if settings.get("warm_start") is not None:
         from .warm_start import parse, warm_start_cells
 
-        parse(settings["warm_start"], getattr(space, "size", None))  # reported first, whatever the searcher
+        parse(settings["warm_start"], space.size)  # reported first, whatever the searcher
         if not takes_warm_start(settings["searcher"]):
             raise NasflowError(f"--warm-start applies to {' and '.join(warm_start_searchers())}, not {settings['searcher']!r}")
         options["initial_design"] = warm_start_cells(space, settings["warm_start"], settings["seed"], progress)
@@ -202,7 +202,7 @@ def run_search(settings: dict, run_dir=None, resume: bool = False, progress: boo
         run_dir=run_dir, resume=resume, meta={**settings.to_json(), "oracle": run.description}, progress=progress,
         setup_seconds=run.setup_seconds,
     )
-    if hasattr(run.oracle, "speed_summary"):
+    if run.oracle.speed_summary is not None:
         result.config["training_speed"] = run.oracle.speed_summary()
     return result
 

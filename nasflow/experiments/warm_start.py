@@ -55,7 +55,7 @@ def warm_start_cells(space, spec: Optional[str], seed: int, progress: bool = Fal
         return []
     from ..proxies import zero_cost
 
-    proxy, samples = parse(spec, getattr(space, "size", None))
+    proxy, samples = parse(spec, space.size)
     rng = np.random.default_rng([seed, _STREAM])
     pool = list(dict.fromkeys(space.sample(rng) for _ in range(samples)))
     scores = zero_cost(space, pool, proxy, progress=progress)
