@@ -77,11 +77,19 @@ class FGPConfig:
     flow_weight: float
     proxy_weight: float
     margin: float
-    epochs: int
-    lr: float
-    batch_size: int
+    pretrain_epochs: int
+    pretrain_lr: float
+    pretrain_batch: int
     flow_variant: str = "operator"
     flow_dim: int = 32
+
+    @classmethod
+    def of(cls, options: dict, space: str, vocab, cells: str) -> "FGPConfig":
+        """The pre-training that checked Predictor ``options`` ask for (a callable proxy keys as None)."""
+        named = options["proxy"] if isinstance(options["proxy"], str) else None
+        same = {f.name for f in dataclasses.fields(cls)} & set(options) - {"proxy"}
+        return cls(space=space, vocab=tuple(vocab), cells=cells, proxy=named, proxy_version=proxy_version(named),
+                   **{name: options[name] for name in same})  # fmt: skip
 
     def key(self) -> dict:
         """The fields as the JSON document stored next to the weights (tuples as lists)."""
@@ -260,7 +268,7 @@ def pretrain_cached(config: FGPConfig, space, graphs: GraphCache, archs: Sequenc
         torch.manual_seed(config.seed)
         encoder = new_encoder()
         losses, heads = fgp_pretrain(
-            encoder, graphs, archs, flows, targets, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+            encoder, graphs, archs, flows, targets, epochs=config.pretrain_epochs, lr=config.pretrain_lr, batch_size=config.pretrain_batch,
             flow_weight=config.flow_weight, proxy_weight=config.proxy_weight, margin=config.margin, hidden=config.dim,
             rng=np.random.default_rng(config.seed), progress=progress,
         )  # fmt: skip

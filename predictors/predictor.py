@@ -19,7 +19,7 @@ import torch
 
 from nasflow.core import Arch
 from nasflow.devices import torch_threads
-from nasflow.errors import CheckpointError, NasflowError
+from nasflow.errors import CheckpointError, DataError, NasflowError
 
 from . import checkpoint, fgp
 from .finetune import Labeled, fine_tune
@@ -114,14 +114,8 @@ class Predictor:
     def _new_model(self, o: dict) -> ScoreModel:
         return ScoreModel(self._new_encoder(o), o["dim"], len(o["zcp_proxies"]) if o["features"] else 0)
 
-    def _fgp_config(self, o: dict, cells: str) -> fgp.FGPConfig:
-        return fgp.FGPConfig(
-            space=self.space.name, vocab=tuple(self.graphs.vocab), cells=cells, encoder=o["encoder"], dim=o["dim"],
-            layers=o["layers"], dropout=o["dropout"], unified=o["unified"], seed=o["seed"],
-            flow_readout=o["flow_readout"], flow_seed=o["flow_seed"], proxy=o["proxy"] if isinstance(o["proxy"], str) else None,
-            proxy_version=fgp.proxy_version(o["proxy"]), flow_weight=o["flow_weight"], proxy_weight=o["proxy_weight"],
-            margin=o["margin"], epochs=o["pretrain_epochs"], lr=o["pretrain_lr"], batch_size=o["pretrain_batch"],
-        )  # fmt: skip
+    def _fgp_config(self, cells: str) -> fgp.FGPConfig:
+        return fgp.FGPConfig.of(self.options, self.space.name, self.graphs.vocab, cells)
 
     # ----------------------------------------------------------------- learning
     def pretrain(self, archs: Optional[Sequence[Arch]] = None, progress: bool = False) -> "Predictor":
@@ -140,7 +134,7 @@ class Predictor:
             archs = check_archs(archs, [self.space.name], "pre-training cells")
             cells = fgp.cells_tag(archs)
         done = fgp.pretrain_cached(
-            self._fgp_config(o, cells), self.space, self.graphs, archs, lambda: self._new_encoder(o), o["proxy"],
+            self._fgp_config(cells), self.space, self.graphs, archs, lambda: self._new_encoder(o), o["proxy"],
             use_cache=o["cache"] and not callable(o["proxy"]), threads=o["threads"], progress=progress,
         )  # fmt: skip
         self._pretrained, self.pretrain_losses, self.pretrain_from_cache = done.parts, done.losses, done.from_cache
@@ -159,7 +153,7 @@ class Predictor:
         train = check_labeled(archs, values, [self.space.name], "training cells")
         validate = val_archs is not None or val_values is not None
         if validate and (val_archs is None or val_values is None):
-            raise NasflowError("pass both val_archs and val_values, or neither")
+            raise DataError("pass both val_archs and val_values, or neither")
         val = check_labeled(val_archs, val_values, [self.space.name], "validation cells") if validate else None
         if init_from is not None:
             check_init_from(init_from, self)
@@ -238,7 +232,7 @@ class Predictor:
             if list(predictor.graphs.vocab) != list(state.vocab):
                 raise CheckpointError(f"{path} was saved with other node labels than space {state.space!r} has now")
             if state.pretrained is not None and not fgp.parts_fit(
-                state.pretrained, predictor._fgp_config(o, ""), predictor.space, lambda: predictor._new_encoder(o)
+                state.pretrained, predictor._fgp_config(""), predictor.space, lambda: predictor._new_encoder(o)
             ):
                 raise CheckpointError(f"{path}: the pre-trained weights do not fit its configuration; re-train it")
             predictor._pretrained = state.pretrained

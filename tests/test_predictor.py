@@ -139,7 +139,7 @@ def test_save_load_roundtrip_and_bad_checkpoints(pretrained, nb201, labeled, tmp
         Predictor.load(tmp_path / "old.pt")
 
 
-def test_bad_inputs(nb201, labeled):
+def test_bad_inputs(nb201, labeled, tmp_path):
     from nasflow import Predictor
 
     p = Predictor(nb201, pretrain="none", **SMALL)
@@ -158,10 +158,14 @@ def test_bad_inputs(nb201, labeled):
             p.fit(a, v)
     with pytest.raises(DataError):
         p.fit(archs, values, val_archs=archs[:5])
-    with pytest.raises(NasflowError):
-        Predictor(nb201, encoder="transformer")
-    with pytest.raises(NasflowError):
-        Predictor(nb201, pretrain="sometimes")
+    # options are checked where they are used: at pre-training, fitting, prediction and saving
+    for bad in (dict(encoder="transformer"), dict(pretrain="sometimes")):
+        predictor = Predictor(nb201, **bad)
+        assert predictor.get_params()[next(iter(bad))] == bad[next(iter(bad))]  # __init__ only stores
+        for use in (predictor.pretrain, lambda: predictor.fit(archs, values), lambda: predictor.save(tmp_path / "p.safetensors")):
+            with pytest.raises(NasflowError, match="unknown"):
+                use()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_train_predictor_saves_a_working_model(nb201_csv, tmp_path, nb201):
@@ -321,10 +325,12 @@ def test_convert_checkpoint_from_the_torch_format(nb201, tmp_path, monkeypatch, 
 def test_an_option_json_cannot_hold_is_one_line_at_save(nb201, tmp_path):
     from nasflow import Predictor
 
-    with pytest.raises(NasflowError, match="clip_grad must be a number > 0.0, got inf"):
-        Predictor(nb201, pretrain="none", clip_grad=float("inf"))  # refused where it is given
-    predictor = Predictor(nb201, pretrain="none")
-    predictor.clip_grad = float("inf")  # set after construction, past the option checks
-    with pytest.raises(CheckpointError, match="NaN or infinite"):
+    predictor = Predictor(nb201, pretrain="none", margin=float("inf"))  # stored, not checked, by __init__
+    with pytest.raises(NasflowError, match="margin must be a number >= 0.0, got inf"):
+        predictor.save(tmp_path / "p.safetensors")
+    predictor.set_params(margin=0.5, lr=float("nan"))  # set after construction: checked at save all the same
+    with pytest.raises(NasflowError, match="lr must be a number > 0.0, got nan"):
         predictor.save(tmp_path / "p.safetensors")
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(NasflowError, match="unknown predictor option 'clip_grad'"):
+        predictor.set_params(clip_grad=1.0)
