@@ -10,7 +10,6 @@ cells queried so far without drift from earlier fits.
 """
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -26,12 +25,12 @@ from .finetune import Labeled, fine_tune
 from .graphs import GraphCache
 from .model import ScoreModel, new_encoder, zcp_inputs
 from .unified import SPACE_IDS, UnifiedGraphCache, check_init_from
-from .validation import check_archs, check_labeled, checked_options
+from .validation import Configurable, check_archs, check_labeled, json_options
 
 PREDICT_CHUNK = 16_384
 
 
-class Predictor:
+class Predictor(Configurable):
     """Ranks cells of ``space``; higher score = predicted better.
 
     ``proxy`` names a zero-cost proxy of :mod:`nasflow.proxies`, or several joined by '+'
@@ -59,8 +58,7 @@ class Predictor:
 
             space = get_space(space)
         self.space = space
-        # every option as given: the signature is the one list of them
-        self._params = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
+        self.store(locals())
         self._graphs: Optional[GraphCache] = None
         self._pretrained: Optional[dict] = None
         self._model: Optional[ScoreModel] = None
@@ -69,34 +67,13 @@ class Predictor:
         self.fit_history: list[float] = []
 
     # ----------------------------------------------------------------- options
-    def get_params(self) -> dict:
-        """The options as given to ``__init__`` (or ``set_params``)."""
-        return dict(self._params)
-
     def set_params(self, **params) -> "Predictor":
-        unknown = sorted(set(params) - set(_OPTION_NAMES))
-        if unknown:
-            raise NasflowError(f"unknown predictor option {unknown[0]!r}; the options are {', '.join(_OPTION_NAMES)}")
-        self._params.update(params)
         self._graphs = None  # built for the unified option's value
-        return self
-
-    @property
-    def options(self) -> dict:
-        """The options checked (one NasflowError line for a bad one) and in normal form."""
-        return checked_options(self._params)
-
-    def __getattr__(self, name):
-        # options read as attributes, checked: p.encoder, p.dim, p.zcp_proxies (a tuple, its default resolved)
-        if name.startswith("_") or name not in _OPTION_NAMES:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return self.options[name]
+        return super().set_params(**params)
 
     def config(self) -> dict:
         """The checked options as JSON values (a callable proxy becomes None): what ``save`` stores."""
-        options = self.options
-        return {**options, "proxy": options["proxy"] if isinstance(options["proxy"], str) else None,
-                "features": list(options["features"]), "zcp_proxies": list(options["zcp_proxies"])}  # fmt: skip
+        return json_options(self.options)
 
     def __repr__(self) -> str:
         p = self._params
@@ -108,11 +85,13 @@ class Predictor:
             self._graphs = UnifiedGraphCache(self.space) if self.options["unified"] else GraphCache(self.space)
         return self._graphs
 
-    def _new_encoder(self, o: dict):
+    def _new_encoder(self):
+        o = self.options
         return new_encoder(o["encoder"], len(self.graphs.vocab), o["dim"], o["layers"], o["dropout"], o["unified"])
 
-    def _new_model(self, o: dict) -> ScoreModel:
-        return ScoreModel(self._new_encoder(o), o["dim"], len(o["zcp_proxies"]) if o["features"] else 0)
+    def _new_model(self) -> ScoreModel:
+        o = self.options
+        return ScoreModel(self._new_encoder(), o["dim"], len(o["zcp_proxies"]) if o["features"] else 0)
 
     def _fgp_config(self, cells: str) -> fgp.FGPConfig:
         return fgp.FGPConfig.of(self.options, self.space.name, self.graphs.vocab, cells)
@@ -134,7 +113,7 @@ class Predictor:
             archs = check_archs(archs, [self.space.name], "pre-training cells")
             cells = fgp.cells_tag(archs)
         done = fgp.pretrain_cached(
-            self._fgp_config(cells), self.space, self.graphs, archs, lambda: self._new_encoder(o), o["proxy"],
+            self._fgp_config(cells), self.space, self.graphs, archs, self._new_encoder, o["proxy"],
             use_cache=o["cache"] and not callable(o["proxy"]), threads=o["threads"], progress=progress,
         )  # fmt: skip
         self._pretrained, self.pretrain_losses, self.pretrain_from_cache = done.parts, done.losses, done.from_cache
@@ -166,7 +145,7 @@ class Predictor:
         val = Labeled(*val, self._extra(o, val[0])) if val is not None else None
         with torch.random.fork_rng(), torch_threads(o["threads"] or None):
             torch.manual_seed(seed)
-            model = self._new_model(o)
+            model = self._new_model()
             if init_from is not None:
                 model.load_state_dict(init_from._model.state_dict())
             elif self._pretrained is not None:
@@ -228,16 +207,16 @@ class Predictor:
             raise CheckpointError(f"{path} is a predictor for space {state.space!r}, not {name!r}")
         try:
             predictor = cls(space if space is not None else state.space, **state.config)
-            o = predictor.options
+            predictor.options  # checked here, not at the first fit
             if list(predictor.graphs.vocab) != list(state.vocab):
                 raise CheckpointError(f"{path} was saved with other node labels than space {state.space!r} has now")
             if state.pretrained is not None and not fgp.parts_fit(
-                state.pretrained, predictor._fgp_config(""), predictor.space, lambda: predictor._new_encoder(o)
+                state.pretrained, predictor._fgp_config(""), predictor.space, predictor._new_encoder
             ):
                 raise CheckpointError(f"{path}: the pre-trained weights do not fit its configuration; re-train it")
             predictor._pretrained = state.pretrained
             if state.model is not None:
-                model = predictor._new_model(o)
+                model = predictor._new_model()
                 model.load_state_dict(state.model)
                 model.eval()
                 predictor._model = model
@@ -248,9 +227,6 @@ class Predictor:
         except (TypeError, KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"{path} does not match this nasflow's predictor ({type(e).__name__}); re-train it") from None
         return predictor
-
-
-_OPTION_NAMES = tuple(name for name in inspect.signature(Predictor.__init__).parameters if name not in ("self", "space"))
 
 
 def convert_checkpoint(old, new) -> Predictor:

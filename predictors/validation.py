@@ -2,6 +2,7 @@
 and the cells and labels a caller hands it. Every refusal is one NasflowError line."""
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -69,6 +70,48 @@ def checked_options(params: dict) -> dict:
         "zcp_proxies": tuple(check_names(zcp if zcp is not None else ZCP_DEFAULT)),
         "unified": bool(params["unified"]),
     }
+
+
+class Configurable:
+    """scikit-learn's estimator habit: the options are the keyword parameters of ``__init__`` (after
+    ``space``), stored there as given by :meth:`store` and checked only where they are used."""
+
+    @classmethod
+    def option_names(cls) -> tuple:
+        return tuple(name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "space"))
+
+    def store(self, given: dict) -> None:
+        """Keep the options from ``given`` (``__init__``'s locals()): the signature is the one list of them."""
+        self._params = {name: given[name] for name in self.option_names()}
+
+    def get_params(self) -> dict:
+        """The options as given to ``__init__`` (or ``set_params``)."""
+        return dict(self._params)
+
+    def set_params(self, **params):
+        unknown = sorted(set(params) - set(self.option_names()))
+        if unknown:
+            raise NasflowError(f"unknown predictor option {unknown[0]!r}; the options are {', '.join(self.option_names())}")
+        self._params.update(params)
+        return self
+
+    @property
+    def options(self) -> dict:
+        """The options checked (one NasflowError line for a bad one) and in normal form."""
+        return checked_options(self._params)
+
+    def __getattr__(self, name):
+        # options read as attributes, checked: p.encoder, p.dim, p.zcp_proxies (a tuple, its default resolved)
+        if name.startswith("_") or name not in self.option_names():
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return self.options[name]
+
+
+def json_options(options: dict) -> dict:
+    """Checked options as JSON values: lists for tuples, None for a callable proxy (it cannot be stored)."""
+    proxy = options["proxy"]
+    return {**options, "proxy": proxy if isinstance(proxy, str) else None,
+            "features": list(options["features"]), "zcp_proxies": list(options["zcp_proxies"])}  # fmt: skip
 
 
 def check_archs(archs, spaces: list[str], what: str) -> list[Arch]:

@@ -334,3 +334,38 @@ def test_an_option_json_cannot_hold_is_one_line_at_save(nb201, tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(NasflowError, match="unknown predictor option 'clip_grad'"):
         predictor.set_params(clip_grad=1.0)
+
+
+def _saved_with(state, tmp_path, name, **removed):
+    """The checkpoint ``state`` as an older nasflow wrote it: its config also lists options removed since."""
+    path = tmp_path / name
+    checkpoint.write(path, dataclasses.replace(state, config={**state.config, **removed}))
+    return path
+
+
+def test_a_file_listing_removed_options_loads_when_they_hold_what_the_code_does(nb201, tmp_path):
+    from nasflow import Predictor
+
+    cells = nb201.enumerate()[:30]
+    p = Predictor(nb201, pretrain="none", dim=8, layers=1, epochs=2).fit(cells, np.arange(30.0))
+    p.save(tmp_path / "now.safetensors")
+    state = checkpoint.read(tmp_path / "now.safetensors", Predictor.__init__)
+    # as the last commit with them saved a default predictor (finetune_batch did nothing without the pretext task)
+    old = _saved_with(state, tmp_path, "old.safetensors", **checkpoint.REMOVED_OPTIONS, finetune_batch=64)
+    loaded = Predictor.load(old, nb201)
+    np.testing.assert_array_equal(loaded.predict(cells), p.predict(cells))
+    assert loaded.config() == p.config() and not set(loaded.config()) & set(checkpoint.REMOVED_OPTIONS)
+
+
+@pytest.mark.parametrize("option, value", [("flow_loss", "sum"), ("head_init", "proxy"), ("clip_grad", 1.0),
+                                           ("encoder_lr_scale", 0.1), ("finetune_flow_weight", 1.0), ("flow_dim", 7)])
+def test_a_file_trained_with_a_removed_option_is_refused_in_one_line(nb201, tmp_path, option, value):
+    from nasflow import Predictor
+
+    cells = nb201.enumerate()[:30]
+    Predictor(nb201, pretrain="none", dim=8, layers=1, epochs=1).fit(cells, np.arange(30.0)).save(tmp_path / "now.pt")
+    old = _saved_with(checkpoint.read(tmp_path / "now.pt", Predictor.__init__), tmp_path, "old.pt", **{option: value})
+    with pytest.raises(CheckpointError) as info:
+        Predictor.load(old)
+    message = str(info.value)
+    assert "\n" not in message and f"{option}={value!r}" in message and checkpoint.REMOVED_AFTER in message
