@@ -45,6 +45,12 @@ def deterministic_columns(trajectory: Path) -> str:
     return "".join(",".join(row[k] for k in row if k not in ("seconds", "wall")) + "\n" for row in rows)
 
 
+def without_timing(table: str) -> str:
+    """The protocol's markdown table without its last column (fit seconds)."""
+    return "".join(line.rsplit("|", 2)[0] + "|\n" if line.startswith("|") else line + "\n"
+                   for line in table.splitlines())
+
+
 def produce(out: Path, benchmark: str, only: str = "") -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as cache:
@@ -71,7 +77,7 @@ def produce(out: Path, benchmark: str, only: str = "") -> None:
             table = nasflow("evaluate-predictor", "--space", "nb201", "--benchmark", benchmark, "--encoder", "gin",
                             "--encoder", "gatedgcn", "--pretrain", "none", "--pretrain", "fgp", "--ratios", "0.01",
                             env=env)
-            (out / "protocol.txt").write_text(table)
+            (out / "protocol.txt").write_text(without_timing(table))
             print(table, flush=True)
 
 
