@@ -369,3 +369,22 @@ def test_a_file_trained_with_a_removed_option_is_refused_in_one_line(nb201, tmp_
         Predictor.load(old)
     message = str(info.value)
     assert "\n" not in message and f"{option}={value!r}" in message and checkpoint.REMOVED_AFTER in message
+
+
+def test_init_only_stores_the_options_and_everything_else_derives_from_its_signature(nb201):
+    import inspect
+
+    from nasflow import Predictor
+
+    given = dict(encoder="gatedgcn", dim=8, features=["zcp"], zcp_proxies=None, proxy=len)
+    p = Predictor(nb201, **given)
+    signature = inspect.signature(Predictor.__init__).parameters
+    defaults = {name: param.default for name, param in signature.items() if name not in ("self", "space")}
+    assert p.get_params() == {**defaults, **given}  # as given: no copies, conversions or resolved defaults
+    assert p.get_params()["proxy"] is len and Predictor(nb201, **p.get_params()).get_params() == p.get_params()
+    # read back checked and in normal form; saved as JSON values
+    assert p.features == ("zcp",) and p.dim == 8 and len(p.zcp_proxies) == 7
+    assert list(p.config()) == list(defaults) and p.config()["proxy"] is None and p.config()["features"] == ["zcp"]
+    assert p.set_params(dim=16) is p and p.dim == 16
+    with pytest.raises(AttributeError):
+        p.no_such_option
