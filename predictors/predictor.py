@@ -1,12 +1,10 @@
 """`Predictor`: an FGP-pretrained (or from-scratch) GNN that ranks cells of a space.
 
-A facade with scikit-learn habits: ``__init__`` only stores its options (``get_params``
-and the saved config are derived from its signature), they are checked where they are
-used (pretrain, fit, predict, save, load), ``fit`` returns self. The work is elsewhere:
-the score model in ``model.py``, FGP pre-training and its cache in ``fgp.py``, fine-tuning
-in ``finetune.py``, the file format in ``checkpoint.py``. Every ``fit`` starts again from
-the pre-trained encoder (or the seeded random init), so a search loop can re-fit on all
-cells queried so far without drift from earlier fits.
+A facade with scikit-learn habits (options in ``validation.Configurable``, ``fit`` returns self)
+over the score model (``model.py``), FGP pre-training and its cache (``fgp.py``), fine-tuning
+(``finetune.py``) and the file format (``checkpoint.py``). Every ``fit`` starts again from the
+pre-trained encoder (or the seeded random init), so a search loop can re-fit on all cells
+queried so far without drift from earlier fits.
 """
 from __future__ import annotations
 
@@ -18,14 +16,14 @@ import torch
 
 from nasflow.core import Arch
 from nasflow.devices import torch_threads
-from nasflow.errors import CheckpointError, DataError, NasflowError
+from nasflow.errors import CheckpointError, NasflowError
 
 from . import checkpoint, fgp
 from .finetune import Labeled, fine_tune
 from .graphs import GraphCache
 from .model import ScoreModel, new_encoder, zcp_inputs
 from .unified import SPACE_IDS, UnifiedGraphCache, check_init_from
-from .validation import Configurable, check_archs, check_labeled, json_options
+from .validation import Configurable, check_archs, check_fit_inputs, json_options
 
 PREDICT_CHUNK = 16_384
 
@@ -129,11 +127,7 @@ class Predictor(Configurable):
         another dataset of the same space, or across spaces when both are ``unified``).
         """
         o = self.options
-        train = check_labeled(archs, values, [self.space.name], "training cells")
-        validate = val_archs is not None or val_values is not None
-        if validate and (val_archs is None or val_values is None):
-            raise DataError("pass both val_archs and val_values, or neither")
-        val = check_labeled(val_archs, val_values, [self.space.name], "validation cells") if validate else None
+        train, val = check_fit_inputs(archs, values, val_archs, val_values, self.space.name)
         if init_from is not None:
             check_init_from(init_from, self)
         elif o["pretrain"] == "fgp" and self._pretrained is None:

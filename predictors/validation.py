@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from typing import Optional
 
 import numpy as np
 
@@ -139,3 +140,13 @@ def check_labeled(archs, values, spaces: list[str], what: str) -> tuple[list[Arc
     if np.all(values == values[0]):
         raise DataError(f"{what}: all values are equal, so there is no ranking to learn")
     return archs, values
+
+
+def check_fit_inputs(archs, values, val_archs, val_values, space: str) -> tuple[tuple, Optional[tuple]]:
+    """The training cells and labels, and the validation ones (None when neither is given)."""
+    train = check_labeled(archs, values, [space], "training cells")
+    if val_archs is None and val_values is None:
+        return train, None
+    if val_archs is None or val_values is None:
+        raise DataError("pass both val_archs and val_values, or neither")
+    return train, check_labeled(val_archs, val_values, [space], "validation cells")
