@@ -148,7 +148,7 @@ def run_one(spec: str, seed: int, predictor_seed, options: dict, benchmark: str,
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
-    """'fgp:encoder_lr_scale=0.1,epochs=400' -> ('fgp', {...})."""
+    """'fgp:dim=32,epochs=400' -> ('fgp', {...})."""
     spec, _, opts = text.partition(":")
     return spec, predictor_options([o for o in opts.split(",") if o])
 
@@ -258,7 +258,7 @@ def main(argv=None) -> None:
     parser.add_argument("--label", default="", help="tag stored with each run")
     parser.add_argument("--summary", action="store_true", help="print the summary of --out and exit")
     parser.add_argument("--screen", default=None, metavar="VARIANTS",
-                        help="';'-separated predictor variants (e.g. 'fgp;fgp:encoder_lr_scale=0.1') re-fitted on the "
+                        help="';'-separated predictor variants (e.g. 'fgp;fgp:epochs=50') re-fitted on the "
                              "histories of --screen-from runs in --out instead of running the loop")
     parser.add_argument("--screen-from", default="base:fgp", metavar="LABEL:PREDICTOR")
     parser.add_argument("--screen-n", default="30,50")

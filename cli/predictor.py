@@ -40,7 +40,7 @@ def _labeled_cells(space, oracle):
     """Every cell of the benchmark with its `*_valid` label, in the space's official order."""
     import numpy as np
 
-    from nasflow.predictors.predictor import ENUMERATE_LIMIT
+    from nasflow.predictors.fgp import ENUMERATE_LIMIT
 
     if space.enumerable and space.size <= ENUMERATE_LIMIT:
         archs = [a for a in space.enumerate() if a in oracle]

@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it; resolved lazily by __getattr__.
 _LAZY = {
-    "get_space": "nasflow.spaces",
+    "get_space": "nasflow.registry",
     "Predictor": "nasflow.predictors",
     "search": "nasflow.loop",
     "SearchResult": "nasflow.loop",

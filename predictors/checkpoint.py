@@ -23,10 +23,22 @@ FORMAT = "nasflow-predictor"
 VERSION = 2
 LEGACY_VERSION = 1
 CACHE_FORMAT = "nasflow-fgp-pretraining"
-CACHE_VERSION = 1
+# 2: the key is predictors.fgp.FGPConfig (version 1 entries, keyed by hand, are pre-trained again once)
+CACHE_VERSION = 2
 PRETRAINED_PARTS = ("encoder", "proxy_head", "flow_head")
 # Predictor options whose default is None, and the type they take otherwise
-_OPTIONAL = {"clip_grad": float, "finetune_seed": int, "zcp_proxies": list, "proxy": str}
+_OPTIONAL = {"finetune_seed": int, "zcp_proxies": list, "proxy": str}
+# The last commit whose Predictor had the options removed since (screens that docs/RESULTS.md records as no gain).
+REMOVED_AFTER = "2f0f924"
+# Removed option -> the value the remaining code implements: a file saved with that value loads, another is refused.
+REMOVED_OPTIONS = {
+    "flow_variant": "operator", "flow_dim": 32, "flow_target": "standardised", "flow_loss": "mean",
+    "head_init": "random", "encoder_lr_scale": 1.0, "clip_grad": None,
+    "finetune_flow_weight": 0.0, "finetune_proxy_weight": 0.0,
+}
+# Removed options that did nothing at the values above, whatever their own value: the batch of the pretext task
+# kept during fine-tuning (finetune_*_weight > 0).
+INERT_OPTIONS = ("finetune_batch",)
 
 
 @dataclasses.dataclass
@@ -109,8 +121,19 @@ def _checked(path, document: dict, init: Callable, pretrained, model) -> Checkpo
         raise CheckpointError(f"{path}: 'vocab' must be a list of node labels")
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: 'config' must be a mapping of Predictor options")
+    config = without_removed(config, path)
     check_config(config, init, path)
-    return CheckpointState(space, vocab, dict(config), pretrained and dict(pretrained), model and dict(model))
+    return CheckpointState(space, vocab, config, pretrained and dict(pretrained), model and dict(model))
+
+
+def without_removed(config: dict, where) -> dict:
+    """``config`` less the options removed since :data:`REMOVED_AFTER`, each of which must hold the value
+    the remaining code implements (a file trained otherwise cannot be reproduced here)."""
+    for key, implemented in REMOVED_OPTIONS.items():
+        if key in config and config[key] != implemented:
+            raise CheckpointError(f"{where} was trained with {key}={config[key]!r}, an option removed after nasflow "
+                                  f"commit {REMOVED_AFTER}; load it with that commit or re-train it")  # fmt: skip
+    return {k: v for k, v in config.items() if k not in REMOVED_OPTIONS and k not in INERT_OPTIONS}
 
 
 def check_config(config: dict, init: Callable, where) -> None:

@@ -16,8 +16,7 @@ class Committee:
 
     def pretrain(self, progress: bool = False):
         for m in self.members:
-            if hasattr(m, "pretrain"):
-                m.pretrain(progress=progress)
+            m.pretrain(progress=progress)
         return self
 
     def fit(self, archs, values):

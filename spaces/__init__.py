@@ -1,21 +1,6 @@
-"""Search spaces. A new space is one module plus one line in SPACES."""
+"""Search spaces: one module each, registered by name in ``nasflow.registry`` (one line there)."""
 from __future__ import annotations
 
-import importlib
+from nasflow.registry import SPACES, get_space
 
-from nasflow.errors import SpaceError
-
-# name -> (module, class, one-line description); modules are imported on first use.
-SPACES = {
-    "nb201": ("nasflow.spaces.nb201", "NB201Space", "NAS-Bench-201 cell, 6 edges x 5 ops"),
-    "nb101": ("nasflow.spaces.nb101", "NB101Space", "NAS-Bench-101 cell, <=7 vertices, <=9 edges, 3 ops"),
-}
-
-
-def get_space(name: str):
-    """The search space registered as ``name`` (e.g. 'nb201')."""
-    try:
-        module, cls, _ = SPACES[name]
-    except KeyError:
-        raise SpaceError(f"unknown search space {name!r}; choose one of {', '.join(SPACES)}") from None
-    return getattr(importlib.import_module(module), cls)()
+__all__ = ["SPACES", "get_space"]

@@ -1,5 +1,7 @@
-"""FGP pre-training options added to close the ranking gap: the authors' reconstruction loss
-(raw surrogate, squared error summed over its columns) and fine-tuning gradient clipping."""
+"""FGP pre-training's configuration: FGPConfig's fields are the cache key, the flow readouts, the proxy target."""
+import dataclasses
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -7,90 +9,63 @@ import torch
 from nasflow.errors import NasflowError
 
 
-@pytest.fixture(scope="session")
-def cells(nb201):
-    archs = nb201.enumerate()[:64]
-    from nasflow.flow import flow_surrogate
-
-    return archs, flow_surrogate(nb201, archs, dim=4, variant="mix", readout="input")
-
-
-def _first_loss(nb201, archs, flows, **options):
-    """Loss of the untrained encoder on one full batch (one epoch = one step, logged before it)."""
-    from nasflow.predictors.encoders import make_encoder
-    from nasflow.predictors.fgp import fgp_pretrain
-    from nasflow.predictors.graphs import GraphCache
-
-    graphs = GraphCache(nb201)
-    torch.manual_seed(0)
-    encoder = make_encoder("gin", len(graphs.vocab), 8, 2, 0.0)
-    losses, _ = fgp_pretrain(
-        encoder, graphs, archs, flows, None, epochs=1, lr=1e-3, batch_size=len(archs), flow_weight=1.0,
-        proxy_weight=0.0, margin=0.5, hidden=8, rng=np.random.default_rng(0), **options,
-    )  # fmt: skip
-    return losses[0]
-
-
-def test_sum_loss_is_the_mean_times_the_surrogate_width(nb201, cells):
-    archs, flows = cells
-    mean = _first_loss(nb201, archs, flows, flow_loss="mean")
-    total = _first_loss(nb201, archs, flows, flow_loss="sum")
-    assert total == pytest.approx(flows.shape[1] * mean, rel=1e-5)
-
-
-def test_raw_target_keeps_the_surrogate_scale(nb201, cells):
-    archs, flows = cells
-    flows = flows.astype(np.float64)  # float32 + 10 would round away the surrogate's small spread
-    shifted = flows + 10.0
-    # standardising removes a constant shift; the raw target does not
-    assert _first_loss(nb201, archs, shifted) == pytest.approx(_first_loss(nb201, archs, flows), rel=1e-5)
-    raw, raw_shifted = (_first_loss(nb201, archs, f, flow_target="raw") for f in (flows, shifted))
-    assert raw_shifted > 50 * raw
-
-
-def test_bad_flow_options_are_refused(nb201, cells):
+def _path(space, **options):
     from nasflow import Predictor
 
-    with pytest.raises(NasflowError, match="flow_target"):
-        Predictor(nb201, flow_target="normalised")
-    with pytest.raises(NasflowError, match="flow_loss"):
-        Predictor(nb201, flow_loss="max")
-    with pytest.raises(ValueError, match="flow_target"):
-        _first_loss(nb201, *cells, flow_target="unit")
+    return Predictor(space, **options)._fgp_config("all").cache_path()
 
 
-def test_new_options_keep_old_cache_keys_and_clipping_is_fit_only(nb201):
-    from nasflow import Predictor
+# option -> another value; each changes what pre-training computes
+PRETRAINING = {"encoder": "gatedgcn", "dim": 32, "layers": 2, "dropout": 0.0, "unified": True, "seed": 2,
+               "flow_readout": "sum", "flow_seed": 1, "proxy": "params", "flow_weight": 0.5, "proxy_weight": 1.0,
+               "margin": 0.1, "pretrain_epochs": 3, "pretrain_lr": 1e-2, "pretrain_batch": 64}
+# options of fine-tuning and of the run, which must share one pre-training
+FIT_ONLY = {"pretrain": "none", "epochs": 5, "lr": 1e-2, "weight_decay": 0.0, "batch_size": 16, "finetune_seed": 7,
+            "features": ["zcp"], "zcp_proxies": ["params"], "cache": False, "threads": 2, "pretrain_samples": 10}
 
-    default = Predictor(nb201, seed=1)._cache_path("all")
-    assert Predictor(nb201, seed=1, flow_target="standardised", flow_loss="mean")._cache_path("all") == default
-    assert Predictor(nb201, seed=1, clip_grad=1.0)._cache_path("all") == default
-    assert Predictor(nb201, seed=1, flow_target="raw")._cache_path("all") != default
-    assert Predictor(nb201, seed=1, flow_loss="sum")._cache_path("all") != default
+
+def test_every_predictor_option_is_either_a_pretraining_field_or_fit_only():
+    from nasflow.predictors.fgp import FGPConfig
+    from nasflow.predictors.predictor import Predictor
+
+    assert set(PRETRAINING) | set(FIT_ONLY) == set(Predictor(None).get_params())
+    fields = {f.name for f in dataclasses.fields(FGPConfig)}
+    assert set(PRETRAINING) <= fields and not set(FIT_ONLY) & fields
 
 
-def test_clip_grad_bounds_every_fine_tuning_step(nb201, nb201_oracle, monkeypatch):
-    from nasflow import Predictor
+@pytest.mark.parametrize("option", sorted(PRETRAINING))
+def test_a_pretraining_option_changes_the_cache_key(nb201, option):
+    default = _path(nb201, seed=1)
+    assert _path(nb201, **{"seed": 1, option: PRETRAINING[option]}) != default
 
-    archs = nb201.enumerate()[:40]
-    values = [nb201_oracle.query(a).valid for a in archs]
-    norms = []
-    clip = torch.nn.utils.clip_grad_norm_
 
-    def spy(params, max_norm, *a, **k):
-        params = list(params)
-        out = clip(params, max_norm, *a, **k)
-        norms.append((float(out), float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))), max_norm))
-        return out
+@pytest.mark.parametrize("option", sorted(FIT_ONLY))
+def test_a_fit_only_option_keeps_the_cache_key(nb201, option):
+    assert _path(nb201, **{"seed": 1, option: FIT_ONLY[option]}) == _path(nb201, seed=1)
 
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
-    options = dict(pretrain="none", dim=8, layers=2, epochs=3, batch_size=16)
-    Predictor(nb201, seed=0, **options).fit(archs, values)
-    assert norms == []  # default: no clipping
-    Predictor(nb201, seed=0, clip_grad=0.05, **options).fit(archs, values)
-    assert len(norms) == 3 * 3  # every step of 3 epochs x 3 batches
-    assert all(after <= 0.05 + 1e-6 and limit == 0.05 for _, after, limit in norms)
-    assert any(before > 0.05 for before, _, _ in norms)  # the limit really bit
+
+def test_a_cache_entry_of_the_old_version_is_pre_trained_again_never_read(nb201, tmp_path, monkeypatch):
+    from nasflow import Predictor, safe_io
+    from nasflow.predictors import checkpoint
+
+    monkeypatch.setenv("NASFLOW_CACHE", str(tmp_path))
+    cells = nb201.enumerate()[:48]
+    tiny = dict(dim=8, layers=1, pretrain_epochs=2, pretrain_batch=16, proxy="params", seed=3)
+    fresh = Predictor(nb201, **tiny).pretrain(cells)
+    assert not fresh.pretrain_from_cache and Predictor(nb201, **tiny).pretrain(cells).pretrain_from_cache
+    (path,) = (tmp_path / "fgp").glob("*.safetensors")
+    document, tensors = safe_io.load(path, checkpoint.CACHE_FORMAT, "cache")
+    assert document["version"] == checkpoint.CACHE_VERSION == 2
+    # the same weights under the previous version, zeroed: read, they would change every prediction
+    safe_io.save(path, {k: torch.zeros_like(v) if "losses" not in k else v for k, v in tensors.items()},
+                 {**document, "version": 1})  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = Predictor(nb201, **tiny).pretrain(cells)
+    assert not again.pretrain_from_cache and any("computing it again" in str(w.message) for w in caught)
+    for part, weights in fresh._pretrained.items():
+        for k, v in weights.items():
+            torch.testing.assert_close(again._pretrained[part][k], v)
 
 
 def test_ends_readout_is_output_forward_and_input_backward(nb201):
@@ -112,30 +87,31 @@ def test_ends_readout_is_output_forward_and_input_backward(nb201):
     np.testing.assert_allclose(batch, one_by_one, rtol=1e-5, atol=1e-6)
 
 
+
 def test_pretraining_cache_key_follows_the_proxy_version(nb201, monkeypatch):
     from dataclasses import replace
 
-    from nasflow import Predictor
     from nasflow.proxies import PROXIES
 
-    flops = Predictor(nb201, seed=1, proxy="flops")._cache_path("all")
-    assert flops == Predictor(nb201, seed=1)._cache_path("all")  # version "1": the key older caches were written with
+    flops = _path(nb201, seed=1, proxy="flops")
+    assert flops == _path(nb201, seed=1)  # the default proxy
     monkeypatch.setitem(PROXIES, "flops", replace(PROXIES["flops"], version="2"))
-    assert Predictor(nb201, seed=1, proxy="flops")._cache_path("all") != flops
+    assert _path(nb201, seed=1, proxy="flops") != flops
 
 
 def test_a_proxy_vote_is_pre_trained_on_and_keyed_by_its_parts(nb201, monkeypatch):
     from dataclasses import replace
 
     from nasflow import Predictor
+    from nasflow.predictors.fgp import proxy_values
     from nasflow.proxies import PROXIES, proxy_vote
 
-    vote = Predictor(nb201, seed=1, proxy="params+flops")
     archs = nb201.enumerate()[:50]
-    np.testing.assert_array_equal(vote._proxy_values(archs, False), proxy_vote(nb201, archs, ["params", "flops"]))
-    key = vote._cache_path("all")
-    assert key not in (Predictor(nb201, seed=1, proxy="params")._cache_path("all"), Predictor(nb201, seed=1)._cache_path("all"))
+    np.testing.assert_array_equal(proxy_values(nb201, archs, "params+flops", 0.5), proxy_vote(nb201, archs, ["params", "flops"]))
+    assert proxy_values(nb201, archs, "params+flops", 0.0) is None  # a target without weight is not computed
+    key = _path(nb201, seed=1, proxy="params+flops")
+    assert key not in (_path(nb201, seed=1, proxy="params"), _path(nb201, seed=1))
     monkeypatch.setitem(PROXIES, "params", replace(PROXIES["params"], version="2"))
-    assert Predictor(nb201, seed=1, proxy="params+flops")._cache_path("all") != key
+    assert _path(nb201, seed=1, proxy="params+flops") != key
     with pytest.raises(NasflowError, match="unknown zero-cost proxy 'flop'"):
-        Predictor(nb201, proxy="params+flop")
+        Predictor(nb201, proxy="params+flop").pretrain()

@@ -220,7 +220,7 @@ def test_planted_pretraining_cache_is_recomputed(fmt, tmp_path, marker, cells, m
     reference = Predictor("nb201", seed=3, cache=False, **TINY).pretrain(cells)
     predictor = Predictor("nb201", seed=3, **TINY)
     tag = _pretrain_tag(cells)
-    path = predictor._cache_path(tag)
+    path = predictor._fgp_config(tag).cache_path()
     path.parent.mkdir(parents=True)
     if fmt in FORMATS:
         FORMATS[fmt](path, marker)
@@ -232,7 +232,7 @@ def test_planted_pretraining_cache_is_recomputed(fmt, tmp_path, marker, cells, m
         path.mkdir()
     else:  # a well-formed cache entry of another configuration, copied to this name
         other = Predictor("nb201", seed=4, **TINY).pretrain(cells)
-        os.replace(other._cache_path(tag), path)
+        os.replace(other._fgp_config(tag).cache_path(), path)
     # a directory in the way cannot be replaced: pre-training runs and says the cache is not used
     with pytest.warns(UserWarning, match="is a directory") if fmt == "directory" else contextlib.nullcontext():
         predictor.pretrain(cells)

@@ -139,7 +139,7 @@ def test_save_load_roundtrip_and_bad_checkpoints(pretrained, nb201, labeled, tmp
         Predictor.load(tmp_path / "old.pt")
 
 
-def test_bad_inputs(nb201, labeled):
+def test_bad_inputs(nb201, labeled, tmp_path):
     from nasflow import Predictor
 
     p = Predictor(nb201, pretrain="none", **SMALL)
@@ -158,10 +158,14 @@ def test_bad_inputs(nb201, labeled):
             p.fit(a, v)
     with pytest.raises(DataError):
         p.fit(archs, values, val_archs=archs[:5])
-    with pytest.raises(NasflowError):
-        Predictor(nb201, encoder="transformer")
-    with pytest.raises(NasflowError):
-        Predictor(nb201, pretrain="sometimes")
+    # options are checked where they are used: at pre-training, fitting, prediction and saving
+    for bad in (dict(encoder="transformer"), dict(pretrain="sometimes")):
+        predictor = Predictor(nb201, **bad)
+        assert predictor.get_params()[next(iter(bad))] == bad[next(iter(bad))]  # __init__ only stores
+        for use in (predictor.pretrain, lambda: predictor.fit(archs, values), lambda: predictor.save(tmp_path / "p.safetensors")):
+            with pytest.raises(NasflowError, match="unknown"):
+                use()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_train_predictor_saves_a_working_model(nb201_csv, tmp_path, nb201):
@@ -321,10 +325,66 @@ def test_convert_checkpoint_from_the_torch_format(nb201, tmp_path, monkeypatch, 
 def test_an_option_json_cannot_hold_is_one_line_at_save(nb201, tmp_path):
     from nasflow import Predictor
 
-    with pytest.raises(NasflowError, match="clip_grad must be a number > 0.0, got inf"):
-        Predictor(nb201, pretrain="none", clip_grad=float("inf"))  # refused where it is given
-    predictor = Predictor(nb201, pretrain="none")
-    predictor.clip_grad = float("inf")  # set after construction, past the option checks
-    with pytest.raises(CheckpointError, match="NaN or infinite"):
+    predictor = Predictor(nb201, pretrain="none", margin=float("inf"))  # stored, not checked, by __init__
+    with pytest.raises(NasflowError, match="margin must be a number >= 0.0, got inf"):
+        predictor.save(tmp_path / "p.safetensors")
+    predictor.set_params(margin=0.5, lr=float("nan"))  # set after construction: checked at save all the same
+    with pytest.raises(NasflowError, match="lr must be a number > 0.0, got nan"):
         predictor.save(tmp_path / "p.safetensors")
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(NasflowError, match="unknown predictor option 'clip_grad'"):
+        predictor.set_params(clip_grad=1.0)
+
+
+def _saved_with(state, tmp_path, name, **removed):
+    """The checkpoint ``state`` as an older nasflow wrote it: its config also lists options removed since."""
+    path = tmp_path / name
+    checkpoint.write(path, dataclasses.replace(state, config={**state.config, **removed}))
+    return path
+
+
+def test_a_file_listing_removed_options_loads_when_they_hold_what_the_code_does(nb201, tmp_path):
+    from nasflow import Predictor
+
+    cells = nb201.enumerate()[:30]
+    p = Predictor(nb201, pretrain="none", dim=8, layers=1, epochs=2).fit(cells, np.arange(30.0))
+    p.save(tmp_path / "now.safetensors")
+    state = checkpoint.read(tmp_path / "now.safetensors", Predictor.__init__)
+    # as the last commit with them saved a default predictor (finetune_batch did nothing without the pretext task)
+    old = _saved_with(state, tmp_path, "old.safetensors", **checkpoint.REMOVED_OPTIONS, finetune_batch=64)
+    loaded = Predictor.load(old, nb201)
+    np.testing.assert_array_equal(loaded.predict(cells), p.predict(cells))
+    assert loaded.config() == p.config() and not set(loaded.config()) & set(checkpoint.REMOVED_OPTIONS)
+
+
+@pytest.mark.parametrize("option, value", [("flow_loss", "sum"), ("head_init", "proxy"), ("clip_grad", 1.0),
+                                           ("encoder_lr_scale", 0.1), ("finetune_flow_weight", 1.0), ("flow_dim", 7)])
+def test_a_file_trained_with_a_removed_option_is_refused_in_one_line(nb201, tmp_path, option, value):
+    from nasflow import Predictor
+
+    cells = nb201.enumerate()[:30]
+    Predictor(nb201, pretrain="none", dim=8, layers=1, epochs=1).fit(cells, np.arange(30.0)).save(tmp_path / "now.pt")
+    old = _saved_with(checkpoint.read(tmp_path / "now.pt", Predictor.__init__), tmp_path, "old.pt", **{option: value})
+    with pytest.raises(CheckpointError) as info:
+        Predictor.load(old)
+    message = str(info.value)
+    assert "\n" not in message and f"{option}={value!r}" in message and checkpoint.REMOVED_AFTER in message
+
+
+def test_init_only_stores_the_options_and_everything_else_derives_from_its_signature(nb201):
+    import inspect
+
+    from nasflow import Predictor
+
+    given = dict(encoder="gatedgcn", dim=8, features=["zcp"], zcp_proxies=None, proxy=len)
+    p = Predictor(nb201, **given)
+    signature = inspect.signature(Predictor.__init__).parameters
+    defaults = {name: param.default for name, param in signature.items() if name not in ("self", "space")}
+    assert p.get_params() == {**defaults, **given}  # as given: no copies, conversions or resolved defaults
+    assert p.get_params()["proxy"] is len and Predictor(nb201, **p.get_params()).get_params() == p.get_params()
+    # read back checked and in normal form; saved as JSON values
+    assert p.features == ("zcp",) and p.dim == 8 and len(p.zcp_proxies) == 7
+    assert list(p.config()) == list(defaults) and p.config()["proxy"] is None and p.config()["features"] == ["zcp"]
+    assert p.set_params(dim=16) is p and p.dim == 16
+    with pytest.raises(AttributeError):
+        p.no_such_option

@@ -106,8 +106,8 @@ def test_finetune_seed_varies_fine_tuning_only(nb201, small_benchmark):
     from nasflow import Predictor
 
     archs, values = small_benchmark
-    base = Predictor(nb201, seed=4, **OPTIONS)
-    assert Predictor(nb201, seed=4, finetune_seed=9, **OPTIONS)._cache_path("all") == base._cache_path("all")
+    base, other = (Predictor(nb201, seed=4, finetune_seed=fs, **OPTIONS)._fgp_config("all") for fs in (None, 9))
+    assert other.cache_path() == base.cache_path()
     options = {**OPTIONS, "pretrain": "none"}
     fits = {fs: Predictor(nb201, seed=4, finetune_seed=fs, **options).fit(archs[:30], values[:30]).predict(archs[30:60])
             for fs in (None, 4, 9)}  # fmt: skip

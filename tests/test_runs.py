@@ -68,7 +68,7 @@ def test_committee_spec_builds_members_and_rejects_bad_joins(nb201):
 
     committee = make_predictor(nb201, "fgp+scratch", 3, {"dim": 16})
     assert isinstance(committee, Committee) and committee.name == "fgp+scratch"
-    assert [m.pretrain_mode for m in committee.members] == ["fgp", "none"]
+    assert [m.get_params()["pretrain"] for m in committee.members] == ["fgp", "none"]
     assert all(m.seed == 3 and m.dim == 16 for m in committee.members)
     for bad in ("fgp+none", "fgp+", "+scratch", "fgp+nonsense"):
         with pytest.raises(NasflowError):

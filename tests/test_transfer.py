@@ -140,8 +140,8 @@ def test_unified_save_load_and_cache_keys(tmp_path, nb101_labels, nb201_labels):
     q = Predictor.load(tmp_path / "u.pt")
     assert q.unified and q.config() == p.config()
     np.testing.assert_allclose(q.predict(archs201[:50]), p.predict(archs201[:50]))
-    plain, unified = Predictor("nb201"), Predictor("nb201", unified=True)
-    assert "unified" not in plain._cache_path("all").name and plain._cache_path("all") != unified._cache_path("all")
+    plain, unified = (Predictor("nb201", unified=u)._fgp_config("all").cache_path() for u in (False, True))
+    assert "unified" not in plain.name and plain != unified
 
 
 def test_dataset_transfer_beats_a_scratch_fit_on_16_target_labels(nb201_labels):

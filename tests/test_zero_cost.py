@@ -273,14 +273,13 @@ def test_predictor_with_zcp_features_learns_from_them_and_round_trips(cache, tmp
 
 @pytest.mark.parametrize("options, message", [
     ({"features": ["zcpp"]}, "unknown predictor feature 'zcpp'"),
-    ({"features": ["zcp"], "head_init": "proxy"}, "head_init='proxy'"),
     ({"features": ["zcp"], "zcp_proxies": ["synflw"]}, "unknown zero-cost proxy 'synflw'"),
 ])
 def test_predictor_feature_options_are_checked(options, message):
     from nasflow.predictors.predictor import Predictor
 
     with pytest.raises(NasflowError, match=message):
-        Predictor(SPACE, **options)
+        Predictor(SPACE, **options).pretrain()
 
 
 def test_a_predictor_without_features_has_the_same_state_keys_as_before():

@@ -1,0 +1,26 @@
+"""The search spaces by name, for code that holds only a name (a run spec, a saved predictor's header).
+
+The table holds module paths as strings and imports a space's module on first use, the way plugin
+entry points do: the core names the spaces without depending on their code, and a new space is one
+module in ``spaces/`` plus one line here.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .errors import SpaceError
+
+# name -> (module, class, one-line description); modules are imported on first use.
+SPACES = {
+    "nb201": ("nasflow.spaces.nb201", "NB201Space", "NAS-Bench-201 cell, 6 edges x 5 ops"),
+    "nb101": ("nasflow.spaces.nb101", "NB101Space", "NAS-Bench-101 cell, <=7 vertices, <=9 edges, 3 ops"),
+}
+
+
+def get_space(name: str):
+    """The search space registered as ``name`` (e.g. 'nb201')."""
+    try:
+        module, cls, _ = SPACES[name]
+    except KeyError:
+        raise SpaceError(f"unknown search space {name!r}; choose one of {', '.join(SPACES)}") from None
+    return getattr(importlib.import_module(module), cls)()
