@@ -15,8 +15,8 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Callable, Optional
 
+from .atomic import atomic_write
 from .errors import NasflowWarning
-from .journal import atomic_write
 
 # Paths already reported in this process. One damaged or unwritable cache meets many reads and
 # writes in one run (every proxy, every training result): the user needs to hear of it once.

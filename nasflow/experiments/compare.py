@@ -9,14 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import NasflowError
-from ..journal import atomic_write_text
 from .runs import ENSEMBLE_SEARCHERS, WARM_START_SEARCHERS, complete, predictor_seed_of, pretrain_for, run_search
 
 
@@ -57,7 +56,7 @@ def run_one(job: tuple[dict, str]) -> dict:
         "optimum": result.optimum,
         "settings": settings,
     }
-    atomic_write_text(path, json.dumps(record) + "\n")
+    atomic_write(path, json.dumps(record) + "\n")
     return record
 
 
@@ -281,11 +280,10 @@ def plot(records: list[dict], path) -> None:
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    finally:
+        plt.close(fig)
 
 
 def _dicts_csv(rows: list[dict]) -> str:
@@ -301,11 +299,11 @@ def write_outputs(records: list[dict], out, predictors: Sequence[str] = ()) -> d
     returns their paths."""
     out = Path(out)
     paths = {"curves": out / "curves.csv", "summary": out / "summary.csv", "plot": out / "curves.png"}
-    atomic_write_text(paths["curves"], curves_csv(records))
-    atomic_write_text(paths["summary"], _dicts_csv(summary_rows(records)))
+    atomic_write(paths["curves"], curves_csv(records))
+    atomic_write(paths["summary"], _dicts_csv(summary_rows(records)))
     paired = paired_rows(records, predictors)
     if paired:
         paths["paired"] = out / "paired.csv"
-        atomic_write_text(paths["paired"], _dicts_csv(paired))
+        atomic_write(paths["paired"], _dicts_csv(paired))
     plot(records, paths["plot"])
     return paths
