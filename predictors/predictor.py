@@ -124,6 +124,8 @@ class Predictor:
         zcp_proxies: Optional[Sequence[str]] = None,
         unified: bool = False,
         cache: bool = True,
+        # 0: as torch is set. 1: cells are tiny graphs, and on a shared CPU thread hand-offs cost more than they
+        # parallelise (measured ~20x slower steps with 2 threads under load)
         threads: int = 1,
     ):
         if isinstance(space, str):
@@ -332,7 +334,7 @@ class Predictor:
             self.space, archs, dim=self.flow_dim, variant=self.flow_variant, readout=self.flow_readout, seed=self.flow_seed
         )
         proxy_values = self._proxy_values(archs, progress)
-        with torch.random.fork_rng(), _torch_threads(self.threads):
+        with torch.random.fork_rng(), torch_threads(self.threads):
             torch.manual_seed(self.seed)
             encoder = self._new_encoder()
             self.pretrain_losses, heads = fgp_pretrain(
@@ -478,7 +480,7 @@ class Predictor:
         val_batch = self.graphs.batch(val_archs) if validate else None
         extra = self._extra(archs, progress)
         val_extra = self._extra(val_archs) if validate else None
-        with torch.random.fork_rng(), _torch_threads(self.threads):
+        with torch.random.fork_rng(), torch_threads(self.threads):
             torch.manual_seed(seed)
             model = self._new_model()
             if init_from is not None:
@@ -553,7 +555,7 @@ class Predictor:
         out = np.empty(len(archs), dtype=np.float64)
         # before no_grad: the network proxies differentiate through the cells' networks
         extra = self._extra(archs)
-        with torch.no_grad(), _torch_threads(self.threads):
+        with torch.no_grad(), torch_threads(self.threads):
             for start in range(0, len(archs), PREDICT_CHUNK):
                 chunk = archs[start : start + PREDICT_CHUNK]
                 chunk_extra = None if extra is None else extra[start : start + len(chunk)]
@@ -647,10 +649,3 @@ def _check_numbers(options: dict) -> None:
                                f"{bound}, got {value!r}")
     if not options["dropout"] < 1:
         raise NasflowError(f"predictor option dropout must be below 1, got {options['dropout']!r}")
-
-
-def _torch_threads(n: int):
-    """Run with ``n`` torch threads (0: as torch is set): cells are tiny graphs, and on a shared CPU thread
-    hand-offs cost more than they parallelise (measured ~20x slower steps with 2 threads under load), so the
-    default is 1."""
-    return torch_threads(n or None)

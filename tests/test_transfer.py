@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from nasflow import Predictor, get_space
+from nasflow.devices import torch_threads
 from nasflow.errors import NasflowError
 from nasflow.metrics import kendall_tau
 from nasflow.predictors.encoders import ENCODERS, make_encoder
@@ -15,10 +16,8 @@ SMALL = dict(pretrain="none", dim=16, layers=2, epochs=3, seed=0)
 @pytest.fixture
 def one_thread():
     # tiny graphs: on a loaded 2-core machine two torch threads make each op ~100x slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..atomic import atomic_write
+from ..devices import torch_threads
 from ..errors import NasflowError
 from .runs import ENSEMBLE_SEARCHERS, WARM_START_SEARCHERS, complete, predictor_seed_of, pretrain_for, run_search
 
@@ -37,13 +38,8 @@ def run_one(job: tuple[dict, str]) -> dict:
             json.loads(json.dumps(complete(record["settings"]))) == json.loads(json.dumps(settings))
         ):
             return record
-    try:
-        import torch
-
-        torch.set_num_threads(1)  # parallel runs share the cores
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    result = run_search(settings)
+    with torch_threads(1):  # parallel runs share the cores
+        result = run_search(settings)
     record = {
         "searcher": settings["searcher"],
         "predictor": settings["predictor"],
@@ -61,13 +57,8 @@ def run_one(job: tuple[dict, str]) -> dict:
 
 
 def _pretrain_job(settings: dict) -> None:
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover
-        pass
-    pretrain_for(settings)
+    with torch_threads(1):  # parallel jobs share the cores
+        pretrain_for(settings)
 
 
 def compare(

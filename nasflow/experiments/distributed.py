@@ -41,6 +41,7 @@ from typing import Optional
 import numpy as np
 
 from ..core import Arch, Evaluation, exploring
+from ..devices import torch_threads
 from ..errors import NasflowError, NasflowWarning
 from ..journal import IDENTITY, _json_safe, query_record, record_evaluation
 from ..loop import Query, SearchResult, _choose, _optimum, fit_pool
@@ -401,11 +402,9 @@ def run_worker(storage, study_name: str, settings: dict, stale_after: float = DE
 
 
 def _worker_main(storage_url, study_name, settings, stale_after, worker_index):
-    if settings["predictor"] != "none" or settings["training"] is not None:
-        import torch
-
-        torch.set_num_threads(1)  # several workers share the machine's cores
-    return run_worker(storage_url, study_name, settings, stale_after, worker_index)
+    uses_torch = settings["predictor"] != "none" or settings["training"] is not None
+    with torch_threads(1 if uses_torch else None):  # several workers share the machine's cores
+        return run_worker(storage_url, study_name, settings, stale_after, worker_index)
 
 
 def completed_trials(storage, study_id: int) -> list:
