@@ -12,6 +12,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+# The reason every data-backed test gives when skipped; the summary below counts them by it.
+NO_BENCHMARKS = "benchmark tables not found (set NASFLOW_BENCHMARKS)"
 
 
 def _benchmarks_dir():
@@ -28,7 +30,7 @@ def _benchmarks_dir():
 def benchmarks_dir():
     d = _benchmarks_dir()
     if d is None:
-        pytest.skip("shared benchmark tables not found (set NASFLOW_BENCHMARKS)")
+        pytest.skip(NO_BENCHMARKS)
     return d
 
 
@@ -54,3 +56,13 @@ def nb201():
     from nasflow.spaces import get_space
 
     return get_space("nb201")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line saying how many tests did not run for want of the benchmark tables, and how to run them."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", [])
+               if isinstance(r.longrepr, tuple) and NO_BENCHMARKS in str(r.longrepr[-1])]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} test{'s' if len(skipped) != 1 else ''} skipped for want of benchmark data: run NASFLOW_BENCHMARKS=/path/to/benchmarks pytest "
+            f"(a folder holding nb201/nb201_cifar.csv and nb101/nb101_1k.jsonl; see README.md, Tests)")
