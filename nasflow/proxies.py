@@ -69,7 +69,7 @@ def check_names(names: Sequence[str]) -> list[str]:
 
 
 def cache_path(space, name: str) -> Path:
-    return cache_dir() / "proxies" / f"{space.name}-{name}-v{PROXIES[name].version}.npz"
+    return cache.entry("proxies", f"{space.name}-{name}", PROXIES[name].version, ".npz")
 
 
 def cached_scores(space, name: str) -> dict:
