@@ -265,7 +265,8 @@ def extract_results(data, where: str, progress: bool = False) -> dict[str, dict[
 def cache_file(path: Path, cache_dir=None) -> Path:
     """Where the numbers of ``path`` are cached: keyed by its name, size and mtime."""
     st = path.stat()
-    return nasflow_cache.entry(None, f"{path.name}.{st.st_size}.{st.st_mtime_ns}", CACHE_FORMAT, ".csv", directory=cache_dir)
+    name = f"{path.name}.{st.st_size}.{st.st_mtime_ns}"
+    return nasflow_cache.entry(None, name, CACHE_FORMAT, ".csv", directory=cache_dir)
 
 
 def _columns(dataset: str) -> list[str]:

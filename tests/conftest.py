@@ -64,5 +64,6 @@ def pytest_terminal_summary(terminalreporter):
                if isinstance(r.longrepr, tuple) and NO_BENCHMARKS in str(r.longrepr[-1])]
     if skipped:
         terminalreporter.write_line(
-            f"{len(skipped)} test{'s' if len(skipped) != 1 else ''} skipped for want of benchmark data: run NASFLOW_BENCHMARKS=/path/to/benchmarks pytest "
-            f"(a folder holding nb201/nb201_cifar.csv and nb101/nb101_1k.jsonl; see README.md, Tests)")
+            f"{len(skipped)} test{'s' if len(skipped) != 1 else ''} skipped for want of benchmark data: run "
+            f"NASFLOW_BENCHMARKS=/path/to/benchmarks pytest (a folder holding nb201/nb201_cifar.csv and "
+            f"nb101/nb101_1k.jsonl; see README.md, Tests)")

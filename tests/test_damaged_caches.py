@@ -358,8 +358,8 @@ def test_every_cache_lives_under_nasflow_cache(nb201_pth, nb101_file, image_tree
                                                                     for i, a in enumerate(CELLS)))
     assert NB201TableOracle(table, "cifar10").query(CELLS[1]).valid == 51
     cell = NB101Arch([[0, 1, 1], [0, 0, 1], [0, 0, 0]], ["input", "conv3x3-bn-relu", "output"])
-    (tmp_path / "tables" / "nb101.jsonl").write_text(json.dumps(
-        {"hash": cell.key, "matrix": [list(r) for r in cell.matrix], "ops": list(cell.ops), "valid_acc_108": 90.0}) + "\n")
+    row = {"hash": cell.key, "matrix": [list(r) for r in cell.matrix], "ops": list(cell.ops), "valid_acc_108": 90.0}
+    (tmp_path / "tables" / "nb101.jsonl").write_text(json.dumps(row) + "\n")
     assert NB101TableOracle(tmp_path / "tables" / "nb101.jsonl").query(cell).valid == 90.0
     assert not home.exists()
     found = {p.relative_to(tmp_path / "cache").parts[0] for p in cache_files(tmp_path / "cache")}

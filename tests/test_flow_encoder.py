@@ -122,7 +122,8 @@ def test_deterministic_and_trainable(nb201):
 
 def _with_score_bias(state: dict, generator: torch.Generator) -> dict:
     """``state`` as an encoder saved before the attention score lost its bias would hold it."""
-    biases = {k[: -len("weight")] + "bias": torch.randn(1, generator=generator) for k in state if k.endswith("score.weight")}
+    biases = {k[: -len("weight")] + "bias": torch.randn(1, generator=generator)
+              for k in state if k.endswith("score.weight")}
     assert biases
     return {**state, **biases}
 
