@@ -1,5 +1,7 @@
 """Shared fixtures: the real benchmark tables in ../shared/benchmarks (or $NASFLOW_BENCHMARKS)."""
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,12 @@ import pytest
 # Set before any test module imports torch, which reads these at start-up.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+# Every cache the tests fill (and the CLI subprocesses they start) lives in one temporary folder: a
+# test run never reads what an earlier run or another nasflow left in ~/.nasflow or $NASFLOW_CACHE,
+# and leaves nothing there. Tests of the cache's own rules set their roots themselves.
+TEST_CACHE = tempfile.mkdtemp(prefix="nasflow-test-cache-")
+os.environ["NASFLOW_CACHE"] = TEST_CACHE
 
 REPO = Path(__file__).resolve().parents[1]
 # The reason every data-backed test gives when skipped; the summary below counts them by it.
@@ -67,3 +75,7 @@ def pytest_terminal_summary(terminalreporter):
             f"{len(skipped)} test{'s' if len(skipped) != 1 else ''} skipped for want of benchmark data: run "
             f"NASFLOW_BENCHMARKS=/path/to/benchmarks pytest (a folder holding nb201/nb201_cifar.csv and "
             f"nb101/nb101_1k.jsonl; see README.md, Tests)")
+
+
+def pytest_sessionfinish(session):
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
