@@ -18,16 +18,15 @@ import time
 
 import numpy as np
 
+from nasflow.devices import torch_threads
 from nasflow.metrics import spearman_rho
 from nasflow.proxies import PROXIES, cached_scores, zero_cost_table
 from nasflow.proxies_grad import NETWORK_PROXIES, PROBE_BATCH, cell_scores, probe_batch
 from nasflow.spaces import get_space
 
 
+@torch_threads(1)
 def time_proxies(space, n: int, seed: int) -> None:
-    import torch
-
-    torch.set_num_threads(1)
     rng = np.random.default_rng(seed + 1)
     archs = [space.sample(rng) for _ in range(n)]
     x, y = probe_batch()

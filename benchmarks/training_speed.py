@@ -115,10 +115,8 @@ def steady(cell: str, data, device: str, precision: str, cuda_graph: bool, batch
 
 def _shared_trainer(args):
     cell, images, device, precision, cuda_graph, batch, epochs, ready, out = args
-    import torch
-
-    torch.set_num_threads(1)
-    out.put(steady(cell, synthetic(images), device, precision, cuda_graph, batch, epochs=epochs, ready=ready))
+    out.put(steady(cell, synthetic(images), device, precision, cuda_graph, batch, threads=1, epochs=epochs,
+                   ready=ready))
 
 
 def shared_gpu(cell: str, images: int, trainers: int, precision: str, cuda_graph: bool, batch: int,

@@ -28,11 +28,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
+from nasflow.atomic import atomic_write
 from predictor_options import add_set_option, predictor_options  # sibling module: run as benchmarks/<script>.py
 
 POOL = 7_813
@@ -237,10 +237,7 @@ def target_check(rows, factor: int = 4) -> list[str]:
 
 def _write_json(path, obj) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=1))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from nasflow.devices import torch_threads
+
 from .options import SEED, benchmark_option, dataset_option, show_progress, space_option
 
 # spelled out rather than imported: predictors.encoders imports torch, which `--help` must not
@@ -82,6 +84,7 @@ def _pool(space, n_cells, pool):
               help="Start from a saved predictor (other dataset, or a --unified one of the other space) instead of "
                    "pre-training; its encoder settings are used.")  # fmt: skip
 @click.option("--out", required=True, metavar="PATH", help="Where to save the trained predictor.")
+@torch_threads(1)  # the predictors' tiny graphs gain nothing from more threads
 def train_predictor(space, benchmark, dataset, encoder, pretrain, proxy, train_ratio, pool, perm_seed, seed, epochs,
                     unified, init_from, out):  # fmt: skip
     """Train a predictor on the field's split and save it.
@@ -91,8 +94,6 @@ def train_predictor(space, benchmark, dataset, encoder, pretrain, proxy, train_r
     With --init-from, fine-tuning starts from that predictor and is gentle (learning rate
     1e-4, 50 epochs): a few target labels should nudge a good source, not overwrite it.
     """
-    import torch
-
     from nasflow import Predictor, get_space
     from nasflow.metrics import ranking_report
     from nasflow.predictors.protocol import field_split
@@ -100,7 +101,6 @@ def train_predictor(space, benchmark, dataset, encoder, pretrain, proxy, train_r
     from nasflow.paths import output_file
 
     output_file(out, "predictor file")  # before the training, which an unwritable --out used to lose
-    torch.set_num_threads(1)
     progress = show_progress()
     sp = get_space(space)
     oracle = sp.open_oracle(benchmark, dataset, progress=progress)
@@ -144,6 +144,7 @@ def train_predictor(space, benchmark, dataset, encoder, pretrain, proxy, train_r
 @click.option("--perms", default="21,2021,202121", show_default=True, callback=_int_list, help="Permutation seeds.")
 @click.option("--pool", type=int, default=None, help="Training pool size (default: the field's, 7,813 for nb201).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Fine-tuning epochs (default: the predictor's, 200).")
+@torch_threads(1)
 def evaluate_predictor(space, benchmark, dataset, encoders, pretrains, ratios, seeds, perms, pool, epochs):
     """Run the field's predictor protocol and print mean ± std of tau, rho, P@1%, P@5%.
 
@@ -151,13 +152,11 @@ def evaluate_predictor(space, benchmark, dataset, encoders, pretrains, ratios, s
     validate on the next 40 after the pool, test on the rest; every model seed x
     permutation; supervised and FGP side by side.
     """
-    import torch
     from tqdm.auto import tqdm
 
     from nasflow import get_space
     from nasflow.predictors.protocol import format_table, run_protocol, summarise
 
-    torch.set_num_threads(1)
     if not seeds or not perms:
         raise click.BadParameter("give at least one seed and one permutation")
     progress = show_progress()

@@ -26,7 +26,7 @@ def proxies(space, names, sample, seed, workers, out_path):
     import numpy as np
 
     from nasflow.errors import NasflowError
-    from nasflow.journal import atomic_write_text
+    from nasflow.atomic import atomic_write
     from nasflow.paths import output_file
     from nasflow.proxies import check_names, zero_cost_table
     from nasflow.spaces import get_space
@@ -51,7 +51,7 @@ def proxies(space, names, sample, seed, workers, out_path):
     for i, arch in enumerate(archs):
         writer.writerow([sp.format(arch), *(repr(float(scores[n][i])) for n in chosen)])
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, text.getvalue())
+    atomic_write(out, text.getvalue())
     click.echo(f"wrote {len(archs):,d} cells x {len(chosen)} proxies to {out}")
 
 

@@ -1,6 +1,7 @@
 """Where nasflow's disk caches live, and how every cache reads and writes its files.
 
-Every cache sits under ``cache_dir()``: ``$NASFLOW_CACHE``, else ``~/.nasflow/cache``.
+Every cache sits under ``cache_dir()``: ``$NASFLOW_CACHE``, else ``~/.nasflow/cache``,
+and names its files by ``entry()``: what was computed, then the cache's version number.
 A cache only saves time, so nothing wrong with one may stop the work or change a
 number: a file that is damaged, foreign or holds values that cannot be right is
 reported as one ``NasflowWarning`` line and computed again; a cache that cannot be
@@ -15,8 +16,8 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Callable, Optional
 
+from .atomic import atomic_write
 from .errors import NasflowWarning
-from .journal import atomic_write
 
 # Paths already reported in this process. One damaged or unwritable cache meets many reads and
 # writes in one run (every proxy, every training result): the user needs to hear of it once.
@@ -27,6 +28,44 @@ def cache_dir() -> Path:
     """The root of every nasflow cache: ``$NASFLOW_CACHE``, else ``~/.nasflow/cache``."""
     env = os.environ.get("NASFLOW_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".nasflow" / "cache"
+
+
+def entry(kind: Optional[str], name: str, version, suffix: str, directory=None) -> Path:
+    """The file of cache ``kind`` for ``name`` at the cache's ``version``: ``<root>/<kind>/<name>.v<version><suffix>``.
+
+    ``name`` says what was computed (a digest where the inputs are many), never how: a change in how
+    a cache computes or stores its values bumps its version, which is how every cache retires its old
+    files. ``directory`` replaces ``<root>/<kind>`` where a caller was given one; no ``kind``: the root.
+    When the file is absent but one of the same name at another version is there, that one is of no use
+    to this nasflow: it is reported (one warning line) and removed, and the caller computes the value again.
+    """
+    if directory is not None:
+        base = Path(directory).expanduser()
+    else:
+        base = cache_dir() / kind if kind else cache_dir()
+    path = base / f"{name}.v{version}{suffix}"
+    _retire_other_versions(path, name, suffix)
+    return path
+
+
+def _retire_other_versions(path: Path, name: str, suffix: str) -> None:
+    prefix = f"{name}.v"
+    try:
+        if path.exists():
+            return
+        others = [p for p in path.parent.iterdir()
+                  if p.name.startswith(prefix) and p.name.endswith(suffix) and p.name != path.name
+                  and "." not in p.name[len(prefix): len(p.name) - len(suffix)]]
+    except OSError:  # no cache directory yet, or an unusable one (reported when written)
+        return
+    version = path.name[len(prefix): len(path.name) - len(suffix)]
+    for old in others:
+        found = old.name[len(prefix): len(old.name) - len(suffix)]
+        _warn_once(old, f"cache file {old} is of cache version {found}, not {version}; computing it again")
+        try:
+            old.unlink()
+        except OSError:  # a directory in its place, or not ours to remove: it is never read either way
+            pass
 
 
 def _warn_once(key, message: str) -> None:

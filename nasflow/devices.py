@@ -104,12 +104,19 @@ def check_fits(nbytes: int, device: str, what: str = "the data") -> None:
 
 @contextmanager
 def torch_threads(count: Optional[int]):
-    """Run torch on ``count`` intra-op threads (None: leave the setting), restoring it after."""
+    """Run torch on ``count`` intra-op threads, restoring the setting after; None or 0 leave it as it is.
+
+    nasflow's one way to limit torch's threads: a ``with`` block, or a decorator of a whole
+    function (a command, a worker's job). Leaving the setting does not import torch, so a
+    worker that never uses it stays light.
+    """
+    if not count:
+        yield
+        return
     import torch
 
     before = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(int(count))
+    torch.set_num_threads(int(count))
     try:
         yield
     finally:

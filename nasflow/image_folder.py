@@ -130,13 +130,11 @@ def _channels(mode: str, root: Path, relative: str) -> int:
 
 def _cache_file(root: Path, files: list[tuple[str, int]], cache_dir) -> Path:
     """The cache path for this tree: any file added, removed, renamed, resized or touched changes it."""
-    digest = hashlib.sha256(f"nasflow-image-folder|{CACHE_VERSION}".encode())
+    digest = hashlib.sha256(b"nasflow-image-folder")
     for relative, index in files:
         st = os.stat(root / relative)
         digest.update(f"\0{relative}\0{index}\0{st.st_size}\0{st.st_mtime_ns}".encode())
-    if cache_dir is None:
-        cache_dir = cache.cache_dir() / "images"
-    return Path(cache_dir).expanduser() / f"{digest.hexdigest()[:24]}.npz"
+    return cache.entry("images", digest.hexdigest()[:24], CACHE_VERSION, ".npz", directory=cache_dir)
 
 
 def _read_cache(target: Path, files: list[tuple[str, int]]):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Optional
+from typing import Optional
 
+from .atomic import atomic_write
 from .core import Evaluation
 from .errors import NasflowError
 from .spec import json_safe, mismatch
@@ -26,28 +26,6 @@ class JournalError(NasflowError):
     """A run directory that cannot be created or resumed."""
 
 
-def atomic_write(path, write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write`` on a temporary binary file beside ``path``, then rename it over ``path``.
-
-    Readers see the old file or the whole new one, never half of one (a killed writer leaves no temp file).
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically (see ``atomic_write``)."""
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def query_record(index: int, arch_text: str, evaluation: Evaluation, seconds: float) -> dict:
@@ -99,7 +77,7 @@ class Journal:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             header = json_safe({"format": FORMAT, "version": VERSION, **header})
-            atomic_write_text(path, json.dumps(header) + "\n")
+            atomic_write(path, json.dumps(header) + "\n")
         except OSError as e:
             raise JournalError(f"cannot create run directory {run_dir}: {e.strerror or e}") from None
         return cls(path, header, [])
@@ -125,7 +103,7 @@ class Journal:
         notice = None
         if bad_line is not None:
             total = len(path.read_text(encoding="utf-8", errors="replace").splitlines())
-            atomic_write_text(path, "".join(good_lines))
+            atomic_write(path, "".join(good_lines))
             notice = (
                 f"journal line {bad_line} of {path} is corrupted; resuming after the last good line "
                 f"({len(records)} queries kept, {total - bad_line + 1} line(s) dropped)"

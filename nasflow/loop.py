@@ -19,7 +19,8 @@ from typing import Optional
 import numpy as np
 
 from .errors import NasflowError, NasflowWarning
-from .journal import Journal, JournalError, atomic_write_text, query_record, record_evaluation
+from .atomic import atomic_write
+from .journal import Journal, JournalError, query_record, record_evaluation
 from .runlock import lock_run_dir
 from .step import Query, RankedSearcher, RefitSchedule, Trajectory
 
@@ -97,8 +98,8 @@ class SearchResult:
         """``result.json`` (config + summary) and ``trajectory.csv``, each written atomically."""
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "result.json", json.dumps({"config": self.config, **self.summary()}, indent=2) + "\n")
-        atomic_write_text(run_dir / "trajectory.csv", self.trajectory_csv())
+        atomic_write(run_dir / "result.json", json.dumps({"config": self.config, **self.summary()}, indent=2) + "\n")
+        atomic_write(run_dir / "trajectory.csv", self.trajectory_csv())
 
 
 def _check_int(name: str, value, low: int) -> int:

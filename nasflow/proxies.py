@@ -27,6 +27,7 @@ import numpy as np
 from . import cache
 from .cache import cache_dir  # noqa: F401  (its old home: nasflow.proxies.cache_dir keeps working)
 from .core import Arch
+from .devices import torch_threads
 from .errors import NasflowError
 
 IMAGE_SIZE = 32
@@ -68,7 +69,7 @@ def check_names(names: Sequence[str]) -> list[str]:
 
 
 def cache_path(space, name: str) -> Path:
-    return cache_dir() / "proxies" / f"{space.name}-{name}-v{PROXIES[name].version}.npz"
+    return cache.entry("proxies", f"{space.name}-{name}", PROXIES[name].version, ".npz")
 
 
 def cached_scores(space, name: str) -> dict:
@@ -191,17 +192,6 @@ def _save(path: Path, table: dict) -> None:
         f, keys=np.array(list(table), dtype=str), values=np.array(list(table.values()), dtype=np.float64)))
 
 
-def one_thread():
-    """Run torch on one intra-op thread, restoring the setting after (a context manager).
-
-    Small networks gain nothing from more threads, and on a shared 2-core machine spinning
-    threads made a small training step 10x slower (0.016 s vs 0.21 s CPU, measured).
-    """
-    from .devices import torch_threads
-
-    return torch_threads(1)
-
-
 def count_params(model) -> int:
     """Trainable parameters of a torch module."""
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
@@ -236,7 +226,9 @@ def count_macs(model, input_shape: Sequence[int]) -> int:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), one_thread():
+        # one thread: small networks gain nothing from more, and on a shared 2-core machine spinning
+        # threads made a small training step 10x slower (0.016 s vs 0.21 s CPU, measured)
+        with torch.no_grad(), torch_threads(1):
             model(torch.zeros(1, *input_shape))
     finally:
         for h in handles:
@@ -253,7 +245,7 @@ def _official_counts(space, archs: list, progress: bool) -> dict:
     from tqdm.auto import tqdm
 
     params, flops = [], []
-    with one_thread():
+    with torch_threads(1):  # small networks: see count_macs
         for arch in tqdm(archs, desc="counting networks", unit="cell", disable=not progress):
             net = space.network(arch)
             params.append(count_params(net))

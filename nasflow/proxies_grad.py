@@ -35,6 +35,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .devices import torch_threads
 from .errors import NasflowError
 
 NETWORK_PROXIES = {
@@ -213,18 +214,15 @@ def cell_scores(space, arch, names: Sequence[str], x, y) -> dict:
 def _score_chunk(job) -> list[dict]:
     space, archs, names = job
     x, y = _cached_probe()
-    return [cell_scores(space, a, names, x, y) for a in archs]
+    # one thread per process: the networks are small (see nasflow.proxies.count_macs), and a pool's
+    # workers already share the cores
+    with torch_threads(1):
+        return [cell_scores(space, a, names, x, y) for a in archs]
 
 
 @lru_cache(maxsize=1)
 def _cached_probe():
     return probe_batch()
-
-
-def _one_thread_worker():
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def iter_network_scores(space, archs: Sequence, names: Sequence[str], workers: int = 1,
@@ -237,14 +235,10 @@ def iter_network_scores(space, archs: Sequence, names: Sequence[str], workers: i
     names = tuple(names)
     jobs = [(space, list(archs[i:i + chunk]), names) for i in range(0, len(archs), chunk)]
     if workers <= 1 or len(jobs) <= 1:
-        from .proxies import one_thread
-
-        with one_thread():
-            for i, job in enumerate(jobs):
-                yield i * chunk, _score_chunk(job)
+        for i, job in enumerate(jobs):
+            yield i * chunk, _score_chunk(job)
         return
     # an executor, not a Pool: a worker that dies raises BrokenProcessPool instead of hanging
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_one_thread_worker) as pool:
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
         for i, scores in enumerate(pool.map(_score_chunk, jobs)):
             yield i * chunk, scores

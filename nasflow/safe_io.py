@@ -18,7 +18,7 @@ from typing import Mapping
 
 from . import torchfile
 from .errors import CheckpointError
-from .journal import atomic_write
+from .atomic import atomic_write
 
 META_KEY = "nasflow"
 
@@ -40,7 +40,7 @@ def save(path, tensors: Mapping, document: dict) -> None:
     plain = {name: t.detach().cpu().contiguous().clone() for name, t in tensors.items()}
     data = to_bytes(plain, metadata={META_KEY: text})
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, data)
 
 
 def load(path, fmt: str, what: str) -> tuple[dict, dict]:

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import warnings
-from pathlib import Path
 from typing import Callable, Optional, Union
 
 from . import cache
@@ -73,11 +72,11 @@ class TrainingOracle:
         if not self.checkpoint_every >= 0:
             raise NasflowError(f"checkpoint interval must be >= 0 seconds, got {checkpoint_every!r}")
         self.warn = warn or (lambda message: warnings.warn(message, NasflowWarning, stacklevel=2))
+        # the version in the key too: checkpoints of an interrupted training are filed by it
         self.config = {**self.recipe.as_dict(), "seed": self.seed, "precision": self.hardware.precision,
                        "device_class": device_class(resolved), "version": CACHE_VERSION}
-        root = Path(cache_dir).expanduser() if cache_dir is not None else cache.cache_dir() / "training"
-        self.cache_path = root / f"{space.name}.jsonl"
-        self.checkpoint_dir = root / "checkpoints"
+        self.cache_path = cache.entry("training", space.name, CACHE_VERSION, ".jsonl", directory=cache_dir)
+        self.checkpoint_dir = self.cache_path.parent / "checkpoints"
         self._cache = self._read_cache()
         self._trained: list[dict] = []  # the extras of the trainings this oracle ran
 

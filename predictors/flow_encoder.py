@@ -105,8 +105,18 @@ class FlowDirection(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.score = nn.Linear(2 * dim, 1)
+        # No bias: the scores feed a softmax over each node's predecessors, which ignores a shift
+        # common to all of them, so a bias could never learn (its true gradient is zero).
+        self.score = nn.Linear(2 * dim, 1, bias=False)
+        # nn.Linear drew one number for the bias it had: draw it still, so a seed initialises
+        # every later parameter as before and seeded predictors keep their numbers.
+        torch.empty(1).uniform_()
         self.combine = nn.GRUCell(dim, dim)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Files saved before the bias was removed hold it; it never changed an output (see __init__).
+        state_dict.pop(prefix + "score.bias", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, h_in: torch.Tensor, starts: torch.Tensor, steps) -> torch.Tensor:
         # Out-of-place index_put keeps autograd correct while each level reads the

@@ -49,6 +49,8 @@ class Predictor(Configurable):
         pretrain_batch: int = 256, pretrain_samples: int = 50_000, epochs: int = 200, lr: float = 1e-3,
         weight_decay: float = 1e-4, batch_size: int = 128, margin: float = 0.5, finetune_seed: Optional[int] = None,
         features: Sequence[str] = (), zcp_proxies: Optional[Sequence[str]] = None, unified: bool = False,
+        # threads 1: cells are tiny graphs, and on a shared CPU thread hand-offs cost more than they parallelise
+        # (measured ~20x slower steps with 2 threads under load); 0: as torch is set
         cache: bool = True, threads: int = 1,
     ):  # fmt: skip
         if isinstance(space, str):

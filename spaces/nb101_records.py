@@ -154,11 +154,12 @@ def _aggregate(hashes, sizes, bits, codes, params, values) -> dict[str, np.ndarr
 
 def _cache_ident(path: Path, epochs: int, check_data_crc: bool) -> str:
     st = path.stat()
-    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{epochs}|{check_data_crc}|{CACHE_VERSION}"
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{epochs}|{check_data_crc}"
 
 
-def _cache_file(directory: Path, ident: str) -> Path:
-    return directory / f"nb101-{hashlib.sha1(ident.encode()).hexdigest()[:20]}.npz"
+def _cache_file(directory, ident: str) -> Path:
+    return nasflow_cache.entry(None, f"nb101-{hashlib.sha1(ident.encode()).hexdigest()[:20]}", CACHE_VERSION, ".npz",
+                               directory=directory)
 
 
 def _read_cache(target: Path, ident: str) -> Optional[dict]:
@@ -205,7 +206,7 @@ def load_records(
     if not cache:
         return _decode_file(path, epochs, progress, check_data_crc)
     ident = _cache_ident(path, epochs, check_data_crc)
-    target = _cache_file(Path(cache_dir).expanduser() if cache_dir is not None else nasflow_cache.cache_dir(), ident)
+    target = _cache_file(cache_dir, ident)
     table = _read_cache(target, ident)
     if table is None:  # absent or unusable: decoded again; an unwritable cache only costs the next load its speed
         table = _decode_file(path, epochs, progress, check_data_crc)

@@ -264,9 +264,9 @@ def extract_results(data, where: str, progress: bool = False) -> dict[str, dict[
 
 def cache_file(path: Path, cache_dir=None) -> Path:
     """Where the numbers of ``path`` are cached: keyed by its name, size and mtime."""
-    directory = Path(cache_dir).expanduser() if cache_dir is not None else nasflow_cache.cache_dir()
     st = path.stat()
-    return directory / f"{path.name}.{st.st_size}.{st.st_mtime_ns}.v{CACHE_FORMAT}.csv"
+    name = f"{path.name}.{st.st_size}.{st.st_mtime_ns}"
+    return nasflow_cache.entry(None, name, CACHE_FORMAT, ".csv", directory=cache_dir)
 
 
 def _columns(dataset: str) -> list[str]:

@@ -1,5 +1,7 @@
 """Shared fixtures: the real benchmark tables in ../shared/benchmarks (or $NASFLOW_BENCHMARKS)."""
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,15 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
+# Every cache the tests fill (and the CLI subprocesses they start) lives in one temporary folder: a
+# test run never reads what an earlier run or another nasflow left in ~/.nasflow or $NASFLOW_CACHE,
+# and leaves nothing there. Tests of the cache's own rules set their roots themselves.
+TEST_CACHE = tempfile.mkdtemp(prefix="nasflow-test-cache-")
+os.environ["NASFLOW_CACHE"] = TEST_CACHE
+
 REPO = Path(__file__).resolve().parents[1]
+# The reason every data-backed test gives when skipped; the summary below counts them by it.
+NO_BENCHMARKS = "benchmark tables not found (set NASFLOW_BENCHMARKS)"
 
 
 def _benchmarks_dir():
@@ -28,7 +38,7 @@ def _benchmarks_dir():
 def benchmarks_dir():
     d = _benchmarks_dir()
     if d is None:
-        pytest.skip("shared benchmark tables not found (set NASFLOW_BENCHMARKS)")
+        pytest.skip(NO_BENCHMARKS)
     return d
 
 
@@ -58,10 +68,23 @@ def nb201():
 
 @pytest.fixture
 def one_thread():
-    import torch
+    from nasflow.devices import torch_threads
 
     # tiny graphs: on a loaded 2-core machine two torch threads make each op ~100x slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line saying how many tests did not run for want of the benchmark tables, and how to run them."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", [])
+               if isinstance(r.longrepr, tuple) and NO_BENCHMARKS in str(r.longrepr[-1])]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} test{'s' if len(skipped) != 1 else ''} skipped for want of benchmark data: run "
+            f"NASFLOW_BENCHMARKS=/path/to/benchmarks pytest (a folder holding nb201/nb201_cifar.csv and "
+            f"nb101/nb101_1k.jsonl; see README.md, Tests)")
+
+
+def pytest_sessionfinish(session):
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)

@@ -165,6 +165,51 @@ def test_damaged_cache_gives_the_undamaged_result_and_one_warning(compute, kind,
         assert again == expected and lines == []
 
 
+# Caches whose files are named by nasflow.cache.entry (what was computed, then ".v<version>"); fgp's name
+# is still the Predictor's own (the predictor split of issue 17 moves it onto entry()).
+VERSIONED = ("proxies", "training", "nb201_official", "nb101_records", "image_folder")
+
+
+def other_version(path: Path) -> Path:
+    """``path`` as another cache version of the same entry would name it."""
+    head, _, tail = path.name.rpartition(".v")
+    assert head, path.name
+    _version, dot, suffix = tail.partition(".")
+    return path.with_name(f"{head}.v0-old{dot}{suffix}")
+
+
+@pytest.mark.parametrize("compute", VERSIONED, indirect=True)
+def test_a_cache_file_of_another_version_warns_once_and_is_replaced(compute, tmp_path, monkeypatch):
+    compute, pattern = compute
+    root = tmp_path / "cache"
+    monkeypatch.setenv("NASFLOW_CACHE", str(root))
+    expected, _ = run(compute)
+    [path] = sorted(root.glob(pattern))
+    old = other_version(path)
+    path.rename(old)
+    got, lines = run(compute)
+    assert got == expected
+    assert len(lines) == 1 and str(old) in lines[0] and "cache version 0-old" in lines[0], lines
+    assert sorted(root.glob(pattern)) == [path]  # the old file retired, this version's written
+    assert run(compute) == (expected, [])
+
+
+def test_only_other_versions_of_the_same_entry_are_retired(tmp_path):
+    for name in ("a.v1.npz", "a.v2.npz", "ab.v1.npz", "a.v1.csv", "a.x.v1.npz", "a.npz"):
+        (tmp_path / name).write_text("")
+    nasflow.cache._reported.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = nasflow.cache.entry("kind", "a", 3, ".npz", directory=tmp_path)
+    assert path == tmp_path / "a.v3.npz" and not path.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "a.v1.csv", "a.x.v1.npz", "ab.v1.npz"]
+    assert len(caught) == 2
+    (tmp_path / "a.v2.npz").write_text("")
+    path.write_text("")  # this version is there: nothing else is looked at
+    nasflow.cache.entry("kind", "a", 3, ".npz", directory=tmp_path)
+    assert (tmp_path / "a.v2.npz").exists()
+
+
 # ---------------------------------------------------------------- entries that parse but must not be used
 
 def test_proxy_cache_with_nan_or_foreign_tables_is_recomputed(tmp_path, monkeypatch):
@@ -186,7 +231,7 @@ def test_proxy_cache_with_nan_or_foreign_tables_is_recomputed(tmp_path, monkeypa
 def test_training_cache_lines_that_parse_but_are_not_records(line, tmp_path, monkeypatch):
     monkeypatch.setenv("NASFLOW_CACHE", str(tmp_path))
     expected, _ = run(training_result)
-    path = tmp_path / "training" / "nb201.jsonl"
+    [path] = (tmp_path / "training").glob("nb201.v*.jsonl")
     path.write_text(line + "\n" + path.read_text())
     got, lines = run(training_result)
     assert got == expected and len(lines) == 1 and "1 of 2 lines" in lines[0], lines
@@ -195,7 +240,7 @@ def test_training_cache_lines_that_parse_but_are_not_records(line, tmp_path, mon
 def test_training_record_with_nan_or_filed_under_another_cell_is_not_reported(tmp_path, monkeypatch):
     monkeypatch.setenv("NASFLOW_CACHE", str(tmp_path))
     expected, _ = run(training_result)
-    path = tmp_path / "training" / "nb201.jsonl"
+    [path] = (tmp_path / "training").glob("nb201.v*.jsonl")
     rec = json.loads(path.read_text())
     for wrong in ({**rec, "valid": float("nan")}, {**rec, "arch": CELLS[1].key}, {**rec, "extra": None}):
         path.write_text(json.dumps(wrong) + "\n")
@@ -277,7 +322,7 @@ def test_cli_search_with_a_damaged_training_cache(kind, tmp_path):
 
     clean = search("clean", tmp_path / "cache")
     assert cli_warnings(clean) == []
-    cache = damaged_root(tmp_path, kind, [tmp_path / "cache" / "training" / "nb201.jsonl"])
+    cache = damaged_root(tmp_path, kind, list((tmp_path / "cache" / "training").glob("nb201.v*.jsonl")))
     lines = cli_warnings(search("again", cache))
     assert len(lines) == 1, lines
 
@@ -292,6 +337,8 @@ def test_cli_search_with_a_damaged_training_cache(kind, tmp_path):
 
 def test_every_cache_lives_under_nasflow_cache(nb201_pth, nb101_file, image_tree, tmp_path, monkeypatch):
     from nasflow.image_folder import load_image_folder
+    from nasflow.spaces.nb101 import NB101Arch, NB101TableOracle
+    from nasflow.spaces.nb201 import NB201TableOracle
     from nasflow.spaces.nb101_records import NB101RecordOracle
     from nasflow.spaces.nb201_official import NB201OfficialOracle
 
@@ -304,6 +351,16 @@ def test_every_cache_lives_under_nasflow_cache(nb201_pth, nb101_file, image_tree
     NB201OfficialOracle(nb201_pth)
     NB101RecordOracle(nb101_file)
     load_image_folder(image_tree)
+    # the table oracles keep their tables in memory: nothing to write anywhere
+    table = tmp_path / "tables" / "nb201.csv"
+    table.parent.mkdir()
+    table.write_text("arch,cifar10_valid,cifar10_test\n" + "".join(f"{NB201.format(a)},{50 + i},{51 + i}\n"
+                                                                    for i, a in enumerate(CELLS)))
+    assert NB201TableOracle(table, "cifar10").query(CELLS[1]).valid == 51
+    cell = NB101Arch([[0, 1, 1], [0, 0, 1], [0, 0, 0]], ["input", "conv3x3-bn-relu", "output"])
+    row = {"hash": cell.key, "matrix": [list(r) for r in cell.matrix], "ops": list(cell.ops), "valid_acc_108": 90.0}
+    (tmp_path / "tables" / "nb101.jsonl").write_text(json.dumps(row) + "\n")
+    assert NB101TableOracle(tmp_path / "tables" / "nb101.jsonl").query(cell).valid == 90.0
     assert not home.exists()
     found = {p.relative_to(tmp_path / "cache").parts[0] for p in cache_files(tmp_path / "cache")}
     assert {"proxies", "training", "fgp", "images"} <= found

@@ -116,8 +116,46 @@ def test_deterministic_and_trainable(nb201):
     out_b = b(batch)
     assert torch.equal(out_a, out_b)
     out_a.sum().backward()
-    # every parameter, of both sweeps and every layer, gets a gradient
+    # every parameter, of both sweeps and every layer, gets a gradient: none is dead weight
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in a.parameters())
+
+
+def _with_score_bias(state: dict, generator: torch.Generator) -> dict:
+    """``state`` as an encoder saved before the attention score lost its bias would hold it."""
+    biases = {k[: -len("weight")] + "bias": torch.randn(1, generator=generator)
+              for k in state if k.endswith("score.weight")}
+    assert biases
+    return {**state, **biases}
+
+
+def test_a_state_saved_with_the_old_score_bias_loads_and_scores_the_same(nb201):
+    """The bias fed a softmax over each node's predecessors, so dropping a saved one changes no output."""
+    graphs = GraphCache(nb201)
+    batch = graphs.batch(nb201.enumerate()[:64])
+    torch.manual_seed(4)
+    encoder = FlowEncoder(len(graphs.vocab), dim=16, layers=2).eval()
+    old = _with_score_bias(encoder.state_dict(), torch.Generator().manual_seed(0))
+    loaded = FlowEncoder(len(graphs.vocab), dim=16, layers=2).eval()
+    loaded.load_state_dict(old)  # strict: any other unexpected name still fails
+    assert "layers.0.forward_sweep.score.bias" not in loaded.state_dict()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch), encoder(batch), rtol=0, atol=1e-6)
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        loaded.load_state_dict({**old, "layers.0.forward_sweep.gate.bias": torch.zeros(1)})
+
+
+def test_a_flow_predictor_file_with_the_old_score_bias_loads(nb201, tmp_path):
+    from nasflow import Predictor, safe_io
+    from nasflow.predictors import checkpoint
+
+    cells = nb201.enumerate()[:40]
+    values = np.linspace(0.0, 1.0, len(cells))
+    p = Predictor(nb201, encoder="flow", pretrain="none", seed=0, dim=8, layers=1, epochs=3).fit(cells, values)
+    p.save(tmp_path / "new.nfp")
+    document, tensors = safe_io.load(tmp_path / "new.nfp", checkpoint.FORMAT, "predictor checkpoint")
+    safe_io.save(tmp_path / "old.nfp", _with_score_bias(tensors, torch.Generator().manual_seed(1)), document)
+    old = Predictor.load(tmp_path / "old.nfp", space=nb201)
+    np.testing.assert_allclose(old.predict(cells), p.predict(cells), rtol=0, atol=1e-6)
 
 
 def test_flow_predictor_ranks_held_out_nb201_cells(nb201, nb201_oracle):

@@ -61,7 +61,8 @@ def test_cache_makes_the_second_query_free_and_identical(trained, digits):
     assert again.extra["cached"] is True
     assert (again.valid, again.test, again.cost) == (first.valid, first.test, first.cost)
     # a new oracle (a resumed run) reads the file; a torn last line is skipped, not fatal
-    path = cache / "nb201.jsonl"
+    path = oracle.cache_path
+    assert path.parent == cache  # the directory given, not the default under $NASFLOW_CACHE
     with open(path, "a") as f:
         f.write('{"key": "abc", "val')
     fresh = TrainingOracle(space, digits, epochs=3, width=8, cells=1, seed=0, cache_dir=cache)

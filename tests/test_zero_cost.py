@@ -9,7 +9,7 @@ import pytest
 from nasflow.core import BaseSpace
 from nasflow.errors import NasflowError
 from nasflow.metrics import spearman_rho
-from nasflow.proxies import zero_cost, zero_cost_table
+from nasflow.proxies import cache_path, zero_cost, zero_cost_table
 from nasflow.proxies_grad import INIT_SEED, NETWORK_PROXIES, PROBE_BATCH, data_scores, jacov_score, probe_batch
 from nasflow.spaces.nb201 import NB201Space
 
@@ -75,12 +75,12 @@ def test_same_cell_same_score_without_cache_and_in_another_order(scored):
 
 
 def test_scores_are_cached_per_space_and_proxy(scored, cache):
-    files = sorted(p.name for p in (cache / "proxies").glob("nb201-*.npz"))
-    assert len(files) == len(NAMES)
+    files = {name: cache_path(SPACE, name) for name in NAMES}
+    assert sorted((cache / "proxies").glob("nb201-*.npz")) == sorted(files.values())
     # a data-dependent score belongs to its probe batch; synflow's (data-free) does not
-    for f in files:
-        assert (f"-b{PROBE_BATCH}-" in f) == (not f.startswith("nb201-synflow-")), f
-    synflow_file = next((cache / "proxies").glob("nb201-synflow-*.npz"))
+    for name, path in files.items():
+        assert (f"-b{PROBE_BATCH}-" in path.name) == (name != "synflow"), path.name
+    synflow_file = files["synflow"]
     with np.load(synflow_file) as z:
         keys, values = z["keys"], z["values"].copy()
     values[list(keys).index(CELLS["pool"].key)] = -7.0
@@ -156,9 +156,10 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
 
 
 def test_two_writers_of_one_cache_file_keep_each_others_cells(cache):
-    from nasflow.proxies import PROXIES, _load, _save
+    from nasflow.proxies import _load, _save
 
-    path = cache / "proxies" / f"nb201-synflow-v{PROXIES['synflow'].version}.npz"
+    path = cache_path(SPACE, "synflow")
+    assert cache in path.parents
     before = _load(path)
     _save(path, {"cell-from-run-a": 1.0})
     # run b loaded the file before run a wrote, and writes only its own cells

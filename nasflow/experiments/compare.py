@@ -9,14 +9,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_write
+from ..devices import torch_threads
 from ..errors import NasflowError
-from ..journal import atomic_write_text
 from ..spec import RunSpec
 from .runs import complete, pretrain_for, run_search, searcher_pools, takes_ensemble, takes_warm_start
 
@@ -45,13 +45,8 @@ def run_one(job: tuple[RunSpec, str]) -> dict:
     record = _finished(path, settings)
     if record is not None:
         return record
-    try:
-        import torch
-
-        torch.set_num_threads(1)  # parallel runs share the cores
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    result = run_search(settings)
+    with torch_threads(1):  # parallel runs share the cores
+        result = run_search(settings)
     record = {
         "searcher": settings["searcher"],
         "predictor": settings["predictor"],
@@ -64,18 +59,13 @@ def run_one(job: tuple[RunSpec, str]) -> dict:
         "optimum": result.optimum,
         "settings": settings.to_json(),
     }
-    atomic_write_text(path, json.dumps(record) + "\n")
+    atomic_write(path, json.dumps(record) + "\n")
     return record
 
 
 def _pretrain_job(settings: RunSpec) -> None:
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover
-        pass
-    pretrain_for(settings)
+    with torch_threads(1):  # parallel jobs share the cores
+        pretrain_for(settings)
 
 
 def compare(
@@ -288,11 +278,10 @@ def plot(records: list[dict], path) -> None:
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    finally:
+        plt.close(fig)
 
 
 def _dicts_csv(rows: list[dict]) -> str:
@@ -308,11 +297,11 @@ def write_outputs(records: list[dict], out, predictors: Sequence[str] = ()) -> d
     returns their paths."""
     out = Path(out)
     paths = {"curves": out / "curves.csv", "summary": out / "summary.csv", "plot": out / "curves.png"}
-    atomic_write_text(paths["curves"], curves_csv(records))
-    atomic_write_text(paths["summary"], _dicts_csv(summary_rows(records)))
+    atomic_write(paths["curves"], curves_csv(records))
+    atomic_write(paths["summary"], _dicts_csv(summary_rows(records)))
     paired = paired_rows(records, predictors)
     if paired:
         paths["paired"] = out / "paired.csv"
-        atomic_write_text(paths["paired"], _dicts_csv(paired))
+        atomic_write(paths["paired"], _dicts_csv(paired))
     plot(records, paths["plot"])
     return paths

@@ -37,6 +37,7 @@ import time
 import warnings
 from pathlib import Path
 
+from ..devices import torch_threads
 from ..errors import NasflowWarning
 from ..journal import query_record, record_evaluation
 from ..loop import SearchResult, fit_pool, optimum_of
@@ -190,11 +191,9 @@ def run_worker(storage, study_name: str, settings: dict, stale_after: float = DE
 
 def worker_main(storage_url, study_name, settings, stale_after, worker_index):
     """One worker process of ``--workers N``: ``run_worker`` on its own storage connection."""
-    if settings["predictor"] != "none" or settings["training"] is not None:
-        import torch
-
-        torch.set_num_threads(1)  # several workers share the machine's cores
-    return run_worker(storage_url, study_name, settings, stale_after, worker_index)
+    uses_torch = settings["predictor"] != "none" or settings["training"] is not None
+    with torch_threads(1 if uses_torch else None):  # several workers share the machine's cores
+        return run_worker(storage_url, study_name, settings, stale_after, worker_index)
 
 
 def run_study(given: dict, storage_url: str, study_name: str, workers: int = 1,
