@@ -337,7 +337,8 @@ def test_cli_search_with_a_damaged_training_cache(kind, tmp_path):
 
 def test_every_cache_lives_under_nasflow_cache(nb201_pth, nb101_file, image_tree, tmp_path, monkeypatch):
     from nasflow.image_folder import load_image_folder
-    from nasflow.spaces.nb101 import NB101Arch, NB101TableOracle
+    from nasflow.spaces.nb101 import NB101Arch
+    from nasflow.spaces.nb101_table import NB101TableOracle
     from nasflow.spaces.nb201 import NB201TableOracle
     from nasflow.spaces.nb101_records import NB101RecordOracle
     from nasflow.spaces.nb201_official import NB201OfficialOracle
