@@ -96,8 +96,8 @@ class FGPConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def cache_path(self) -> Path:
-        digest = hashlib.sha1(json.dumps([checkpoint.CACHE_VERSION, self.key()], sort_keys=True).encode()).hexdigest()[:16]
-        return nasflow_cache.cache_dir() / "fgp" / f"{self.space}-{self.encoder}-{digest}.safetensors"
+        digest = hashlib.sha1(json.dumps(self.key(), sort_keys=True).encode()).hexdigest()[:16]
+        return nasflow_cache.entry("fgp", f"{self.space}-{self.encoder}-{digest}", checkpoint.CACHE_VERSION, ".safetensors")
 
     def flows(self, space, archs) -> np.ndarray:
         """The flow surrogate of ``archs``: the reconstruction target."""

@@ -167,7 +167,7 @@ def test_damaged_cache_gives_the_undamaged_result_and_one_warning(compute, kind,
 
 # Caches whose files are named by nasflow.cache.entry (what was computed, then ".v<version>"); fgp's name
 # is still the Predictor's own (the predictor split of issue 17 moves it onto entry()).
-VERSIONED = ("proxies", "training", "nb201_official", "nb101_records", "image_folder")
+VERSIONED = ("proxies", "training", "fgp", "nb201_official", "nb101_records", "image_folder")
 
 
 def other_version(path: Path) -> Path:
