@@ -8,7 +8,9 @@ import click
 from nasflow.errors import NasflowError
 from nasflow.experiments.runs import searcher_pools, warm_start_searchers  # torch-free: keeps --help fast
 from nasflow.searchers import SEARCHERS
-from nasflow.spec import DEFAULT, DEFAULT_BUDGET, DEFAULT_POOL, PREDICTOR_SEEDS, TRAINING_BUDGET
+from nasflow.spec import (
+    DEFAULT, DEFAULT_BUDGET, DEFAULT_POOL, DEFAULT_STALE_AFTER, DEFAULT_WORKERS, PREDICTOR_SEEDS, TRAINING_BUDGET,
+)
 
 from .options import SEED, benchmark_option, show_progress, training_options, training_settings
 
@@ -59,9 +61,9 @@ def _fmt(value, spec=".4f"):
               help="Share the search through an Optuna storage: sqlite:///file.db, postgresql://..., or a journal file path.")
 @click.option("--study", default=None, metavar="NAME", help="Study name in --storage; joins it if it exists  [default: nasflow]")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes on this machine for --storage  [default: 1]")
+              help=f"Worker processes on this machine for --storage  [default: {DEFAULT_WORKERS}]")
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-              help="Release a claimed cell whose worker's heartbeat stopped this long ago  [default: 60]")
+              help=f"Release a claimed cell whose worker's heartbeat stopped this long ago  [default: {DEFAULT_STALE_AFTER:g}]")
 def search(space, searcher, predictor, budget, pool, batch, refit_every, explore, dataset, warm_start, benchmark,
            seed, out, resume, storage, study, workers, stale_after, **training):
     """Search a space for the best cell within a budget of oracle queries."""
@@ -76,12 +78,12 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
     if storage is not None:
         if resume is not None:
             raise NasflowError("--resume continues a run directory; a --storage study resumes by running it again")
-        from nasflow.experiments.distributed import DEFAULT_STALE_AFTER, run_study
+        from nasflow.experiments.distributed import run_study
 
         study = study or "nasflow"
         if out is not None:
             output_dir(out, "run directory")  # checked before the study runs, not after
-        result = run_study(given, storage, study, workers=workers or 1,
+        result = run_study(given, storage, study, workers=workers or DEFAULT_WORKERS,
                            stale_after=stale_after or DEFAULT_STALE_AFTER, progress=show_progress())
         if result.notice:
             click.echo(f"nasflow: warning: {result.notice}", err=True)

@@ -26,6 +26,9 @@ PREDICTOR_SEEDS = 5
 DEFAULT_BUDGET = 100  # queries of a benchmark table
 TRAINING_BUDGET = 50  # real trainings (about 2 minutes on 2 cores with the embedded digits)
 DEFAULT_POOL = 100  # candidates the predictor ranks per step, unless the searcher declares its own
+# How a shared study's workers run; not settings of the run (a study may be joined with other values).
+DEFAULT_WORKERS = 1
+DEFAULT_STALE_AFTER = 60.0  # seconds a claim's heartbeat may stand still before the claim is released
 
 # Settings that decide the trajectory: a resumed run or a joined study must agree on them. The budget
 # may be raised and the hardware may change (``RunSpec.continued``).

@@ -41,7 +41,7 @@ from ..devices import torch_threads
 from ..errors import NasflowWarning
 from ..journal import query_record, record_evaluation
 from ..loop import SearchResult, fit_pool, optimum_of
-from ..spec import RunSpec, SpecMismatch
+from ..spec import DEFAULT_STALE_AFTER, DEFAULT_WORKERS, RunSpec, SpecMismatch
 from ..step import RankedSearcher, RefitSchedule
 from .runs import build, complete, continued, searcher_options
 from .storage import (
@@ -51,7 +51,6 @@ from .storage import (
 
 SETTINGS = "nasflow"  # the study's user attribute holding its RunSpec JSON
 POLL = 0.2  # seconds between looks at the study while every budget slot is claimed
-DEFAULT_STALE_AFTER = 60.0
 # deaths of worker processes one command replaces: a kill now and then is survived; more means every
 # worker fails the same way (a bug, memory), and the study is kept for a rerun
 MAX_RESTARTS = 5
@@ -196,7 +195,7 @@ def worker_main(storage_url, study_name, settings, stale_after, worker_index):
         return run_worker(storage_url, study_name, settings, stale_after, worker_index)
 
 
-def run_study(given: dict, storage_url: str, study_name: str, workers: int = 1,
+def run_study(given: dict, storage_url: str, study_name: str, workers: int = DEFAULT_WORKERS,
               stale_after: float = DEFAULT_STALE_AFTER, progress: bool = False) -> SearchResult:
     """Create or join ``study_name`` in the storage and run ``workers`` worker processes until the budget is COMPLETE."""
     from tqdm.auto import tqdm
