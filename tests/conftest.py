@@ -75,6 +75,31 @@ def one_thread():
         yield
 
 
+@pytest.fixture
+def crash_after_checkpoints(monkeypatch):
+    """``crash(n, error)`` makes the trainer raise ``error`` right after its ``n``-th checkpoint, as a process
+    killed there would, and returns the list of epochs checkpointed so far; ``crash.undo()`` restores the
+    real checkpointing for the resumed training."""
+    import nasflow.trainer as trainer
+
+    real = trainer.save_training_state
+
+    def crash(n, error):
+        saved = []
+
+        def save_then_die(*args):
+            real(*args)
+            saved.append(args[5])  # the epoch the checkpoint holds
+            if len(saved) == n:
+                raise error
+
+        monkeypatch.setattr(trainer, "save_training_state", save_then_die)
+        return saved
+
+    crash.undo = lambda: monkeypatch.setattr(trainer, "save_training_state", real)
+    return crash
+
+
 def pytest_terminal_summary(terminalreporter):
     """One line saying how many tests did not run for want of the benchmark tables, and how to run them."""
     skipped = [r for r in terminalreporter.stats.get("skipped", [])

@@ -76,27 +76,18 @@ class Killed(Exception):
     pass
 
 
-def test_a_killed_training_resumes_bit_for_bit(digits, tmp_path, monkeypatch):
+def test_a_killed_training_resumes_bit_for_bit(digits, tmp_path, crash_after_checkpoints):
     recipe = get_recipe("digits", epochs=4, batch_size=64, augment="standard")
     whole_net = _net()
     whole = train_network(whole_net, digits, recipe, Hardware(threads=1), seed=1)
 
     path = tmp_path / "ckpt.safetensors"
-    real_save = checkpoints.save_training_state
-    saved = []
-
-    def save_then_die(*args):
-        real_save(*args)
-        saved.append(args[5])
-        if len(saved) == 2:
-            raise Killed  # the process dies right after its second checkpoint (after epoch 2)
-
-    monkeypatch.setattr("nasflow.trainer.save_training_state", save_then_die)
+    saved = crash_after_checkpoints(2, Killed)  # the process dies right after its second checkpoint (after epoch 2)
     with pytest.raises(Killed):
         train_network(_net(), digits, recipe, Hardware(threads=1), seed=1, checkpoint=path, checkpoint_key="k",
                       checkpoint_every=0)
     assert saved == [1, 2] and path.exists()
-    monkeypatch.setattr("nasflow.trainer.save_training_state", real_save)
+    crash_after_checkpoints.undo()
     resumed_net = _net(seed=99)  # other initial weights: the checkpoint must replace them all
     resumed = train_network(resumed_net, digits, recipe, Hardware(threads=1), seed=1, checkpoint=path,
                             checkpoint_key="k", checkpoint_every=0)

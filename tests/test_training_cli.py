@@ -51,7 +51,7 @@ def test_an_image_folder_with_one_class_is_refused(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_search_trains_by_a_recipe_reports_the_device_and_resumes_a_killed_training(tmp_path, monkeypatch):
+def test_search_trains_by_a_recipe_reports_the_device_and_resumes_a_killed_training(tmp_path, crash_after_checkpoints):
     rng = np.random.default_rng(0)
     y = np.arange(90) % 3
     x = rng.normal(size=(90, 3, 8, 8)).astype(np.float32) + y[:, None, None, None]
@@ -59,21 +59,10 @@ def test_search_trains_by_a_recipe_reports_the_device_and_resumes_a_killed_train
     args = ["--data", str(tmp_path / "mine.npz"), "--recipe", "nb201", "--epochs", "4", "--width", "4",
             "--cells", "1", "--batch-size", "16", "--device", "cpu", "--checkpoint-every", "0"]
 
-    import nasflow.trainer as trainer
-
-    real = trainer.save_training_state
-    saves = []
-
-    def die_after_two(*a):
-        real(*a)
-        saves.append(a[5])
-        if len(saves) == 2:
-            raise KeyboardInterrupt  # the user's Ctrl-C in the middle of the first cell's training
-
-    monkeypatch.setattr(trainer, "save_training_state", die_after_two)
+    saves = crash_after_checkpoints(2, KeyboardInterrupt)  # the user's Ctrl-C in the first cell's training
     killed = search(tmp_path, *args)
     assert killed.returncode == 130 and saves == [1, 2]
-    monkeypatch.setattr(trainer, "save_training_state", real)
+    crash_after_checkpoints.undo()
     resumed = run_cli("search", "--resume", str(tmp_path / "run"), cache=tmp_path / "cache")
     assert resumed.returncode == 0, resumed.stderr
     records = [json.loads(line) for line in (tmp_path / "run" / "journal.jsonl").read_text().splitlines()]

@@ -70,26 +70,15 @@ class Killed(Exception):
     pass
 
 
-def test_a_killed_gpu_training_resumes_from_its_checkpoint(digits, tmp_path, monkeypatch):
-    from nasflow import checkpoints
-
+def test_a_killed_gpu_training_resumes_from_its_checkpoint(digits, tmp_path, crash_after_checkpoints):
     recipe = get_recipe("digits", epochs=6, augment="standard")
     hardware = Hardware("cuda:0", "bf16", True)
     whole = train_network(_net(), digits, recipe, hardware, seed=1)
-    real = checkpoints.save_training_state
-    count = []
-
-    def save_then_die(*args):
-        real(*args)
-        count.append(1)
-        if len(count) == 3:
-            raise Killed
-
-    monkeypatch.setattr("nasflow.trainer.save_training_state", save_then_die)
+    crash_after_checkpoints(3, Killed)
     path = tmp_path / "c.safetensors"
     with pytest.raises(Killed):
         train_network(_net(), digits, recipe, hardware, seed=1, checkpoint=path, checkpoint_key="k", checkpoint_every=0)
-    monkeypatch.setattr("nasflow.trainer.save_training_state", real)
+    crash_after_checkpoints.undo()
     resumed = train_network(_net(), digits, recipe, hardware, seed=1, checkpoint=path, checkpoint_key="k")
     assert resumed["resumed_from_epoch"] == 3
     assert abs(resumed["valid"] - whole["valid"]) <= 1.5  # within noise: GPU kernels are not bit-reproducible
