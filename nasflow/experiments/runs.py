@@ -40,7 +40,17 @@ def warm_start_searchers() -> list[str]:
 
 
 def takes_warm_start(searcher: str) -> bool:
-    return searcher in warm_start_searchers()
+    """Whether registered searcher ``searcher`` starts from uniform samples that a warm start replaces."""
+    from nasflow.searchers import searcher_class
+
+    return searcher_class(searcher).takes_warm_start
+
+
+def takes_ensemble(searcher: str) -> bool:
+    """Whether registered searcher ``searcher`` models the objective itself, taking the run's predictors as its ensemble."""
+    from nasflow.searchers import searcher_class
+
+    return searcher_class(searcher).takes_ensemble
 
 
 def complete(given: Mapping) -> RunSpec:
@@ -89,13 +99,6 @@ def make_predictor(space, spec: str, seed: int, options: Optional[dict] = None):
         options = {**LOOP_PREDICTOR, **(options or {})}
         return Predictor(space, encoder="gin", pretrain="fgp" if spec == "fgp" else "none", seed=seed, **options)
     return Predictor.load(Path(spec).expanduser(), space=space)
-
-
-def takes_ensemble(searcher: str) -> bool:
-    """Whether searcher ``searcher`` models the objective itself, taking the run's predictors as its ensemble."""
-    from nasflow.searchers import searcher_class
-
-    return searcher_class(searcher).takes_ensemble
 
 
 def run_predictors(space, settings: RunSpec) -> list:
