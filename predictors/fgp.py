@@ -162,11 +162,15 @@ class PretrainHeads(nn.Module):
 
 
 class PretextTask:
-    """FGP's pretext loss on unlabeled cells: standardised flow reconstruction plus proxy ranking."""
+    """FGP's pretext loss on unlabeled cells: standardised flow reconstruction plus proxy ranking.
 
-    def __init__(self, archs: Sequence, flow_targets: np.ndarray, proxy_values: Optional[np.ndarray], *,
-                 flow_weight: float, proxy_weight: float, margin: float):  # fmt: skip
-        self.archs = list(archs)
+    The cells' graphs are packed once, so every step's batch is a gather from flat arrays (100k
+    cells take ~20 MB) rather than a pass over cell objects.
+    """
+
+    def __init__(self, archs: Sequence, graphs: GraphCache, flow_targets: np.ndarray,
+                 proxy_values: Optional[np.ndarray], *, flow_weight: float, proxy_weight: float, margin: float):  # fmt: skip
+        self.cells = graphs.pack(list(archs))
         self.flows = torch.as_tensor(standardise(flow_targets), dtype=torch.float32)
         self.flow_dim = flow_targets.shape[1]
         self.use_proxy = proxy_values is not None and proxy_weight > 0
@@ -174,11 +178,11 @@ class PretextTask:
         self.flow_weight, self.proxy_weight, self.margin = flow_weight, proxy_weight, margin
 
     def __len__(self) -> int:
-        return len(self.archs)
+        return len(self.cells)
 
-    def loss(self, encoder: nn.Module, heads: PretrainHeads, graphs: GraphCache, idx: np.ndarray) -> torch.Tensor:
+    def loss(self, encoder: nn.Module, heads: PretrainHeads, idx: np.ndarray) -> torch.Tensor:
         """The weighted pretext loss of the cells at positions ``idx``."""
-        emb = encoder(graphs.batch([self.archs[i] for i in idx]))
+        emb = encoder(self.cells.batch(idx))
         loss = self.flow_weight * ((heads.flow(emb) - self.flows[idx]) ** 2).mean()
         if self.use_proxy:
             loss = loss + self.proxy_weight * pairwise_hinge(heads.proxy(emb).squeeze(1), self.proxies[idx], self.margin)
@@ -209,7 +213,7 @@ def fgp_pretrain(
     """
     from tqdm.auto import tqdm
 
-    task = PretextTask(archs, flow_targets, proxy_values, flow_weight=flow_weight, proxy_weight=proxy_weight,
+    task = PretextTask(archs, graphs, flow_targets, proxy_values, flow_weight=flow_weight, proxy_weight=proxy_weight,
                        margin=margin)  # fmt: skip
     heads = PretrainHeads(encoder.out_dim, hidden, task.flow_dim)
     params = list(encoder.parameters()) + list(heads.parameters())
@@ -224,7 +228,7 @@ def fgp_pretrain(
         total = 0.0
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            loss = task.loss(encoder, heads, graphs, idx)
+            loss = task.loss(encoder, heads, idx)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

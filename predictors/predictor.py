@@ -161,8 +161,14 @@ class Predictor(Configurable):
     def is_fitted(self) -> bool:
         return self._model is not None
 
-    def predict(self, archs) -> np.ndarray:
-        """Scores (float64, one per cell, higher = better) in the order given."""
+    def predict(self, archs, progress: bool = False) -> np.ndarray:
+        """Scores (float64, one per cell, higher = better) in the order given.
+
+        Cells are scored in chunks of ``PREDICT_CHUNK``, each packed into one graph, so memory
+        stays bounded for any number of cells (all 423,624 of NB-101 in one call).
+        """
+        from tqdm.auto import tqdm
+
         if self._model is None:
             raise NasflowError("this predictor is not fitted yet; call fit(archs, values) first")
         o = self.options
@@ -170,12 +176,14 @@ class Predictor(Configurable):
         spaces = None if o["unified"] and not o["features"] else [self.space.name]
         archs = check_archs(archs, spaces, "cells to predict")
         out = np.empty(len(archs), dtype=np.float64)
-        extra = self._extra(o, archs)  # before no_grad: the network proxies differentiate through the cells' networks
-        with torch.no_grad(), torch_threads(o["threads"] or None):
+        extra = self._extra(o, archs, progress)  # before no_grad: the network proxies differentiate through the cells' networks
+        bar = tqdm(total=len(archs), desc="predicting", unit="cell", disable=not progress)
+        with torch.no_grad(), torch_threads(o["threads"] or None), bar:
             for start in range(0, len(archs), PREDICT_CHUNK):
                 chunk = archs[start : start + PREDICT_CHUNK]
                 chunk_extra = None if extra is None else extra[start : start + len(chunk)]
                 out[start : start + len(chunk)] = self._model(self.graphs.batch(chunk), chunk_extra).numpy()
+                bar.update(len(chunk))
         return out
 
     # ----------------------------------------------------------------- persistence

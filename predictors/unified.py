@@ -21,7 +21,7 @@ from torch import nn
 from nasflow.core import Arch
 from nasflow.errors import NasflowError, SpaceError
 
-from .graphs import GraphCache
+from .graphs import GraphCache, PackedCells
 
 VOCAB = ("input", "output", "conv3x3", "conv1x1", "avgpool3x3", "maxpool3x3", "skip", "none")
 
@@ -86,12 +86,20 @@ class UnifiedGraphCache(GraphCache):
     def __len__(self) -> int:
         return sum(len(c) for c in self._per_space.values())
 
-    def cell_arrays(self, arch: Arch):
+    def _cache_of(self, arch: Arch) -> GraphCache:
         cache = self._per_space.get(arch.space)
         if cache is None:
             space = arch.search_space
             cache = self._per_space[arch.space] = GraphCache(space, unified_ids(space))
-        return cache.cell_arrays(arch)
+        return cache
+
+    def cell_arrays(self, arch: Arch):
+        return self._cache_of(arch).cell_arrays(arch)
+
+    def pack(self, archs) -> PackedCells:
+        if len({a.space for a in archs}) == 1:
+            return self._cache_of(archs[0]).pack(archs)
+        return PackedCells.from_entries([self.cell_arrays(a) for a in archs])
 
 
 def check_init_from(source, target) -> None:
