@@ -41,6 +41,18 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.repeat(starts - first, lengths) + np.arange(total, dtype=np.int64)
 
 
+def _converted(items, convert) -> list:
+    """``[convert(x) for x in items]``, converting each distinct (hashable) item once."""
+    done: dict = {}
+    out = []
+    for item in items:
+        value = done.get(item)
+        if value is None:
+            value = done[item] = convert(item)
+        out.append(value)
+    return out
+
+
 class PackedCells:
     """Graph arrays of many cells, concatenated in order with per-cell counts.
 
@@ -69,14 +81,16 @@ class PackedCells:
 
     @classmethod
     def from_graphs(cls, graphs: Sequence, node_ids: Mapping[str, int]) -> "PackedCells":
-        """Pack ``space.to_graph`` results in one pass over their labels and edges."""
+        """Pack ``space.to_graph`` results; each distinct label list and edge list is converted once."""
         if not graphs:
             return cls.empty()
-        sizes = np.fromiter((len(g.ops) for g in graphs), np.int64, len(graphs))
-        ops = np.fromiter((node_ids[o] for g in graphs for o in g.ops), np.int64, int(sizes.sum()))
-        dag_edges = np.fromiter((len(g.edges) for g in graphs), np.int64, len(graphs))
-        chained = itertools.chain.from_iterable(itertools.chain.from_iterable(g.edges for g in graphs))
-        flat = np.fromiter(chained, np.int64, 2 * int(dag_edges.sum())).reshape(-1, 2)
+        # a space has few distinct label lists and edge lists (NB-101: ~2,500 matrices for 423,624 cells)
+        op_arrays = _converted((g.ops for g in graphs), lambda ops: np.array([node_ids[o] for o in ops], np.int64))
+        edge_arrays = _converted((g.edges for g in graphs), lambda e: np.array(e, np.int64).reshape(-1, 2))
+        sizes = np.fromiter((a.size for a in op_arrays), np.int64, len(graphs))
+        dag_edges = np.fromiter((len(a) for a in edge_arrays), np.int64, len(graphs))
+        ops = np.concatenate(op_arrays)
+        flat = np.concatenate(edge_arrays)
         # Message passing runs both ways along every edge, as in the FGP encoders: each cell's block
         # holds its DAG edges, then the same edges reversed (the order cell_arrays gives).
         cell = np.repeat(np.arange(len(graphs)), dag_edges)
