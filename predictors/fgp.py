@@ -117,10 +117,18 @@ def proxy_version(proxy) -> str:
 
 
 def default_cells(space, seed: int, samples: int) -> tuple[list, str]:
-    """The whole space when it is small enough to enumerate, else ``samples`` distinct seeded samples; and their tag."""
+    """The pre-training cells of ``space`` and their cache tag.
+
+    The whole space when it is small enough (NB-201: "all"); else ``samples`` distinct cells:
+    a seeded choice of indices where the space lists its cells by index (NB-101's 423,624:
+    "indices-N", no rejection, exactly N cells), otherwise distinct seeded samples ("sample-N").
+    """
     if space.enumerable and space.size <= ENUMERATE_LIMIT:
         return list(space.enumerate()), "all"
     rng = np.random.default_rng(seed)
+    if space.arch_at is not None and space.size is not None:
+        chosen = rng.choice(space.size, size=min(samples, space.size), replace=False)
+        return [space.arch_at(int(i)) for i in chosen], f"indices-{len(chosen)}"
     seen: dict = {}
     # Sampling with rejection of repeats; the space is much larger than the sample.
     for _ in range(20 * samples):

@@ -25,7 +25,9 @@ from .model import ScoreModel, new_encoder, zcp_inputs
 from .unified import UnifiedGraphCache, check_init_from
 from .validation import Configurable, check_archs, check_fit_inputs, json_options
 
-PREDICT_CHUNK = 16_384
+# cells per graph of a predict call: results do not depend on it; 4,096 NB-101 cells (~27k nodes) keep the
+# activations in cache and were measured no slower than 16,384 (benchmarks/nb101_predict_scale.py)
+PREDICT_CHUNK = 4_096
 
 
 class Predictor(Configurable):
