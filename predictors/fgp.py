@@ -56,7 +56,7 @@ def standardise(x: np.ndarray) -> np.ndarray:
 class FGPConfig:
     """What decides an FGP pre-training, and nothing else: its fields are the cache key.
 
-    ``cells`` names the pre-training cells ("all", "sample-N" or a digest of the given
+    ``cells`` names the pre-training cells ("all", "indices-N", "sample-N" or a digest of the given
     cells). ``flow_variant`` and ``flow_dim`` are no longer options (other values ranked
     worse, docs/RESULTS.md) but stay fields so that changing them changes the key.
     """

@@ -13,7 +13,6 @@ also accepts a JSON object ``{"matrix": [[...]], "ops": [...]}`` as in the JSONL
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -253,14 +252,6 @@ def _cells():
     return load_cells()
 
 
-@functools.lru_cache(maxsize=16_384)
-def _dag_edges(matrix: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, int], ...]:
-    """The edges of a pruned matrix; memoised: the 423,624 cells share about 2,500 matrices, so scoring
-    the whole space would otherwise spend most of its graph building re-reading the same matrices."""
-    n = len(matrix)
-    return tuple((i, j) for i in range(n) for j in range(i + 1, n) if matrix[i][j])
-
-
 class NB101Space(BaseSpace):
     """The NAS-Bench-101 cell space (423,624 distinct cells)."""
 
@@ -372,7 +363,9 @@ class NB101Space(BaseSpace):
         return list(out)
 
     def to_graph(self, arch: NB101Arch) -> CellGraph:
-        return CellGraph(ops=arch.ops, edges=_dag_edges(arch.matrix))
+        n = arch.num_vertices
+        edges = tuple((i, j) for i in range(n) for j in range(i + 1, n) if arch.matrix[i][j])
+        return CellGraph(ops=arch.ops, edges=edges)
 
     def network(self, arch: NB101Arch, num_classes: int = 10, in_channels: int = 3, width: int = 128,
                 cells: int = 3, stacks: int = 3):
