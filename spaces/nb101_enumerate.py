@@ -25,11 +25,10 @@ from nasflow.errors import ArchError, SpaceError
 
 from .nb101 import INPUT, MAX_VERTICES, OPS, OUTPUT, NB101Arch
 from .nb101_graphs import cell_counts, distinct_labellings, row_major_code
-from .nb101_hash import Structure
+from .nb101_hash import INPUT_LABEL, OUTPUT_LABEL, Structure
 
 CACHE_VERSION = 1
 _COLUMNS = {"hash": "S32", "vertices": "uint8", "adjacency": "int64", "ops": "int8"}
-_INPUT_LABEL, _OUTPUT_LABEL = -1, -2  # the benchmark's hash labels; ops are their index in OPS
 _SPOT_CHECKS = 16  # cached cells hashed again on load: a cache whose cells and hashes disagree is rejected
 
 
@@ -120,10 +119,9 @@ def enumerate_cells(max_vertices: int = MAX_VERTICES, progress: bool = False) ->
     with tqdm(total=total, desc="enumerating NAS-Bench-101", unit="cell", disable=not progress) as bar:
         for shape, count in zip(shapes, counts):
             n = shape.vertices
-            structure = Structure(shape.matrix)
             labellings = distinct_labellings(shape)
             for labelling in labellings.tolist():
-                hashes.append(structure.hash([_INPUT_LABEL, *labelling, _OUTPUT_LABEL]))
+                hashes.append(shape.structure.hash([INPUT_LABEL, *labelling, OUTPUT_LABEL]))
             vertices[row: row + count] = n
             adjacency[row: row + count] = row_major_code(shape.matrix[None])[0]
             ops[row: row + count, : n - 2] = labellings
@@ -161,7 +159,7 @@ def _problem(arrays: dict, max_vertices: int) -> Optional[str]:
     cells = Cells(arrays)
     for i in np.linspace(0, total - 1, min(_SPOT_CHECKS, total)).astype(np.int64):
         a = cells.arch(int(i))
-        labels = [_INPUT_LABEL, *(OPS.index(op) for op in a.ops[1:-1]), _OUTPUT_LABEL]
+        labels = [INPUT_LABEL, *(OPS.index(op) for op in a.ops[1:-1]), OUTPUT_LABEL]
         if Structure(a.matrix).hash(labels) != a.key:
             return f"cell {int(i)} does not have its hash"
     return None
@@ -198,4 +196,4 @@ def load_cells(progress: bool = False, max_vertices: int = MAX_VERTICES, directo
 
 def hash_of(matrix: Sequence[Sequence[int]], op_codes: Sequence[int]) -> str:
     """The official hash of a pruned cell given its matrix and its inner vertices' op codes (indices into OPS)."""
-    return Structure(matrix).hash([_INPUT_LABEL, *map(int, op_codes), _OUTPUT_LABEL])
+    return Structure(matrix).hash([INPUT_LABEL, *map(int, op_codes), OUTPUT_LABEL])

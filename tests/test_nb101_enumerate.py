@@ -171,7 +171,7 @@ def test_even_sampler_is_uniform_over_distinct_cells():
     cells = enumerate_cells(4)  # 91 cells
     rng = np.random.default_rng(1)
     draws = 91 * 200
-    keys = Counter(hash_of(m, codes) for m, codes in (uniform_cell(rng, max_vertices=4) for _ in range(draws)))
+    keys = Counter(hash_of(s.matrix, codes) for s, codes in (uniform_cell(rng, max_vertices=4) for _ in range(draws)))
     assert set(keys) == set(cells["hash"].astype(str))
     counts = np.array(list(keys.values()))
     # chi-square with 90 degrees of freedom: 99.9% quantile is about 137
