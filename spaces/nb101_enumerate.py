@@ -23,7 +23,7 @@ import numpy as np
 from nasflow import cache as nasflow_cache
 from nasflow.errors import ArchError, SpaceError
 
-from .nb101 import INPUT, MAX_VERTICES, OPS, OUTPUT, NB101Arch
+from .nb101 import INPUT, MAX_VERTICES, OPS, OUTPUT, NB101Arch, NB101Space
 from .nb101_graphs import cell_counts, distinct_labellings, row_major_code
 from .nb101_hash import INPUT_LABEL, OUTPUT_LABEL, Structure
 
@@ -41,7 +41,8 @@ class Cells:
       significant bit: ``int(official adjacency string, 2)``, as ``nb101_records`` stores it.
     - ``ops``: (N, 5) int8, the inner vertices' ops as indices into ``OPS``, -1 past the n-2 inner ones.
 
-    ``matrices()`` unpacks the adjacency into padded 7x7 arrays for graph building.
+    For graph building without Arch objects, ``matrices()`` unpacks the adjacency into padded 7x7
+    arrays and ``node_labels()`` gives the matching node labels as indices into ``NB101Space.vocab``.
     """
 
     def __init__(self, arrays: dict):
@@ -102,6 +103,18 @@ class Cells:
                 inside = c < n
                 shift = np.where(inside, n * n - 1 - (r * n + c), 0)
                 out[:, r, c] = np.where(inside, bits >> shift & 1, 0)
+        return out
+
+    def node_labels(self, indices=None) -> np.ndarray:
+        """(k, 7) int8 node labels of the cells at ``indices`` (all when None) as indices into
+        ``NB101Space.vocab`` (input, output, then OPS), in vertex order as ``matrices()``; -1 past vertex n-1."""
+        sel = slice(None) if indices is None else np.asarray(indices, dtype=np.int64)
+        n = self.vertices[sel].astype(np.int64)
+        ops = self.ops[sel]
+        out = np.full((len(n), MAX_VERTICES), -1, dtype=np.int8)
+        out[:, 0] = NB101Space.vocab.index(INPUT)
+        out[:, 1:-1] = np.where(ops >= 0, ops + NB101Space.vocab.index(OPS[0]), -1)
+        out[np.arange(len(n)), n - 1] = NB101Space.vocab.index(OUTPUT)
         return out
 
 

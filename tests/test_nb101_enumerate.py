@@ -89,6 +89,13 @@ def test_cells_are_sorted_by_hash_and_give_their_archs(small):
         n = a.num_vertices
         assert mats[i, :n, :n].tolist() == [list(r) for r in a.matrix] and not mats[i, n:].any()
         assert not mats[i, :, n:].any()
+    labels = small.node_labels()
+    for i in range(0, len(small), 89):
+        g = space.to_graph(small.arch(i))
+        assert [space.vocab[k] for k in labels[i, : g.num_nodes]] == list(g.ops)
+        assert (labels[i, g.num_nodes:] == -1).all()
+    assert small.node_labels([5, 2]).tolist() == labels[[5, 2]].tolist()
+    assert small.matrices([5, 2]).tolist() == mats[[5, 2]].tolist()
     assert small.archs([3, 1]) == [small.arch(3), small.arch(1)]
     assert Counter(small.vertices.tolist()) == {2: 1, 3: 6, 4: 84, 5: 2441}
 
