@@ -97,6 +97,10 @@ def test_cells_are_sorted_by_hash_and_give_their_archs(small):
     assert small.node_labels([5, 2]).tolist() == labels[[5, 2]].tolist()
     assert small.matrices([5, 2]).tolist() == mats[[5, 2]].tolist()
     assert small.archs([3, 1]) == [small.arch(3), small.arch(1)]
+    every = small.archs()
+    assert len(every) == len(set(every)) == len(small) and [a.key for a in every] == small.hashes.astype(str).tolist()
+    every.pop()  # a caller's list is its own
+    assert len(small.archs()) == len(small)
     assert Counter(small.vertices.tolist()) == {2: 1, 3: 6, 4: 84, 5: 2441}
 
 
