@@ -90,7 +90,7 @@ def main(argv=None):
         cached = run_child(cache, False, list_archs=True)
 
         os.environ["NASFLOW_CACHE"] = str(cache)
-        from nasflow.spaces.nb101 import NB101Arch
+        from nasflow.spaces.nb101 import NB101Arch, NB101Space
         from nasflow.spaces.nb101_enumerate import cache_file, load_cells
 
         cells = load_cells()
@@ -103,6 +103,9 @@ def main(argv=None):
                         and cells.arch(int(i)).key == NB101Arch(r["matrix"], r["ops"]).key
                         for i, r in zip(found_1k, rows_1k))
         found_20k = int((cells.index_of(hashes_20k) >= 0).sum())
+        space = NB101Space()
+        rows = np.random.default_rng(args.seed).choice(len(cells), size=1_000, replace=False).tolist() + [0, 423_623]
+        indexed = sum(space.arch_at(i) == cells.arch(i) and space.index_of(cells.arch(i)) == i for i in rows)
 
     print(f"first enumeration (empty cache, fresh process): {first['seconds']:.1f} s, "
           f"peak RSS {first['rss_mb']:.0f} MB, {first['cells']:,d} cells")
@@ -113,6 +116,8 @@ def main(argv=None):
     print(f"nb101_1k.jsonl: {int((found_1k >= 0).sum()):,d}/{len(rows_1k):,d} hashes found, "
           f"{same_cell:,d} the same cell; nb101_20k.jsonl: {found_20k:,d}/{len(hashes_20k):,d} found")
 
+    print(f"NB101Space.arch_at / index_of agree with the enumeration on {indexed:,d}/{len(rows):,d} cells")
+
     shares = sampler_shares(args.samples, args.seed)
     print(f"\nshare of cells by vertex count ({args.samples:,d} draws per sampler, seed {args.seed})")
     print(f"{'vertices':>9} " + " ".join(f"{name:>9}" for name in shares))
@@ -120,6 +125,7 @@ def main(argv=None):
         print(f"{v:>9} " + " ".join(f"{shares[name].get(v, 0.0):>9.4%}" for name in shares))
     print(f"{'us/sample':>9} {'':>9} " + " ".join(f"{shares[n]['us_per_sample']:>9.0f}" for n in ("even", "official")))
     ok = len(cells) == unique == 423_624 and found_20k == len(hashes_20k) and same_cell == len(rows_1k)
+    ok = ok and indexed == len(rows)
     return 0 if ok else 1
 
 

@@ -221,3 +221,13 @@ def test_official_tfrecord_agrees_with_the_enumeration(small, tmp_path):
     for h, n, bits, ops in zip(table["hash"], table["vertices"], table["adjacency"], table["ops"]):
         i = small.index_of([h])[0]
         assert (n, bits) == (small.vertices[i], small.adjacency[i]) and ops.tolist() == small.ops[i].tolist()
+
+
+def test_space_lists_and_indexes_through_the_enumeration(small, monkeypatch):
+    """NB101Space's enumerate / arch_at / index_of read load_cells (here the small enumeration)."""
+    monkeypatch.setattr(nb101_enumerate, "load_cells", lambda: small)
+    every = space.enumerate()
+    assert every == small.archs()
+    for i in (0, 1, len(small) // 2, len(small) - 1):
+        assert space.arch_at(i) == every[i] and space.index_of(every[i]) == i
+    assert space.arch_at(np.int64(3)) == every[3]
