@@ -130,27 +130,26 @@ def enumerate_cells(max_vertices: int = MAX_VERTICES, progress: bool = False) ->
     if not 2 <= max_vertices <= MAX_VERTICES:
         raise SpaceError(f"NAS-Bench-101 cells have 2..{MAX_VERTICES} vertices, not up to {max_vertices}")
     shapes, counts = cell_counts(max_vertices)
-    total = int(counts.sum())
-    hashes, vertices, adjacency = [], np.empty(total, np.uint8), np.empty(total, np.int64)
-    ops = np.full((total, MAX_VERTICES - 2), -1, dtype=np.int8)
-    row = 0
+    total = int(counts.sum())  # Burnside's count: an independent check of the labellings listed below
+    hashes, vertices, adjacency, ops = [], [], [], []
     with tqdm(total=total, desc="enumerating NAS-Bench-101", unit="cell", disable=not progress) as bar:
-        for shape, count in zip(shapes, counts):
-            n = shape.vertices
-            labellings = distinct_labellings(shape)
+        for shape in shapes:
+            n, labellings = shape.vertices, distinct_labellings(shape)
             for labelling in labellings.tolist():
                 hashes.append(shape.structure.hash([INPUT_LABEL, *labelling, OUTPUT_LABEL]))
-            vertices[row: row + count] = n
-            adjacency[row: row + count] = row_major_code(shape.matrix[None])[0]
-            ops[row: row + count, : n - 2] = labellings
-            row += count
-            bar.update(int(count))
+            vertices.append(np.full(len(labellings), n, dtype=np.uint8))
+            adjacency.append(np.full(len(labellings), row_major_code(shape.matrix[None])[0], dtype=np.int64))
+            padded = np.full((len(labellings), MAX_VERTICES - 2), -1, dtype=np.int8)
+            padded[:, : n - 2] = labellings
+            ops.append(padded)
+            bar.update(len(labellings))
     keys = np.array(hashes, dtype="S32")
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
-    if row != total or (len(keys) > 1 and not np.all(keys[1:] > keys[:-1])):
-        raise SpaceError(f"the NAS-Bench-101 enumeration gave {row} cells with {len(np.unique(keys))} distinct "
-                         f"hashes, expected {total}: the hashing disagrees with the benchmark's")
+    if len(keys) != total or (len(keys) > 1 and not np.all(keys[1:] > keys[:-1])):
+        raise SpaceError(f"the NAS-Bench-101 enumeration gave {len(keys)} cells with {len(np.unique(keys))} "
+                         f"distinct hashes, expected {total}: the hashing disagrees with the benchmark's")
+    vertices, adjacency, ops = np.concatenate(vertices), np.concatenate(adjacency), np.concatenate(ops)
     return {"hash": keys, "vertices": vertices[order], "adjacency": adjacency[order], "ops": ops[order]}
 
 

@@ -81,8 +81,6 @@ def _inner_permutations(n: int) -> np.ndarray:
 @lru_cache(maxsize=None)
 def shapes(n: int, max_edges: int = MAX_EDGES) -> tuple[Shape, ...]:
     """The n-vertex shapes, one per isomorphism class, in increasing ``code`` order."""
-    if n == 2:
-        return (Shape(np.array([[0, 1], [0, 0]], dtype=np.uint8), np.array([[0, 1]], dtype=np.int64)),)
     mats = pruned_matrices(n, max_edges)
     perms = _inner_permutations(n)
     lower = np.tril(np.ones((n, n), dtype=bool))

@@ -20,7 +20,7 @@ from nasflow.spaces import nb101_enumerate
 from nasflow.spaces.nb101 import INPUT, MAX_EDGES, OPS, OUTPUT, SIZE, NB101Arch, NB101Space
 from nasflow.spaces.nb101_enumerate import Cells, cache_file, enumerate_cells, hash_of, load_cells
 from nasflow.spaces.nb101_graphs import cell_counts, shapes, uniform_cell
-from nasflow.spaces.nb101_hash import module_hash
+from nasflow.spaces.nb101_hash import Structure, module_hash
 from nasflow.spaces.nb101_records import load_records
 
 from test_nb101_records import evaluations, frame, metrics_bytes, record
@@ -173,9 +173,14 @@ def test_unwritable_cache_directory_still_gives_the_cells(tmp_path, monkeypatch)
     assert len(cells) == 91
 
 
-def test_enumeration_refuses_impossible_sizes():
+def test_enumeration_refuses_impossible_sizes_and_colliding_hashes(monkeypatch):
     with pytest.raises(SpaceError, match="2..7 vertices"):
         enumerate_cells(8)
+    # a hashing that merges two distinct cells cannot give Burnside's count of unique hashes
+    real = Structure.hash
+    monkeypatch.setattr(Structure, "hash", lambda self, labels: real(self, [min(x, 1) for x in labels]))
+    with pytest.raises(SpaceError, match=r"91 cells with \d+ distinct hashes, expected 91"):
+        enumerate_cells(4)
 
 
 def test_even_sampler_is_uniform_over_distinct_cells():
