@@ -24,7 +24,7 @@ from nasflow.benchfiles import benchmark_format, find_benchmark
 from nasflow.core import Arch, BaseSpace, CategoricalEncoding, CellGraph
 from nasflow.errors import ArchError, BenchmarkError, SpaceError
 
-from .nb101_hash import module_hash as hash_module
+from .nb101_hash import INPUT_LABEL, OUTPUT_LABEL, module_hash as hash_module
 
 OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
 INPUT, OUTPUT = "input", "output"
@@ -39,8 +39,7 @@ FORMATS = {".jsonl": "table, one JSON object a line: hash, matrix, ops, valid_ac
            ".tfrecord": "official NAS-Bench-101 file"}
 PUBLISHED_AT = "https://github.com/google-research/nasbench"
 
-# Integer labels the benchmark hashed with: input -1, output -2, ops by their index in OPS.
-_HASH_LABELS = {INPUT: -1, OUTPUT: -2, **{op: i for i, op in enumerate(OPS)}}
+_HASH_LABELS = {INPUT: INPUT_LABEL, OUTPUT: OUTPUT_LABEL, **{op: i for i, op in enumerate(OPS)}}
 
 
 def module_hash(matrix: np.ndarray, ops: Sequence[str]) -> str:
@@ -324,8 +323,9 @@ class NB101Space(BaseSpace):
         number of cells, then a labelling: nb101_graphs.uniform_cell), so a fresh machine pays no enumeration.
         """
         from .nb101_graphs import uniform_cell  # it imports this module
-        matrix, codes = uniform_cell(rng)
-        return NB101Arch(matrix, (INPUT, *(OPS[c] for c in codes), OUTPUT))
+        shape, codes = uniform_cell(rng)  # a pruned, valid cell by construction: no checks, one hash
+        return NB101Arch.from_record(shape.rows, (INPUT, *(OPS[c] for c in codes), OUTPUT),
+                                     shape.structure.hash([INPUT_LABEL, *codes, OUTPUT_LABEL]))
 
     def sample_official(self, rng: np.random.Generator) -> NB101Arch:
         """A cell drawn as the benchmark's authors did, kept to reproduce their sampling: random 7x7 bits and

@@ -14,7 +14,6 @@ damaged file reported once and computed again, an unwritable directory only cost
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -23,13 +22,12 @@ import numpy as np
 from nasflow import cache as nasflow_cache
 from nasflow.errors import ArchError, SpaceError
 
-from .nb101 import INPUT, MAX_VERTICES, OPS, OUTPUT, NB101Arch
+from .nb101 import INPUT, MAX_VERTICES, OPS, OUTPUT, NB101Arch, NB101Space
 from .nb101_graphs import cell_counts, distinct_labellings, row_major_code
-from .nb101_hash import Structure
+from .nb101_hash import INPUT_LABEL, OUTPUT_LABEL, Structure
 
 CACHE_VERSION = 1
 _COLUMNS = {"hash": "S32", "vertices": "uint8", "adjacency": "int64", "ops": "int8"}
-_INPUT_LABEL, _OUTPUT_LABEL = -1, -2  # the benchmark's hash labels; ops are their index in OPS
 _SPOT_CHECKS = 16  # cached cells hashed again on load: a cache whose cells and hashes disagree is rejected
 
 
@@ -42,7 +40,8 @@ class Cells:
       significant bit: ``int(official adjacency string, 2)``, as ``nb101_records`` stores it.
     - ``ops``: (N, 5) int8, the inner vertices' ops as indices into ``OPS``, -1 past the n-2 inner ones.
 
-    ``matrices()`` unpacks the adjacency into padded 7x7 arrays for graph building.
+    For graph building without Arch objects, ``matrices()`` unpacks the adjacency into padded 7x7
+    arrays and ``node_labels()`` gives the matching node labels as indices into ``NB101Space.vocab``.
     """
 
     def __init__(self, arrays: dict):
@@ -53,6 +52,7 @@ class Cells:
         # one tuple per distinct matrix / ops list: 423,624 archs share a few thousand of them
         self._matrices: dict = {}
         self._op_names: dict = {}
+        self._every: Optional[tuple] = None
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -72,8 +72,12 @@ class Cells:
         return NB101Arch.from_record(matrix, ops, self.hashes[i].decode())
 
     def archs(self, indices: Optional[Iterable[int]] = None) -> list[NB101Arch]:
-        """The cells at ``indices`` (all, in order, when None)."""
-        return [self.arch(int(i)) for i in (range(len(self)) if indices is None else indices)]
+        """The cells at ``indices`` (all, in order, when None: made once, about 2 s, then copied)."""
+        if indices is not None:
+            return [self.arch(int(i)) for i in indices]
+        if self._every is None:
+            self._every = tuple(self.arch(i) for i in range(len(self)))
+        return list(self._every)
 
     def index_of(self, hashes) -> np.ndarray:
         """Row of each hash (str or bytes, 32 hex digits) in this enumeration, -1 where it is not a cell."""
@@ -105,6 +109,18 @@ class Cells:
                 out[:, r, c] = np.where(inside, bits >> shift & 1, 0)
         return out
 
+    def node_labels(self, indices=None) -> np.ndarray:
+        """(k, 7) int8 node labels of the cells at ``indices`` (all when None) as indices into
+        ``NB101Space.vocab`` (input, output, then OPS), in vertex order as ``matrices()``; -1 past vertex n-1."""
+        sel = slice(None) if indices is None else np.asarray(indices, dtype=np.int64)
+        n = self.vertices[sel].astype(np.int64)
+        ops = self.ops[sel]
+        out = np.full((len(n), MAX_VERTICES), -1, dtype=np.int8)
+        out[:, 0] = NB101Space.vocab.index(INPUT)
+        out[:, 1:-1] = np.where(ops >= 0, ops + NB101Space.vocab.index(OPS[0]), -1)
+        out[np.arange(len(n)), n - 1] = NB101Space.vocab.index(OUTPUT)
+        return out
+
 
 def enumerate_cells(max_vertices: int = MAX_VERTICES, progress: bool = False) -> dict[str, np.ndarray]:
     """Every distinct cell of up to ``max_vertices`` vertices, as the arrays of ``Cells``, sorted by hash."""
@@ -113,28 +129,26 @@ def enumerate_cells(max_vertices: int = MAX_VERTICES, progress: bool = False) ->
     if not 2 <= max_vertices <= MAX_VERTICES:
         raise SpaceError(f"NAS-Bench-101 cells have 2..{MAX_VERTICES} vertices, not up to {max_vertices}")
     shapes, counts = cell_counts(max_vertices)
-    total = int(counts.sum())
-    hashes, vertices, adjacency = [], np.empty(total, np.uint8), np.empty(total, np.int64)
-    ops = np.full((total, MAX_VERTICES - 2), -1, dtype=np.int8)
-    row = 0
+    total = int(counts.sum())  # Burnside's count: an independent check of the labellings listed below
+    hashes, vertices, adjacency, ops = [], [], [], []
     with tqdm(total=total, desc="enumerating NAS-Bench-101", unit="cell", disable=not progress) as bar:
-        for shape, count in zip(shapes, counts):
-            n = shape.vertices
-            structure = Structure(shape.matrix)
-            labellings = distinct_labellings(shape)
+        for shape in shapes:
+            n, labellings = shape.vertices, distinct_labellings(shape)
             for labelling in labellings.tolist():
-                hashes.append(structure.hash([_INPUT_LABEL, *labelling, _OUTPUT_LABEL]))
-            vertices[row: row + count] = n
-            adjacency[row: row + count] = row_major_code(shape.matrix[None])[0]
-            ops[row: row + count, : n - 2] = labellings
-            row += count
-            bar.update(int(count))
+                hashes.append(shape.structure.hash([INPUT_LABEL, *labelling, OUTPUT_LABEL]))
+            vertices.append(np.full(len(labellings), n, dtype=np.uint8))
+            adjacency.append(np.full(len(labellings), row_major_code(shape.matrix[None])[0], dtype=np.int64))
+            padded = np.full((len(labellings), MAX_VERTICES - 2), -1, dtype=np.int8)
+            padded[:, : n - 2] = labellings
+            ops.append(padded)
+            bar.update(len(labellings))
     keys = np.array(hashes, dtype="S32")
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
-    if row != total or (len(keys) > 1 and not np.all(keys[1:] > keys[:-1])):
-        raise SpaceError(f"the NAS-Bench-101 enumeration gave {row} cells with {len(np.unique(keys))} distinct "
-                         f"hashes, expected {total}: the hashing disagrees with the benchmark's")
+    if len(keys) != total or (len(keys) > 1 and not np.all(keys[1:] > keys[:-1])):
+        raise SpaceError(f"the NAS-Bench-101 enumeration gave {len(keys)} cells with {len(np.unique(keys))} "
+                         f"distinct hashes, expected {total}: the hashing disagrees with the benchmark's")
+    vertices, adjacency, ops = np.concatenate(vertices), np.concatenate(adjacency), np.concatenate(ops)
     return {"hash": keys, "vertices": vertices[order], "adjacency": adjacency[order], "ops": ops[order]}
 
 
@@ -161,26 +175,22 @@ def _problem(arrays: dict, max_vertices: int) -> Optional[str]:
     cells = Cells(arrays)
     for i in np.linspace(0, total - 1, min(_SPOT_CHECKS, total)).astype(np.int64):
         a = cells.arch(int(i))
-        labels = [_INPUT_LABEL, *(OPS.index(op) for op in a.ops[1:-1]), _OUTPUT_LABEL]
+        labels = [INPUT_LABEL, *(OPS.index(op) for op in a.ops[1:-1]), OUTPUT_LABEL]
         if Structure(a.matrix).hash(labels) != a.key:
             return f"cell {int(i)} does not have its hash"
     return None
 
 
-_loaded: dict = {}  # (file, its size and mtime) -> Cells: arch_at and sample call load_cells per cell
+_loaded: dict = {}  # cache file -> Cells: arch_at and sample call load_cells once per cell
 
 
 def load_cells(progress: bool = False, max_vertices: int = MAX_VERTICES, directory=None) -> Cells:
     """All distinct cells of up to ``max_vertices`` vertices: from the disk cache, else enumerated (about a
     minute for the full space; ``progress`` shows a bar) and cached. Memoised in the process per cache file."""
     target = cache_file(max_vertices, directory)
-    try:
-        st = os.stat(target)
-        ident = (str(target), st.st_size, st.st_mtime_ns)
-    except OSError:
-        ident = (str(target), None, None)
-    if ident in _loaded:
-        return _loaded[ident]
+    cells = _loaded.get(target)
+    if cells is not None:
+        return cells
     arrays = nasflow_cache.load_npz(target)
     if arrays is not None:
         why = _problem(arrays, max_vertices)
@@ -189,13 +199,11 @@ def load_cells(progress: bool = False, max_vertices: int = MAX_VERTICES, directo
             arrays = None
     if arrays is None:
         arrays = enumerate_cells(max_vertices, progress)
-        if nasflow_cache.write(target, lambda f: np.savez(f, **arrays)):
-            st = os.stat(target)
-            ident = (str(target), st.st_size, st.st_mtime_ns)
-    cells = _loaded[ident] = Cells(arrays)
+        nasflow_cache.write(target, lambda f: np.savez(f, **arrays))
+    cells = _loaded[target] = Cells(arrays)
     return cells
 
 
 def hash_of(matrix: Sequence[Sequence[int]], op_codes: Sequence[int]) -> str:
     """The official hash of a pruned cell given its matrix and its inner vertices' op codes (indices into OPS)."""
-    return Structure(matrix).hash([_INPUT_LABEL, *map(int, op_codes), _OUTPUT_LABEL])
+    return Structure(matrix).hash([INPUT_LABEL, *map(int, op_codes), OUTPUT_LABEL])

@@ -18,12 +18,13 @@ then a labelling uniformly among that shape's distinct ones.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
 from .nb101 import MAX_EDGES, MAX_VERTICES
+from .nb101_hash import Structure
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,12 @@ class Shape:
 
     matrix: np.ndarray  # (n, n) uint8, the smallest-code matrix of its isomorphism class
     automorphisms: np.ndarray  # (k, n) int64, each a permutation p with matrix[p][:, p] == matrix
+    rows: tuple = field(init=False, repr=False)  # the matrix as NB101Arch stores it
+    structure: Structure = field(init=False, repr=False)  # hashes its labellings
+
+    def __post_init__(self):
+        object.__setattr__(self, "rows", tuple(tuple(int(x) for x in r) for r in self.matrix))
+        object.__setattr__(self, "structure", Structure(self.rows))
 
     @property
     def vertices(self) -> int:
@@ -74,8 +81,6 @@ def _inner_permutations(n: int) -> np.ndarray:
 @lru_cache(maxsize=None)
 def shapes(n: int, max_edges: int = MAX_EDGES) -> tuple[Shape, ...]:
     """The n-vertex shapes, one per isomorphism class, in increasing ``code`` order."""
-    if n == 2:
-        return (Shape(np.array([[0, 1], [0, 0]], dtype=np.uint8), np.array([[0, 1]], dtype=np.int64)),)
     mats = pruned_matrices(n, max_edges)
     perms = _inner_permutations(n)
     lower = np.tril(np.ones((n, n), dtype=bool))
@@ -145,15 +150,15 @@ def _inner_cycles(p: np.ndarray) -> int:
     return cycles
 
 
-def uniform_cell(rng: np.random.Generator, max_vertices: int = MAX_VERTICES) -> tuple[np.ndarray, np.ndarray]:
-    """(matrix, inner op codes) of a cell drawn uniformly among all distinct cells of up to ``max_vertices``."""
+def uniform_cell(rng: np.random.Generator, max_vertices: int = MAX_VERTICES) -> tuple[Shape, list[int]]:
+    """(shape, inner op codes) of a cell drawn uniformly among all distinct cells of up to ``max_vertices``."""
     every, counts = cell_counts(max_vertices)
     cumulative = _cumulative(max_vertices)
     shape = every[int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))]
     while True:  # uniform over a shape's labellings, kept when it is its orbit's representative
         labelling = rng.integers(3, size=shape.vertices - 2).astype(np.int8)
         if is_distinct_labelling(shape, labelling):
-            return shape.matrix, labelling
+            return shape, labelling.tolist()
 
 
 @lru_cache(maxsize=None)

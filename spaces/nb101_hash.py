@@ -17,6 +17,8 @@ from __future__ import annotations
 from hashlib import md5
 from typing import Sequence
 
+INPUT_LABEL, OUTPUT_LABEL = -1, -2  # the benchmark's labels of the input and output; ops are labelled by index
+
 # str((out_degree, in_degree, label)) -> its md5: degrees are < 7, labels in -2..2
 _START: dict = {}
 

@@ -20,7 +20,7 @@ from nasflow.spaces import nb101_enumerate
 from nasflow.spaces.nb101 import INPUT, MAX_EDGES, OPS, OUTPUT, SIZE, NB101Arch, NB101Space
 from nasflow.spaces.nb101_enumerate import Cells, cache_file, enumerate_cells, hash_of, load_cells
 from nasflow.spaces.nb101_graphs import cell_counts, shapes, uniform_cell
-from nasflow.spaces.nb101_hash import module_hash
+from nasflow.spaces.nb101_hash import Structure, module_hash
 from nasflow.spaces.nb101_records import load_records
 
 from test_nb101_records import evaluations, frame, metrics_bytes, record
@@ -89,7 +89,18 @@ def test_cells_are_sorted_by_hash_and_give_their_archs(small):
         n = a.num_vertices
         assert mats[i, :n, :n].tolist() == [list(r) for r in a.matrix] and not mats[i, n:].any()
         assert not mats[i, :, n:].any()
+    labels = small.node_labels()
+    for i in range(0, len(small), 89):
+        g = space.to_graph(small.arch(i))
+        assert [space.vocab[k] for k in labels[i, : g.num_nodes]] == list(g.ops)
+        assert (labels[i, g.num_nodes:] == -1).all()
+    assert small.node_labels([5, 2]).tolist() == labels[[5, 2]].tolist()
+    assert small.matrices([5, 2]).tolist() == mats[[5, 2]].tolist()
     assert small.archs([3, 1]) == [small.arch(3), small.arch(1)]
+    every = small.archs()
+    assert len(every) == len(set(every)) == len(small) and [a.key for a in every] == small.hashes.astype(str).tolist()
+    every.pop()  # a caller's list is its own
+    assert len(small.archs()) == len(small)
     assert Counter(small.vertices.tolist()) == {2: 1, 3: 6, 4: 84, 5: 2441}
 
 
@@ -162,16 +173,21 @@ def test_unwritable_cache_directory_still_gives_the_cells(tmp_path, monkeypatch)
     assert len(cells) == 91
 
 
-def test_enumeration_refuses_impossible_sizes():
+def test_enumeration_refuses_impossible_sizes_and_colliding_hashes(monkeypatch):
     with pytest.raises(SpaceError, match="2..7 vertices"):
         enumerate_cells(8)
+    # a hashing that merges two distinct cells cannot give Burnside's count of unique hashes
+    real = Structure.hash
+    monkeypatch.setattr(Structure, "hash", lambda self, labels: real(self, [min(x, 1) for x in labels]))
+    with pytest.raises(SpaceError, match=r"91 cells with \d+ distinct hashes, expected 91"):
+        enumerate_cells(4)
 
 
 def test_even_sampler_is_uniform_over_distinct_cells():
     cells = enumerate_cells(4)  # 91 cells
     rng = np.random.default_rng(1)
     draws = 91 * 200
-    keys = Counter(hash_of(m, codes) for m, codes in (uniform_cell(rng, max_vertices=4) for _ in range(draws)))
+    keys = Counter(hash_of(s.matrix, codes) for s, codes in (uniform_cell(rng, max_vertices=4) for _ in range(draws)))
     assert set(keys) == set(cells["hash"].astype(str))
     counts = np.array(list(keys.values()))
     # chi-square with 90 degrees of freedom: 99.9% quantile is about 137
@@ -210,3 +226,13 @@ def test_official_tfrecord_agrees_with_the_enumeration(small, tmp_path):
     for h, n, bits, ops in zip(table["hash"], table["vertices"], table["adjacency"], table["ops"]):
         i = small.index_of([h])[0]
         assert (n, bits) == (small.vertices[i], small.adjacency[i]) and ops.tolist() == small.ops[i].tolist()
+
+
+def test_space_lists_and_indexes_through_the_enumeration(small, monkeypatch):
+    """NB101Space's enumerate / arch_at / index_of read load_cells (here the small enumeration)."""
+    monkeypatch.setattr(nb101_enumerate, "load_cells", lambda: small)
+    every = space.enumerate()
+    assert every == small.archs()
+    for i in (0, 1, len(small) // 2, len(small) - 1):
+        assert space.arch_at(i) == every[i] and space.index_of(every[i]) == i
+    assert space.arch_at(np.int64(3)) == every[3]
