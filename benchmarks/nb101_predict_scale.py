@@ -4,7 +4,7 @@ Steps, each timed (wall and CPU seconds, with the load average: the CPU may be s
 1. ``space.enumerate()``: the 423,624 cells (from the enumeration's disk cache once it exists).
 2. FGP pre-training on ``--samples`` cells (the default cells: a seeded choice of enumeration
    indices), uncached unless ``--reuse-pretraining``, so it is really timed.
-3. Fine-tuning on ``--labels`` cells of the 1,000-cell table (nb101_1k.jsonl), and Kendall tau
+3. Fine-tuning on ``--labels`` cells of a labelled table (nb101_1k.jsonl), and Kendall tau
    on the table's other cells (a sanity check, not the protocol: benchmarks/predictor_protocol.py).
 4. ``Predictor.predict`` on all 423,624 cells, one call.
 Peak resident memory of the process is printed at the end.
@@ -41,7 +41,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=100_000, help="FGP pre-training cells (default 100,000)")
     ap.add_argument("--encoder", default="gin")
-    ap.add_argument("--labels", type=int, default=100, help="fine-tuning cells from nb101_1k.jsonl")
+    ap.add_argument("--labels", type=int, default=100, help="fine-tuning cells from the labelled table")
+    ap.add_argument("--table", default=None,
+                    help="labelled NB-101 cells with matrices (default: $NASFLOW_BENCHMARKS/nb101/nb101_1k.jsonl)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reuse-pretraining", action="store_true", help="load the pre-training from the cache if it is there")
@@ -57,6 +59,11 @@ def main(argv=None):
     options = {"pretrain_samples": args.samples, **predictor_options(args.set)}
     space = get_space("nb101")
     rows = []
+    # read before the long pre-training, so a missing file fails at once
+    table = args.table or os.path.join(os.environ.get("NASFLOW_BENCHMARKS", "../shared/benchmarks"), "nb101", "nb101_1k.jsonl")
+    oracle = space.open_oracle(table)
+    labelled = oracle.archs()
+    values = np.array([oracle.query(a).valid for a in labelled])
 
     with Timer() as t:
         archs = space.enumerate()
@@ -70,9 +77,6 @@ def main(argv=None):
     epochs = len(p.pretrain_losses)
     rows.append((f"FGP pre-training, {args.samples:,} cells x {epochs} epochs{cached}", t))
 
-    oracle = space.open_oracle("nb101_1k.jsonl")
-    labelled = oracle.archs()
-    values = np.array([oracle.query(a).valid for a in labelled])
     order = np.random.default_rng(args.seed).permutation(len(labelled))
     train, test = order[: args.labels], order[args.labels :]
     with Timer() as t:
