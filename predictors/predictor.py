@@ -48,7 +48,7 @@ class Predictor(Configurable):
         self, space, encoder: str = "gin", pretrain: str = "fgp", seed: int = 0, *, dim: int = 64, layers: int = 3,
         dropout: float = 0.1, flow_readout: str = "input", flow_seed: int = 0, proxy: Union[str, Callable, None] = "flops",
         flow_weight: float = 1.0, proxy_weight: float = 0.5, pretrain_epochs: int = 40, pretrain_lr: float = 1e-3,
-        pretrain_batch: int = 256, pretrain_samples: int = 50_000, epochs: int = 200, lr: float = 1e-3,
+        pretrain_batch: int = 256, pretrain_samples: int = 100_000, epochs: int = 200, lr: float = 1e-3,
         weight_decay: float = 1e-4, batch_size: int = 128, margin: float = 0.5, finetune_seed: Optional[int] = None,
         features: Sequence[str] = (), zcp_proxies: Optional[Sequence[str]] = None, unified: bool = False,
         # threads 1: cells are tiny graphs, and on a shared CPU thread hand-offs cost more than they parallelise
