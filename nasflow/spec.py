@@ -31,9 +31,11 @@ DEFAULT_WORKERS = 1
 DEFAULT_STALE_AFTER = 60.0  # seconds a claim's heartbeat may stand still before the claim is released
 
 # Settings that decide the trajectory: a resumed run or a joined study must agree on them. The budget
-# may be raised and the hardware may change (``RunSpec.continued``).
+# may be raised and the hardware may change (``RunSpec.continued``). "restricted" is no setting but a run's
+# header records it (``nasflow.experiments.runs.run_meta``): the cells of a partial table the search was
+# restricted to, which an edited table file would change under the same benchmark path.
 IDENTITY = ("space", "seed", "searcher", "predictor", "predictor_seed", "dataset", "pool", "batch", "refit_every",
-            "warmup", "explore", "predictor_options", "warm_start", "benchmark", "training")
+            "warmup", "explore", "predictor_options", "warm_start", "benchmark", "training", "restricted")
 
 
 class SpecError(NasflowError, ValueError):
