@@ -127,7 +127,7 @@ def open_oracle(space, spec: RunSpec, progress: bool = False, worker: int = 0):
             checkpoint_every=hardware.get("checkpoint_every"),
             device=worker_device(hardware.get("device", "auto"), devices, worker), **options,
         )
-    oracle = space.open_oracle(spec.benchmark, spec.dataset)
+    oracle = space.open_oracle(spec.benchmark, spec.dataset, progress=progress)
     return oracle, f"benchmark {oracle.source} ({spec.dataset})"
 
 
