@@ -7,6 +7,9 @@ from nasflow.proxies import ZCP_DEFAULT  # torch-free: keeps --help fast
 
 from .options import SEED, show_progress, space_option
 
+# The most cells scored without --sample: one network per cell, so NB-101's 423,624 must be sampled.
+WHOLE_SPACE = 50_000
+
 
 @click.command()
 @space_option
@@ -35,6 +38,9 @@ def proxies(space, names, sample, seed, workers, out_path):
     chosen = check_names([n.strip() for n in names.split(",") if n.strip()])
     out = output_file(out_path, "proxy table")  # before the scoring, which can take many minutes
     if sample is None:
+        if sp.enumerable and sp.size > WHOLE_SPACE:
+            raise NasflowError(f"{sp.name} has {sp.size:,d} cells, too many to score one network each; "
+                               f"score a random sample with --sample N")
         try:
             archs = sp.enumerate()
         except NasflowError as e:

@@ -24,6 +24,8 @@ from nasflow.benchfiles import benchmark_format, find_benchmark
 from nasflow.core import Arch, BaseSpace, CategoricalEncoding, CellGraph
 from nasflow.errors import ArchError, BenchmarkError, SpaceError
 
+from .nb101_hash import INPUT_LABEL, OUTPUT_LABEL, module_hash as hash_module
+
 OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
 INPUT, OUTPUT = "input", "output"
 MAX_VERTICES = 7
@@ -38,16 +40,12 @@ FORMATS = {".jsonl": "table, one JSON object a line: hash, valid_acc_<epochs>, o
            ".tfrecord": "official NAS-Bench-101 file"}
 PUBLISHED_AT = "https://github.com/google-research/nasbench"
 
-# Integer labels the benchmark hashed with: input -1, output -2, ops by their index in OPS.
-_HASH_LABELS = {INPUT: -1, OUTPUT: -2, **{op: i for i, op in enumerate(OPS)}}
+_HASH_LABELS = {INPUT: INPUT_LABEL, OUTPUT: OUTPUT_LABEL, **{op: i for i, op in enumerate(OPS)}}
 
 
 def module_hash(matrix: np.ndarray, ops: Sequence[str]) -> str:
-    """The official NAS-Bench-101 hash of a pruned cell."""
-    # nasbench-pytorch imports torch; only cells that are actually built pay for it.
-    from nasbench_pytorch.model import graph_util
-
-    return graph_util.hash_module(matrix, [_HASH_LABELS[op] for op in ops])
+    """The official NAS-Bench-101 hash of a pruned cell (the rule of the benchmark's ``graph_util.hash_module``)."""
+    return hash_module(matrix, [_HASH_LABELS[op] for op in ops])
 
 
 def _as_matrix(matrix) -> np.ndarray:
@@ -248,6 +246,12 @@ UNIFIED_OPS = {
 }
 
 
+def _cells():
+    from .nb101_enumerate import load_cells  # it imports this module
+
+    return load_cells()
+
+
 class NB101Space(BaseSpace):
     """The NAS-Bench-101 cell space (423,624 distinct cells)."""
 
@@ -256,7 +260,7 @@ class NB101Space(BaseSpace):
     ops = OPS
     vocab = (INPUT, OUTPUT) + OPS  # node labels of to_graph
     datasets = DATASETS
-    enumerable = False  # enumerate() explains why
+    enumerable = True  # listed once by nb101_enumerate, then read from its disk cache
     small_network = (16, 1)  # width, cells per stage: trains in seconds on the 8x8 digits
     categorical = CATEGORICAL
     unified_ops = UNIFIED_OPS
@@ -295,19 +299,38 @@ class NB101Space(BaseSpace):
         bits = "".join(str(x) for row in arch.matrix for x in row)
         return f"{bits}:{','.join(arch.ops)}"
 
-    def enumerate(self):
-        raise SpaceError(
-            "NAS-Bench-101 has 423,624 cells, too many to generate here; "
-            "use the cells of a benchmark oracle instead (oracle.archs())"
-        )
+    def enumerate(self) -> list[NB101Arch]:
+        """All 423,624 cells sorted by hash (nb101_enumerate.load_cells: ~1 min once, then cached on disk)."""
+        return _cells().archs()
+
+    def arch_at(self, index: int) -> NB101Arch:
+        """The cell at ``index`` of ``enumerate()`` (cells sorted by official hash)."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < SIZE:
+            raise ArchError(f"NAS-Bench-101 index must be an integer in 0..{SIZE - 1}, got {index!r}")
+        return _cells().arch(int(index))
+
+    def index_of(self, arch: NB101Arch) -> int:
+        """The position of ``arch`` in ``enumerate()``."""
+        if not isinstance(arch, NB101Arch):
+            raise ArchError(f"{arch!r} is not a NAS-Bench-101 cell")
+        return int(_cells().index_of([arch.key])[0])
 
     def sample(self, rng: np.random.Generator) -> NB101Arch:
-        """A random valid cell, drawn as the benchmark's authors did.
+        """A cell drawn uniformly among the 423,624 distinct cells (the default sampler).
 
-        Random upper-triangular 7x7 bits and random ops until the cell is valid: uniform
-        over valid 7-vertex labelled matrices, hence not uniform over the 423,624
-        distinct (pruned, de-isomorphised) cells.
+        Searches want every distinct cell equally likely; the benchmark's own recipe
+        (``sample_official``) favours cells with many labelled 7x7 forms and draws the bare
+        input->output cell about 9% of the time. Drawn without listing the space (a shape by its
+        number of cells, then a labelling: nb101_graphs.uniform_cell), so a fresh machine pays no enumeration.
         """
+        from .nb101_graphs import uniform_cell  # it imports this module
+        shape, codes = uniform_cell(rng)  # a pruned, valid cell by construction: no checks, one hash
+        return NB101Arch.from_record(shape.rows, (INPUT, *(OPS[c] for c in codes), OUTPUT),
+                                     shape.structure.hash([INPUT_LABEL, *codes, OUTPUT_LABEL]))
+
+    def sample_official(self, rng: np.random.Generator) -> NB101Arch:
+        """A cell drawn as the benchmark's authors did, kept to reproduce their sampling: random 7x7 bits and
+        ops until valid, uniform over valid labelled matrices, not over the distinct cells."""
         while True:
             matrix = np.triu(rng.integers(0, 2, size=(MAX_VERTICES, MAX_VERTICES)), 1)
             ops = [INPUT] + [OPS[k] for k in rng.integers(len(OPS), size=MAX_VERTICES - 2)] + [OUTPUT]

@@ -20,6 +20,7 @@ from searchdoubles import CountingOracle, PeekingPredictor
 
 SPACE_NAMES = sorted(SPACES)
 SEARCHER_NAMES = sorted(SEARCHERS)
+ENUMERATED_HERE = 50_000  # spaces up to this size are listed in full here; CI must never list NB-101's 423,624
 
 
 def cells(space, seed: int, n: int = 12) -> list[Arch]:
@@ -97,6 +98,9 @@ def test_enumeration_lists_every_cell_once_where_declared(space):
         with pytest.raises(SpaceError):
             space.enumerate()
         return
+    if space.size > ENUMERATED_HERE:
+        pytest.skip(f"{space.name} has {space.size:,d} cells: its enumeration is tested at a small scale "
+                    f"in its own tests and measured in full by a benchmark script")
     every = space.enumerate()
     assert len(every) == space.size == len(set(every))
     assert all(a.space == space.name for a in every[:: max(1, len(every) // 50)])

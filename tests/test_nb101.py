@@ -227,9 +227,13 @@ def test_to_graph_is_topological(nb101_rows):
     assert all(o in space.vocab for o in g.ops)
 
 
-def test_enumerate_refuses_with_a_reason():
-    with pytest.raises(SpaceError, match="423,624"):
-        space.enumerate()
+def test_arch_at_rejects_what_is_not_an_index_without_enumerating():
+    assert space.enumerable  # listing the cells is tested at a small scale in test_nb101_enumerate
+    for bad in (True, -1, 423_624, 1.0, "3"):
+        with pytest.raises(ArchError, match="index must be an integer"):
+            space.arch_at(bad)
+    with pytest.raises(ArchError, match="not a NAS-Bench-101 cell"):
+        space.index_of("0110:input,output")
 
 
 def test_registry_and_constants():
