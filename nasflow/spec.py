@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Iterator, Optional
 
+from .benchfiles import locate
 from .errors import NasflowError
 
 # numpy's legacy RandomState (the field's permutations) and torch take seeds below 2**32
@@ -111,7 +112,7 @@ class RunSpec(Mapping):
                 fill(key, dict(getattr(self, key)))  # a copy: the caller's dict may change later
         if self.benchmark is not None:
             # resolved once, so a run resumed from another working directory names the same file
-            fill("benchmark", str(Path(self.benchmark).expanduser().resolve()))
+            fill("benchmark", str(locate(self.benchmark, self.space).resolve()))
             fill("training", None)
         if self.budget is None:
             fill("budget", TRAINING_BUDGET if self.benchmark is None and self.training is not None else DEFAULT_BUDGET)
