@@ -55,6 +55,7 @@ class RestrictedSpace(BaseSpace):
         inner = space.categorical
         self.categorical = None if inner is None else CategoricalEncoding(inner.choices, self._decode, inner.encode)
         self._near: dict[Arch, list[Arch]] = {}  # in-table neighbours: searchers mutate the same parents again and again
+        self._nearest: dict[Arch, np.ndarray] = {}  # for cells without in-table neighbours: the nearest cells
         self._codes: Optional[np.ndarray] = None
 
     def __repr__(self) -> str:
@@ -110,10 +111,12 @@ class RestrictedSpace(BaseSpace):
                 other = self.sample(rng)
                 if other != arch:
                     return other
-        distance = self._distances(self._code(self.categorical.encode(arch)))
-        if arch in self.index:
-            distance[self.index[arch]] = np.iinfo(distance.dtype).max
-        ties = np.flatnonzero(distance == distance.min())
+        ties = self._nearest.get(arch)
+        if ties is None:
+            distance = self._distances(self._code(self.categorical.encode(arch)))
+            if arch in self.index:
+                distance[self.index[arch]] = np.iinfo(distance.dtype).max
+            ties = self._nearest[arch] = np.flatnonzero(distance == distance.min())
         return self.cells[int(ties[rng.integers(len(ties))])]
 
     # ------------------------------------------------------------------ nearest cells in the categorical encoding
