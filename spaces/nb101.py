@@ -34,8 +34,7 @@ SIZE = 423_624
 DATASETS = ("cifar10",)
 EPOCHS = (4, 12, 36, 108)
 OFFICIAL_FILES = ("nasbench_only108.tfrecord", "nasbench_full.tfrecord")
-# the 20k table first: a search on it has 20 times the cells of the 1k sample
-TABLE_FILES = ("nb101_20k.jsonl", "nb101_1k.jsonl")
+TABLE_FILES = ("nb101_20k.jsonl", "nb101_1k.jsonl")  # the 20k first: 20 times the 1k sample's cells to search
 FORMATS = {".jsonl": "table, one JSON object a line: hash, valid_acc_<epochs>, optionally matrix and ops",
            ".tfrecord": "official NAS-Bench-101 file"}
 PUBLISHED_AT = "https://github.com/google-research/nasbench"
