@@ -1,8 +1,7 @@
 """NB-101 JSONL tables keyed by hash only (nb101_20k.jsonl): each cell comes from a cell source by its hash.
 
 The default source is the enumeration of all 423,624 cells, minutes to build on a fresh cache, so these
-tests inject a small one made of the cells of nb101_1k.jsonl; the enumeration's own lookup is tested
-with the enumeration (tests/test_nb101_enumerate.py).
+tests inject a small one: the cells of nb101_1k.jsonl, or the enumeration of the cells of up to 5 vertices.
 """
 import json
 
@@ -119,3 +118,20 @@ def test_the_20k_table_is_the_default(tmp_path, monkeypatch, rows, source):
     monkeypatch.setattr(table, "enumerated_cells", lambda progress=False: source)
     oracle = NB101Space().open_oracle()
     assert oracle.source.endswith("nb101_20k.jsonl") and len(oracle) == 7
+
+
+def test_the_enumeration_is_a_cell_source(tmp_path, monkeypatch, rows):
+    # the default source, the enumeration of all cells, at 5 vertices (seconds) instead of 7 (minutes)
+    import nasflow.spaces.nb101_table as table
+    from nasflow.spaces.nb101_enumerate import load_cells
+
+    small = load_cells(max_vertices=5, directory=tmp_path / "cells")
+    monkeypatch.setattr(table, "enumerated_cells", lambda progress=False: small)
+    picked = small.archs(range(0, len(small), 97))
+    lines = [{"hash": a.key, "valid_acc_108": 80.0 + i / 100} for i, a in enumerate(picked)]
+    oracle = NB101TableOracle(write_lines(tmp_path / "small.jsonl", lines))
+    assert oracle.archs() == picked and all(NB101Arch(a.matrix, a.ops).key == a.key for a in picked)
+    assert oracle.query(picked[3]).valid == 80.03
+    # a 7-vertex cell of the 1k table is no cell of up to 5 vertices
+    with pytest.raises(BenchmarkError, match=r"big\.jsonl:2: hash [0-9a-f]{32} is not a NAS-Bench-101 cell"):
+        NB101TableOracle(write_lines(tmp_path / "big.jsonl", [lines[0], hash_only(rows[0])]))
