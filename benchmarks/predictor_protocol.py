@@ -1,13 +1,19 @@
-"""The field's predictor protocol on NAS-Bench-201 (cifar10_valid labels), plus speed.
+"""The field's predictor protocol on NAS-Bench-201 (cifar10_valid labels) or NAS-Bench-101, plus speed.
 
-Runs {gin, gatedgcn} x {none, fgp} at 1%, 5%, 10% of the 7,813-cell pool, over
-permutations {21, 2021, 202121} x model seeds {21, 2021, 202121}, and prints mean ± std
-of Kendall tau, Spearman rho, P@1%, P@5%. Also times FGP pre-training on all 15,625 cells
-(one pre-training per encoder and seed, shared by all permutations and ratios; pass
+Runs {gin, gatedgcn} x {none, fgp} at 1%, 5%, 10% of the space's training pool (NB-201:
+7,813 cells; NB-101: 7,290), over permutations {21, 2021, 202121} x model seeds {21, 2021,
+202121}, and prints mean ± std of Kendall tau, Spearman rho, P@1%, P@5%. Also times FGP
+pre-training (one per encoder and seed, shared by all permutations and ratios; pass
 --fresh-cache to time it rather than load it) and prediction speed.
+
+The cells are the whole space where the table is complete (NB-201), else the table's cells
+(NB-101: the 20,001 of nb101_20k.jsonl, valid_acc_108 labels): the pool is the first 7,290 of
+a permutation, 40 validation cells follow, and the rest are the test set, as in the FGP and
+FlowerFormer code on their ~14.6k-cell NB-101 file.
 
     NASFLOW_BENCHMARKS=/path/to/benchmarks python benchmarks/predictor_protocol.py
     python benchmarks/predictor_protocol.py --ratios 0.01 --seeds 21 --set pretrain_epochs=60
+    python benchmarks/predictor_protocol.py --space nb101 --benchmark nb101_20k.jsonl --ratios 0.01
     python benchmarks/predictor_protocol.py --merge gin.json gatedgcn.json
 """
 from __future__ import annotations
@@ -26,7 +32,8 @@ from predictor_options import add_set_option, predictor_options  # sibling modul
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--benchmark", default=None, help="NB-201 file (default: found in $NASFLOW_BENCHMARKS)")
+    ap.add_argument("--space", default="nb201", choices=("nb201", "nb101"))
+    ap.add_argument("--benchmark", default=None, help="the space's table (default: found in $NASFLOW_BENCHMARKS)")
     ap.add_argument("--dataset", default="cifar10")
     ap.add_argument("--encoders", default="gin,gatedgcn")
     ap.add_argument("--pretrains", default="none,fgp")
@@ -76,9 +83,10 @@ def main(argv=None):
     from nasflow.predictors.protocol import format_table, run_protocol, summarise
 
     options = predictor_options(args.set)
-    space = get_space("nb201")
+    space = get_space(args.space)
     oracle = space.open_oracle(args.benchmark, args.dataset)
-    archs = space.enumerate()
+    # the table's own order where it holds part of the space: permutations index into this list
+    archs = space.enumerate() if len(oracle) == space.size else oracle.archs()
     values = np.array([oracle.query(a).valid for a in archs])
     split = lambda s, f=str: [f(x) for x in s.split(",") if x]  # noqa: E731
 
@@ -97,7 +105,7 @@ def main(argv=None):
             wall, cpu = time.perf_counter(), time.process_time()
             p.pretrain()
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            print(f"FGP pre-training on all 15,625 cells, {enc}: {wall:.1f} s wall, {cpu:.1f} s CPU "
+            print(f"FGP pre-training ({args.space}), {enc}: {wall:.1f} s wall, {cpu:.1f} s CPU "
                   f"(load average {os.getloadavg()[0]:.1f})")  # fmt: skip
         _time_prediction(space, archs, values, split(args.encoders), options)
         return 0
@@ -116,7 +124,7 @@ def main(argv=None):
         if r.pretrain == "fgp" and r.members == 1 and r.pretrain_seconds > 0:
             pretrain_times.setdefault(r.encoder, set()).add(round(r.pretrain_seconds, 1))
     for enc, ts in pretrain_times.items():
-        print(f"FGP pre-training on all 15,625 cells, {enc}: {', '.join(f'{t:.1f}' for t in sorted(ts))} s")
+        print(f"FGP pre-training ({args.space}), {enc}: {', '.join(f'{t:.1f}' for t in sorted(ts))} s")
     _time_prediction(space, archs, values, split(args.encoders), options)
     if args.json:
         with open(args.json, "w") as f:
@@ -148,7 +156,7 @@ def _time_prediction(space, archs, values, encoders, options):
             p.predict(archs)
             best.append(time.perf_counter() - t)
         print(f"{enc}: fit on 100 cells {fit:.2f} s; prediction {len(archs) / min(best):,.0f} cells/s "
-              f"(all 15,625 cells, best of 3; load average {os.getloadavg()[0]:.1f})")  # fmt: skip
+              f"(all {len(archs):,} cells, best of 3; load average {os.getloadavg()[0]:.1f})")  # fmt: skip
 
 
 if __name__ == "__main__":

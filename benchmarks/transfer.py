@@ -1,14 +1,17 @@
 """Transfer benchmark (issue 8 item 5): does a predictor fitted on one dataset or space need
 fewer labels on the next?
 
-dataset: NAS-Bench-201, source labels cifar10_valid, target labels cifar100_valid.
-space:   NAS-Bench-101 (the 1,000 cells of nb101_1k.jsonl, valid_acc_108) to NAS-Bench-201
-         cifar10_valid, through unified encodings (Predictor(unified=True)).
+dataset:  NAS-Bench-201, source labels cifar10_valid, target labels cifar100_valid.
+space:    NAS-Bench-101 (the cells of ``--nb101-table``, valid_acc_108: the 20,001 of nb101_20k.jsonl by
+          default) to NAS-Bench-201 cifar10_valid, through unified encodings (Predictor(unified=True)).
+space101: the other way: NAS-Bench-201 (all 15,625 cells, cifar10_valid) to the NB-101 table's cells.
 
-Per seed s: cells are permuted by the field permutation of seed s; the target trains on the
-first n (8, 16, 32, 64) cells, all inside the 7,813-cell pool; the dataset source trains on
-the next ``--source-size`` pool cells (cifar10_valid labels); every remaining cell (neither
+Per seed s: the target space's cells are permuted by the field permutation of seed s; the
+target trains on the first n (8, 16, 32, 64) cells; the dataset source trains on the next
+``--source-size`` NB-201 pool cells (cifar10_valid labels); every remaining cell (neither
 source nor target training) is the test set, the same for every row and n of that seed.
+A space source is fitted once on every labelled cell of the other space (``--source-epochs``)
+and shared by all seeds: it is what a user would download, and it saw no target cell.
 No validation labels anywhere: a fit runs its fixed epochs, because with 8 target labels a
 40-cell validation set would cost 5x the budget being measured.
 
@@ -41,7 +44,9 @@ ZERO_SHOT = 0  # the n of zero-shot rows
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--experiments", default="dataset,space")
+    ap.add_argument("--experiments", default="dataset,space,space101")
+    ap.add_argument("--nb101-table", default="nb101_20k.jsonl", help="the NB-101 table of the space experiments")
+    ap.add_argument("--source-epochs", type=int, default=None, help="fitting epochs of the space sources (default: the Predictor's)")
     ap.add_argument("--sizes", default="8,16,32,64", help="target label counts")
     ap.add_argument("--seeds", default="0,1,2,3,21", help="permutation and model seeds (0, 1, 2, 21 have cached FGP)")
     ap.add_argument("--source-size", type=int, default=781, help="cifar10_valid source cells (781 = the protocol's 10%%)")
@@ -65,13 +70,18 @@ def main(argv=None):
     options = predictor_options(args.set)
     gentle = {**options, **predictor_options(args.gentle or ["lr=1e-4", "epochs=50"])}
     sizes = sorted(int(x) for x in args.sizes.split(","))
-    data = load_tables()
+    data = load_tables(args.nb101_table)
     runs: list[dict] = []
     start = time.perf_counter()
+    experiments = args.experiments.split(",")
+    sources = space_sources(data, [e for e in experiments if e != "dataset"], options, args.source_epochs)
     for seed in (int(x) for x in args.seeds.split(",")):
-        for experiment in args.experiments.split(","):
-            run = {"dataset": dataset_transfer, "space": space_transfer}[experiment]
-            for r in run(data, seed, sizes, args.source_size, options, gentle):
+        for experiment in experiments:
+            if experiment == "dataset":
+                rows = dataset_transfer(data, seed, sizes, args.source_size, options, gentle)
+            else:
+                rows = space_transfer(experiment, sources[experiment], data, seed, sizes, options, gentle)
+            for r in rows:
                 runs.append(r)
                 print(f"{r['experiment']:7s} seed {seed:<3d} {r['row']:21s} n {r['n']:<3d} tau {r['tau']:.3f} "
                       f"P@1% {r['p1']:.3f} fit {r['fit_s']:.1f}s", flush=True)  # fmt: skip
@@ -83,13 +93,13 @@ def main(argv=None):
     return 0
 
 
-def load_tables() -> dict:
+def load_tables(nb101_table: str) -> dict:
     from nasflow import get_space
 
     nb201, nb101 = get_space("nb201"), get_space("nb101")
     archs = nb201.enumerate()
     c10, c100 = (nb201.open_oracle(dataset=d) for d in ("cifar10", "cifar100"))
-    table101 = nb101.open_oracle()
+    table101 = nb101.open_oracle(nb101_table)
     archs101 = list(table101.archs())
     return {
         "nb201": nb201, "nb101": nb101, "archs": archs,
@@ -111,9 +121,9 @@ def _fit(predictor, archs, values, idx, init_from=None):
     return predictor, time.perf_counter() - start
 
 
-def _target_rows(experiment, data, seed, sizes, labels, test, makers):
-    """Fit each row's predictor on the first n permuted cells for every n; score on ``test``."""
-    archs, perm = data["archs"], _perm(seed)
+def _target_rows(experiment, archs, seed, sizes, labels, test, makers):
+    """Fit each row's predictor on the first n permuted cells of ``archs`` for every n; score on ``test``."""
+    perm = _perm(seed, len(archs))
     test_archs = [archs[i] for i in test]
     for row, (make, source) in makers.items():
         for n in sizes:
@@ -122,15 +132,15 @@ def _target_rows(experiment, data, seed, sizes, labels, test, makers):
             yield {"experiment": experiment, "row": row, "seed": seed, "n": n, **scores, "fit_s": seconds}
 
 
-def _zero_shot(experiment, row, source, data, seed, labels, test):
-    scores = _scores(source.predict([data["archs"][i] for i in test]), labels[test])
+def _zero_shot(experiment, row, source, archs, seed, labels, test):
+    scores = _scores(source.predict([archs[i] for i in test]), labels[test])
     return {"experiment": experiment, "row": row, "seed": seed, "n": ZERO_SHOT, **scores, "fit_s": 0.0}
 
 
-def _perm(seed: int) -> np.ndarray:
+def _perm(seed: int, n: int = 15_625) -> np.ndarray:
     from nasflow.predictors.protocol import field_permutation
 
-    return field_permutation(15_625, seed)
+    return field_permutation(n, seed)
 
 
 def dataset_transfer(data, seed, sizes, source_size, options, gentle):
@@ -146,7 +156,7 @@ def dataset_transfer(data, seed, sizes, source_size, options, gentle):
     for mode in ("none", "fgp"):
         sources[mode], seconds = _fit(Predictor(nb201, pretrain=mode, seed=seed, **options), archs, c10, source_idx)
         row = "source" if mode == "none" else "fgp source"
-        yield {**_zero_shot("dataset", row + " 0-shot", sources[mode], data, seed, c100, test), "fit_s": seconds}
+        yield {**_zero_shot("dataset", row + " 0-shot", sources[mode], archs, seed, c100, test), "fit_s": seconds}
 
     def make(mode, fit_options=options):
         return lambda: Predictor(nb201, pretrain=mode, seed=seed, **fit_options)
@@ -158,22 +168,42 @@ def dataset_transfer(data, seed, sizes, source_size, options, gentle):
         "gentle transfer": (make("none", gentle), sources["none"]),
         "fgp + gentle transfer": (make("none", gentle), sources["fgp"]),
     }
-    yield from _target_rows("dataset", data, seed, sizes, c100, test, makers)
+    yield from _target_rows("dataset", archs, seed, sizes, c100, test, makers)
 
 
-def space_transfer(data, seed, sizes, source_size, options, gentle):
-    """NB-101 (1,000 cells, valid_acc_108) -> NB-201 cifar10_valid, unified encodings."""
+# experiment -> (source space, its cells and labels; target space, its cells and labels), keys of load_tables
+SPACE_EXPERIMENTS = {
+    "space": (("nb101", "archs101", "values101"), ("nb201", "archs", "cifar10")),
+    "space101": (("nb201", "archs", "cifar10"), ("nb101", "archs101", "values101")),
+}
+
+
+def space_sources(data, experiments, options, epochs) -> dict:
+    """One unified source per space experiment, fitted on every labelled cell of the source space (seed 0)."""
     from nasflow import Predictor
 
-    nb201, c10 = data["nb201"], data["cifar10"]
-    test = _perm(seed)[max(sizes) :]
-    start = time.perf_counter()
-    source = Predictor(data["nb101"], pretrain="none", unified=True, seed=seed, **options)
-    source.fit(data["archs101"], data["values101"])
-    yield {**_zero_shot("space", "nb101 0-shot", source, data, seed, c10, test), "fit_s": time.perf_counter() - start}
+    sources = {}
+    for experiment in experiments:
+        (space, archs, values), _ = SPACE_EXPERIMENTS[experiment]
+        fit_options = {**options, **({"epochs": epochs} if epochs else {})}
+        start = time.perf_counter()
+        sources[experiment] = Predictor(data[space], pretrain="none", unified=True, seed=0, **fit_options)
+        sources[experiment].fit(data[archs], data[values])
+        print(f"{experiment} source: {space}, {len(data[archs]):,} cells, {time.perf_counter() - start:.0f} s", flush=True)
+    return sources
+
+
+def space_transfer(experiment, source, data, seed, sizes, options, gentle):
+    """A unified source of one space -> the other space's labels (SPACE_EXPERIMENTS)."""
+    from nasflow import Predictor
+
+    (source_space, _, _), (space, archs, values) = SPACE_EXPERIMENTS[experiment]
+    space, archs, labels = data[space], data[archs], data[values]
+    test = _perm(seed, len(archs))[max(sizes) :]
+    yield _zero_shot(experiment, f"{source_space} 0-shot", source, archs, seed, labels, test)
 
     def make(mode, unified, fit_options=options):
-        return lambda: Predictor(nb201, pretrain=mode, unified=unified, seed=seed, **fit_options)
+        return lambda: Predictor(space, pretrain=mode, unified=unified, seed=seed, **fit_options)
 
     makers = {
         "supervised": (make("none", True), None),  # the transfer row's own architecture, random start
@@ -181,7 +211,7 @@ def space_transfer(data, seed, sizes, source_size, options, gentle):
         "transfer": (make("none", True), source),
         "gentle transfer": (make("none", True, gentle), source),
     }
-    yield from _target_rows("space", data, seed, sizes, c10, test, makers)
+    yield from _target_rows(experiment, archs, seed, sizes, labels, test, makers)
 
 
 def summarise(runs) -> list[dict]:

@@ -14,7 +14,6 @@ damaged file reported once and computed again, an unwritable directory only cost
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -182,20 +181,16 @@ def _problem(arrays: dict, max_vertices: int) -> Optional[str]:
     return None
 
 
-_loaded: dict = {}  # (file, its size and mtime) -> Cells: arch_at and sample call load_cells per cell
+_loaded: dict = {}  # cache file -> Cells: arch_at and sample call load_cells once per cell
 
 
 def load_cells(progress: bool = False, max_vertices: int = MAX_VERTICES, directory=None) -> Cells:
     """All distinct cells of up to ``max_vertices`` vertices: from the disk cache, else enumerated (about a
     minute for the full space; ``progress`` shows a bar) and cached. Memoised in the process per cache file."""
     target = cache_file(max_vertices, directory)
-    try:
-        st = os.stat(target)
-        ident = (str(target), st.st_size, st.st_mtime_ns)
-    except OSError:
-        ident = (str(target), None, None)
-    if ident in _loaded:
-        return _loaded[ident]
+    cells = _loaded.get(target)
+    if cells is not None:
+        return cells
     arrays = nasflow_cache.load_npz(target)
     if arrays is not None:
         why = _problem(arrays, max_vertices)
@@ -204,10 +199,8 @@ def load_cells(progress: bool = False, max_vertices: int = MAX_VERTICES, directo
             arrays = None
     if arrays is None:
         arrays = enumerate_cells(max_vertices, progress)
-        if nasflow_cache.write(target, lambda f: np.savez(f, **arrays)):
-            st = os.stat(target)
-            ident = (str(target), st.st_size, st.st_mtime_ns)
-    cells = _loaded[ident] = Cells(arrays)
+        nasflow_cache.write(target, lambda f: np.savez(f, **arrays))
+    cells = _loaded[target] = Cells(arrays)
     return cells
 
 

@@ -138,3 +138,28 @@ def test_paired_rows_pair_runs_by_seed_and_skip_unpaired_seeds():
     assert (rows[0]["wins"], rows[0]["ties"], rows[0]["losses"]) == (0, 2, 0)
     assert "fgp-scratch" in format_paired(rows) and "n=2" in format_paired(rows)
     assert paired_rows(records, ["fgp"]) == []
+
+
+def test_a_table_without_test_accuracies_is_compared_on_valid(tmp_path):
+    """NB-101's tables give validation accuracy only: the table, anytime lines and plot show valid, not NaN."""
+    from nasflow.experiments.compare import format_anytime, format_table, merit, plot, summary_rows
+
+    def run(searcher, seed, valid):
+        return {"searcher": searcher, "predictor": "none", "seed": seed, "best_valid": valid,
+                "best_test": [None] * len(valid), "queries_to_optimum": None, "overhead_per_query_s": 0.0,
+                "optimum": {"valid": 95.0}}
+
+    records = [run("random", 0, [90.0, 91.0, 92.0]), run("random", 1, [89.0, 93.0, 93.0]),
+               run("evolution", 0, [90.0, 94.0, 95.0])]
+    assert merit(records) == "valid"
+    rows = summary_rows(records)
+    assert rows[0]["mean_final_valid"] == pytest.approx(92.5) and rows[0]["se_final_valid"] == pytest.approx(0.5)
+    table = format_table(rows, merit(records))
+    assert "final valid" in table and "92.500 +- 0.500" in table and "nan" not in table
+    anytime = format_anytime(records).splitlines()
+    assert anytime[0].startswith("anytime: valid") and "n=3" in anytime[1]
+    assert anytime[2].split()[:2] == ["random", "none"] and anytime[2].split()[-1] == "92.500+-0.500"
+    plot(records, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    records[0]["best_test"] = [88.0, 89.0, 90.0]  # one run with test accuracies: the table has them
+    assert merit(records) == "test"

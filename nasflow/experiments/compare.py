@@ -1,7 +1,9 @@
 """Every searcher x predictor combination over seeds: curves, a table, a CSV and a PNG.
 
 The figure of merit is the anytime curve: test accuracy of the best-valid cell after n
-oracle queries, mean +- standard error over seeds. Each finished run is stored in
+oracle queries, mean +- standard error over seeds. A table without test accuracies
+(NAS-Bench-101's tables give validation accuracy only) has the best validation accuracy
+found instead, and every output says which it shows. Each finished run is stored in
 ``out/runs/`` as JSON, so an interrupted comparison picks up where it stopped.
 """
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -151,10 +154,23 @@ def _groups(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
 
 
 def _mean_se(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = np.nanmean(values, axis=0)
     n = np.sum(~np.isnan(values), axis=0)
-    se = np.nanstd(values, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1)) if values.shape[0] > 1 else np.zeros_like(mean)
+    # an all-NaN column (a table without test accuracies) is NaN by design, not worth numpy's warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(values, axis=0)
+        se = np.nanstd(values, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1)) if values.shape[0] > 1 else np.zeros_like(mean)
     return mean, se
+
+
+def merit(records: list[dict]) -> str:
+    """'test' when the runs' table gave test accuracies, else 'valid': what the anytime curve shows."""
+    return "test" if any(v is not None for r in records for v in r["best_test"]) else "valid"
+
+
+def _curves(runs: list[dict], metric: str) -> np.ndarray:
+    """Runs x queries array of the best-valid cell's ``metric`` ('test' or 'valid'), NaN where unknown."""
+    return np.array([[np.nan if v is None else v for v in r[f"best_{metric}"]] for r in runs], dtype=float)
 
 
 def curves_csv(records: list[dict]) -> str:
@@ -162,8 +178,7 @@ def curves_csv(records: list[dict]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["searcher", "predictor", "queries", "runs", "mean_test", "se_test", "mean_valid", "se_valid"])
     for (searcher, predictor), runs in _groups(records).items():
-        test = np.array([[np.nan if v is None else v for v in r["best_test"]] for r in runs], dtype=float)
-        valid = np.array([r["best_valid"] for r in runs], dtype=float)
+        test, valid = _curves(runs, "test"), _curves(runs, "valid")
         mt, st = _mean_se(test)
         mv, sv = _mean_se(valid)
         for q in range(test.shape[1]):
@@ -172,18 +187,21 @@ def curves_csv(records: list[dict]) -> str:
 
 
 def summary_rows(records: list[dict]) -> list[dict]:
-    """Per combination: mean +- s.e. final test, median queries to the best-valid cell, overhead."""
+    """Per combination: mean +- s.e. final test and valid, median queries to the best-valid cell, overhead."""
     rows = []
     for (searcher, predictor), runs in _groups(records).items():
-        finals = np.array([np.nan if r["best_test"][-1] is None else r["best_test"][-1] for r in runs])
+        finals = _curves(runs, "test")[:, -1]
+        finals_valid = _curves(runs, "valid")[:, -1]
         budget = len(runs[0]["best_valid"])
         # a run that never found it counts as needing more than the budget
         hits = np.array([budget + 1 if r["queries_to_optimum"] is None else r["queries_to_optimum"] for r in runs])
         median = float(np.median(hits))
         mean, se = _mean_se(finals[:, None])
+        mean_valid, se_valid = _mean_se(finals_valid[:, None])
         rows.append({
             "searcher": searcher, "predictor": predictor, "runs": len(runs),
             "mean_final_test": float(mean[0]), "se_final_test": float(se[0]),
+            "mean_final_valid": float(mean_valid[0]), "se_final_valid": float(se_valid[0]),
             "median_queries_to_best_valid": median if median <= budget else None,
             "found": int(np.sum(hits <= budget)), "budget": budget,
             "overhead_per_query_s": float(np.mean([r["overhead_per_query_s"] for r in runs])),
@@ -240,39 +258,59 @@ def format_paired(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def format_table(rows: list[dict]) -> str:
-    lines = [f"{'searcher':10s} {'predictor':10s} {'runs':>4s}  {'final test':>15s}  {'median q to best-valid':>22s}  {'overhead s/q':>12s}"]
+def format_table(rows: list[dict], metric: str = "test") -> str:
+    """One line per combination; ``metric`` ('test' or 'valid', see ``merit``) picks the final accuracy shown."""
+    lines = [f"{'searcher':10s} {'predictor':10s} {'runs':>4s}  {'final ' + metric:>15s}  {'median q to best-valid':>22s}  {'overhead s/q':>12s}"]
     for r in rows:
         median = r["median_queries_to_best_valid"]
         median = f">{r['budget']}" if median is None else f"{median:g}"
         found = f"{median} ({r['found']}/{r['runs']} found)"
         lines.append(
             f"{r['searcher']:10s} {r['predictor']:10s} {r['runs']:4d}  "
-            f"{r['mean_final_test']:8.3f} +- {r['se_final_test']:.3f}  {found:>22s}  {r['overhead_per_query_s']:12.3f}"
+            f"{r[f'mean_final_{metric}']:8.3f} +- {r[f'se_final_{metric}']:.3f}  {found:>22s}  {r['overhead_per_query_s']:12.3f}"
         )
     return "\n".join(lines)
 
 
+# where the printed anytime table looks; curves.csv has every n
+ANYTIME_AT = (10, 30, 50, 100, 150, 200)
+
+
+def format_anytime(records: list[dict]) -> str:
+    """The anytime curve at ANYTIME_AT (and the budget): mean +- s.e. over seeds of the figure of merit."""
+    metric = merit(records)
+    budget = max(len(r["best_valid"]) for r in records)
+    at = sorted({n for n in ANYTIME_AT if n <= budget} | {budget})
+    lines = [f"anytime: {metric} accuracy of the best-valid cell after n queries, mean +- s.e. over seeds",
+             f"{'searcher':10s} {'predictor':10s} " + " ".join(f"{'n=' + str(n):>15s}" for n in at)]
+    for (searcher, predictor), runs in _groups(records).items():
+        mean, se = _mean_se(_curves(runs, metric))
+        cells = [f"{mean[n - 1]:.3f}+-{se[n - 1]:.3f}" if n <= len(mean) else "" for n in at]
+        lines.append(f"{searcher:10s} {predictor:10s} " + " ".join(f"{c:>15s}" for c in cells))
+    return "\n".join(lines)
+
+
 def plot(records: list[dict], path) -> None:
-    """PNG of mean +- s.e. test-of-best-valid vs queries, one line per combination (written atomically)."""
+    """PNG of mean +- s.e. test (or valid, see ``merit``) of the best-valid cell vs queries, one line per
+    combination (written atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    metric = merit(records)
     fig, ax = plt.subplots(figsize=(8, 5))
     for (searcher, predictor), runs in _groups(records).items():
-        test = np.array([[np.nan if v is None else v for v in r["best_test"]] for r in runs], dtype=float)
-        mean, se = _mean_se(test)
+        mean, se = _mean_se(_curves(runs, metric))
         x = np.arange(1, len(mean) + 1)
         (line,) = ax.plot(x, mean, label=f"{searcher} + {predictor} ({len(runs)} seeds)")
         ax.fill_between(x, mean - se, mean + se, alpha=0.2, color=line.get_color())
-    optimum = records[0].get("optimum", {}).get("test")
+    optimum = (records[0].get("optimum") or {}).get(metric)
     if optimum is not None:
-        ax.axhline(optimum, color="black", linestyle=":", linewidth=1, label="table optimum (test)")
+        ax.axhline(optimum, color="black", linestyle=":", linewidth=1, label=f"table optimum ({metric})")
     ax.set_xlabel("oracle queries")
-    ax.set_ylabel("test accuracy of the best-valid cell (%)")
-    finals = [r["best_test"][-1] for r in records if r["best_test"][-1] is not None]
+    ax.set_ylabel(f"{metric} accuracy of the best-valid cell (%)")
+    finals = [r[f"best_{metric}"][-1] for r in records if r[f"best_{metric}"][-1] is not None]
     if finals:
         ax.set_ylim(min(finals) - 1.5, (optimum or max(finals)) + 0.3)
     ax.legend(fontsize=7, loc="lower right")
