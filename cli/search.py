@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from nasflow.errors import NasflowError
-from nasflow.experiments.runs import searcher_pools, warm_start_searchers  # torch-free: keeps --help fast
+from nasflow.experiments.runs import describe_restriction, searcher_pools, warm_start_searchers  # torch-free: keeps --help fast
 from nasflow.searchers import SEARCHERS
 from nasflow.spec import (
     DEFAULT, DEFAULT_BUDGET, DEFAULT_POOL, DEFAULT_STALE_AFTER, DEFAULT_WORKERS, PREDICTOR_SEEDS, TRAINING_BUDGET,
@@ -112,6 +112,9 @@ def _report(where, settings, result) -> None:
     click.echo(f"run        {where}")
     click.echo(f"search     {settings['space']} with {settings['searcher']} + predictor {settings['predictor']}, seed {settings['seed']}")
     click.echo(f"oracle     {result.config.get('oracle', '')}")
+    restricted = describe_restriction(result.config)
+    if restricted:
+        click.echo(f"space      {restricted}")
     click.echo(f"queries    {s['queries']} (of budget {settings['budget']}; {s['resumed_queries']} from "
                f"{'the study' if 'study' in result.config else 'the journal'})")
     click.echo(f"best cell  {s['best_arch']}")

@@ -22,6 +22,18 @@ def search_dirs() -> list[Path]:
     return dirs
 
 
+def locate(given: str, space: str) -> Path:
+    """The file a run's ``--benchmark`` names: the path itself, or, for a bare file name that is no file here,
+    that file in the benchmark directories (``--benchmark nb101_20k.jsonl``), as the default files are found."""
+    path = Path(given).expanduser()
+    if not path.exists() and path.name == str(given):
+        for directory in search_dirs():
+            for candidate in (directory / given, directory / space / given):
+                if candidate.is_file():
+                    return candidate
+    return path
+
+
 def find_benchmark(
     space: str,
     file_names: Sequence[str],
@@ -30,7 +42,7 @@ def find_benchmark(
 ) -> Path:
     """Return the benchmark file to use for ``space`` or raise a one-line BenchmarkError."""
     if explicit is not None:
-        return input_file(explicit, "benchmark file", BenchmarkError)
+        return input_file(locate(explicit, space), "benchmark file", BenchmarkError)
     for directory in search_dirs():
         for name in file_names:
             for candidate in (directory / name, directory / space / name):

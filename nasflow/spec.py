@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Iterator, Optional
 
+from .benchfiles import locate
 from .errors import NasflowError
 
 # numpy's legacy RandomState (the field's permutations) and torch take seeds below 2**32
@@ -31,9 +32,11 @@ DEFAULT_WORKERS = 1
 DEFAULT_STALE_AFTER = 60.0  # seconds a claim's heartbeat may stand still before the claim is released
 
 # Settings that decide the trajectory: a resumed run or a joined study must agree on them. The budget
-# may be raised and the hardware may change (``RunSpec.continued``).
+# may be raised and the hardware may change (``RunSpec.continued``). "restricted" is no setting but a run's
+# header records it (``nasflow.experiments.runs.run_meta``): the cells of a partial table the search was
+# restricted to, which an edited table file would change under the same benchmark path.
 IDENTITY = ("space", "seed", "searcher", "predictor", "predictor_seed", "dataset", "pool", "batch", "refit_every",
-            "warmup", "explore", "predictor_options", "warm_start", "benchmark", "training")
+            "warmup", "explore", "predictor_options", "warm_start", "benchmark", "training", "restricted")
 
 
 class SpecError(NasflowError, ValueError):
@@ -109,7 +112,7 @@ class RunSpec(Mapping):
                 fill(key, dict(getattr(self, key)))  # a copy: the caller's dict may change later
         if self.benchmark is not None:
             # resolved once, so a run resumed from another working directory names the same file
-            fill("benchmark", str(Path(self.benchmark).expanduser().resolve()))
+            fill("benchmark", str(locate(self.benchmark, self.space).resolve()))
             fill("training", None)
         if self.budget is None:
             fill("budget", TRAINING_BUDGET if self.benchmark is None and self.training is not None else DEFAULT_BUDGET)

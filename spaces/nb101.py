@@ -34,8 +34,8 @@ SIZE = 423_624
 DATASETS = ("cifar10",)
 EPOCHS = (4, 12, 36, 108)
 OFFICIAL_FILES = ("nasbench_only108.tfrecord", "nasbench_full.tfrecord")
-TABLE_FILES = ("nb101_1k.jsonl",)
-FORMATS = {".jsonl": "table, one JSON object a line: hash, matrix, ops, valid_acc_<epochs>",
+TABLE_FILES = ("nb101_20k.jsonl", "nb101_1k.jsonl")  # the 20k first: 20 times the 1k sample's cells to search
+FORMATS = {".jsonl": "table, one JSON object a line: hash, valid_acc_<epochs>, optionally matrix and ops",
            ".tfrecord": "official NAS-Bench-101 file"}
 PUBLISHED_AT = "https://github.com/google-research/nasbench"
 
@@ -393,7 +393,7 @@ class NB101Space(BaseSpace):
         if benchmark_format(path, FORMATS, self.name) == ".jsonl":
             from .nb101_table import NB101TableOracle
 
-            return NB101TableOracle(path, epochs)
+            return NB101TableOracle(path, epochs, progress=progress)
         from .nb101_records import NB101RecordOracle
 
         return NB101RecordOracle(path, epochs, progress=progress)

@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -101,9 +102,13 @@ def test_resume_with_a_budget_below_the_journal_is_refused(finished_20):
     assert snapshot(finished_20) == before  # journal, result.json and trajectory.csv untouched
 
 
-def test_nb101_sample_table_is_refused_before_the_search(nb101_jsonl, tmp_path):
-    done = nasflow("search", "--space", "nb101", "--benchmark", nb101_jsonl, "--out", tmp_path / "r")
-    assert refused(done, "holds 1,000 of the 423,624 nb101 cells")
+def test_a_restricted_search_beyond_its_table_is_refused_before_any_work(nb101_jsonl, tmp_path):
+    # a partial table restricts the search to its cells (tests/test_restricted_space.py): 1,000 here; the warm
+    # start would score 1,000 cells first if the budget were checked only by the loop
+    done = nasflow("search", "--space", "nb101", "--benchmark", nb101_jsonl, "--budget", 1001,
+                   "--warm-start", "synflow:1000", "--out", tmp_path / "r")
+    assert refused(done, "budget 1,001 exceeds the 1,000 labelled cells of ")
+    assert "to which the nb101 search is restricted" in done.stderr
     assert not (tmp_path / "r" / "journal.jsonl").exists()
 
 
@@ -201,3 +206,64 @@ def test_predictor_refuses_bad_numeric_options_where_they_are_used(option, value
     predictor = Predictor("nb201", **{option: value})  # scikit-learn's habit: __init__ only stores
     with pytest.raises(NasflowError, match=f"predictor option {option} must be"):
         predictor.pretrain()
+
+
+def _nb101_lines(nb101_jsonl, count):
+    return [json.loads(line) for line in nb101_jsonl.read_text().splitlines()[:count]]
+
+
+@pytest.mark.parametrize("matrix, message", [
+    # 8 vertices on one path: nothing to prune
+    ([[int(j == i + 1) for j in range(8)] for i in range(8)], "at most 7 vertices after pruning, got 8"),
+    # every edge of 7 vertices: 21
+    ([[int(j > i) for j in range(7)] for i in range(7)], "at most 9 edges after pruning, got 21"),
+])
+def test_nb101_table_cell_beyond_the_space_is_refused(nb101_jsonl, tmp_path, matrix, message):
+    rows = _nb101_lines(nb101_jsonl, 2)
+    rows[1].update(matrix=matrix, ops=["input"] + ["conv3x3-bn-relu"] * (len(matrix) - 2) + ["output"])
+    table = tmp_path / "big.jsonl"
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = nasflow("info", "--space", "nb101", "--benchmark", table)
+    assert refused(done, f"{table}:2: a NAS-Bench-101 cell has {message}")
+
+
+def test_nb101_table_without_the_fidelity_searched_is_refused(nb101_jsonl, tmp_path):
+    rows = [{k: v for k, v in r.items() if k != "valid_acc_108"} for r in _nb101_lines(nb101_jsonl, 2)]
+    table = tmp_path / "short.jsonl"
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = nasflow("search", "--space", "nb101", "--benchmark", table, "--budget", 1, "--out", tmp_path / "r")
+    assert refused(done, f"{table}:1: missing valid_acc_108, the fidelity asked for (epochs 108); this table "
+                         f"has epochs 4, 12, 36")
+    assert not (tmp_path / "r" / "journal.jsonl").exists()
+
+
+def test_nb101_hash_file_with_hashes_of_no_cell_is_refused(nb101_jsonl, tmp_path, monkeypatch, capsys):
+    # in-process: the lookup's cell source is the enumeration of all 423,624 cells, minutes on a fresh cache, so
+    # the test hands it the 1,000 known cells instead; the refusal is the CLI's, one line and exit 2
+    import nasflow.spaces.nb101_table as table_module
+    from nasflow.cli.main import main
+    from nasflow.spaces.nb101 import NB101Arch
+
+    rows = _nb101_lines(nb101_jsonl, 1000)
+    known = {r["hash"]: NB101Arch(r["matrix"], r["ops"]) for r in rows}
+
+    class Known:
+        def index_of(self, hashes):
+            keys = list(known)
+            return np.array([keys.index(h) if h in known else -1 for h in hashes], dtype=np.int64)
+
+        def archs(self, indices):
+            return [list(known.values())[i] for i in indices]
+
+    monkeypatch.setattr(table_module, "enumerated_cells", lambda progress=False: Known())
+    lines = [{k: v for k, v in r.items() if k not in ("matrix", "ops")} for r in rows[:3]]
+    lines[1]["hash"] = "0123456789abcdef0123456789abcdef"
+    table = tmp_path / "hashes.jsonl"
+    table.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    with pytest.raises(SystemExit) as e:
+        main(["search", "--space", "nb101", "--benchmark", str(table), "--budget", 2, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1
+    assert err[0] == (f"nasflow: error: {table}:2: hash 0123456789abcdef0123456789abcdef is not a NAS-Bench-101 "
+                      f"cell (1 of the table's 3 hashes are not)")
+    assert not (tmp_path / "r" / "journal.jsonl").exists()

@@ -43,7 +43,7 @@ from ..journal import query_record, record_evaluation
 from ..loop import SearchResult, fit_pool, optimum_of
 from ..spec import DEFAULT_STALE_AFTER, DEFAULT_WORKERS, RunSpec, SpecMismatch
 from ..step import RankedSearcher, RefitSchedule
-from .runs import build, complete, continued, searcher_options
+from .runs import build, complete, continued, run_meta, searcher_options
 from .storage import (
     CELL, QUERY, DistributedError, Heartbeat, StaleClaims, claim, completed_trials, finish, open_storage,
     release_claims, study_trajectory, study_trials, trial_states,
@@ -239,7 +239,7 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = DEF
     trajectory = study_trajectory(completed)
     new = trajectory[before:]
     oracle_seconds = sum(q.seconds for q in new)
-    config = {**settings.to_json(), "oracle": run.description, "storage": storage_url, "study": study_name, "workers": workers}
+    config = {**run_meta(settings, run), "storage": storage_url, "study": study_name, "workers": workers}
     if settings["training"] is not None:
         from ..training import speed_summary
 

@@ -14,6 +14,7 @@ from typing import Any, Mapping, NamedTuple, Optional
 from ..errors import NasflowError
 from ..journal import JournalError, read_header
 from ..loop import SearchResult, search
+from ..restricted import restrict_to_table, restriction_of
 from ..spec import RunSpec, SpecMismatch
 
 PREDICTOR_KINDS = ("fgp", "scratch", "none")
@@ -126,7 +127,7 @@ def open_oracle(space, spec: RunSpec, progress: bool = False, worker: int = 0):
             checkpoint_every=hardware.get("checkpoint_every"),
             device=worker_device(hardware.get("device", "auto"), devices, worker), **options,
         )
-    oracle = space.open_oracle(spec.benchmark, spec.dataset)
+    oracle = space.open_oracle(spec.benchmark, spec.dataset, progress=progress)
     return oracle, f"benchmark {oracle.source} ({spec.dataset})"
 
 
@@ -142,35 +143,54 @@ class Built(NamedTuple):
 
 
 def build(settings: dict, progress: bool = False, worker: int = 0) -> Built:
-    """The run's parts for complete settings."""
+    """The run's parts for complete settings. A table that holds fewer cells than the space restricts the
+    search to its cells (``nasflow.restricted``); the predictors keep the whole space, so their pre-training
+    is the one every other run of the space shares."""
     from nasflow.searchers import get_searcher
     from nasflow.spaces import get_space
 
     space = get_space(settings["space"])
     oracle, description = open_oracle(space, settings, progress, worker)
-    check_covers_space(space, oracle)
+    searched = restrict_to_table(space, oracle)
+    check_budget(searched, settings["budget"])
     seed = settings["seed"]
     predictors = run_predictors(space, settings)
     started = time.perf_counter()
-    options = searcher_options(settings, predictors, space, progress)
-    searcher = get_searcher(settings["searcher"], space, seed=seed, **options)
+    options = searcher_options(settings, predictors, searched, progress)
+    searcher = get_searcher(settings["searcher"], searched, seed=seed, **options)
     setup_seconds = time.perf_counter() - started
     predictor = None if takes_ensemble(settings["searcher"]) else predictors[0]
-    return Built(space, oracle, searcher, predictor, description, setup_seconds)
+    return Built(searched, oracle, searcher, predictor, description, setup_seconds)
 
 
-def check_covers_space(space, oracle) -> None:
-    """Refuse a table that lacks cells of the space: searchers propose any cell, and the first one outside
-    the table would end the run mid-way (the shipped nb101_1k.jsonl holds 1,000 of 423,624 cells)."""
-    from ..core import TabularOracle
-
-    size = space.size
-    if isinstance(oracle, TabularOracle) and size is not None and len(oracle) < size:
+def check_budget(space, budget: int) -> None:
+    """Refuse, before any work, a budget beyond the cells a run can query: a restricted search could never
+    spend it (the loop would refuse it too, but only after a warm start or pre-training)."""
+    restriction = restriction_of(space)
+    if restriction is not None and budget > restriction["cells"]:
         raise NasflowError(
-            f"{oracle.source} holds {len(oracle):,d} of the {size:,d} {space.name} cells, and a search proposes "
-            f"cells outside it; search with the complete benchmark (the official file), or use this table "
-            f"to train a predictor (nasflow train-predictor)"
+            f"budget {budget:,d} exceeds the {restriction['cells']:,d} labelled cells of {restriction['source']}, "
+            f"to which the {space.name} search is restricted; use --budget {restriction['cells']:,d} or less, "
+            f"or a complete benchmark"
         )
+
+
+def run_meta(settings: RunSpec, run: "Built") -> dict:
+    """What a run's config and journal header record beyond its spec: the oracle and any restriction,
+    which a resumed run must share (a table edited in between would restrict it to other cells)."""
+    meta = {**settings.to_json(), "oracle": run.description}
+    restriction = restriction_of(run.space)
+    if restriction is not None:
+        meta["restricted"] = restriction
+    return meta
+
+
+def describe_restriction(config: Mapping) -> Optional[str]:
+    """The run summary's line about a restricted search, None for a search of the whole space."""
+    r = config.get("restricted")
+    if not r:
+        return None
+    return f"restricted to the {r['cells']:,d} labelled cells of {r['source']} (of {r['of']:,d} in {config['space']})"
 
 
 def searcher_options(settings: dict, ensemble, space, progress: bool = False) -> dict:
@@ -202,7 +222,7 @@ def run_search(settings: dict, run_dir=None, resume: bool = False, progress: boo
         run.space, run.oracle, run.searcher, predictor=run.predictor, budget=settings["budget"],
         pool=settings["pool"], batch=settings["batch"],
         refit_every=settings["refit_every"], warmup=settings["warmup"], explore=settings["explore"], seed=settings["seed"],
-        run_dir=run_dir, resume=resume, meta={**settings.to_json(), "oracle": run.description}, progress=progress,
+        run_dir=run_dir, resume=resume, meta=run_meta(settings, run), progress=progress,
         setup_seconds=run.setup_seconds,
     )
     if run.oracle.speed_summary is not None:
