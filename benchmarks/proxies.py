@@ -61,8 +61,8 @@ def correlations(space, sample: int, seed: int, workers: int, cached_only: bool 
     valid = np.array([e.valid for e in evals])
     print(f"{sample} cells (seed {seed}), {workers} worker(s): {wall:.0f} s wall "
           f"({wall / sample:.2f} s per cell for all proxies not already cached)")
-    print(f"| proxy | rho cifar10_test | rho cifar10_valid | non-finite |")
-    print(f"|---|---|---|---|")
+    print("| proxy | rho cifar10_test | rho cifar10_valid | non-finite |")
+    print("|---|---|---|---|")
     for n in names:
         bad = int((~np.isfinite(scores[n])).sum())
         print(f"| {n} | {spearman_rho(scores[n], test):.3f} | {spearman_rho(scores[n], valid):.3f} | {bad} |")
