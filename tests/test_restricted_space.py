@@ -164,3 +164,18 @@ def test_resume_keeps_the_restriction_and_refuses_another(nb201_csv, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "was made with restricted=" in lines[0], done.stderr
     assert (run / "journal.jsonl").read_bytes() == journal
+
+
+def test_a_study_refuses_a_worker_whose_table_gives_other_cells(nb201_csv, tmp_path):
+    from nasflow.experiments.distributed import DistributedError, run_study
+
+    path, cells = write_subset(nb201_csv, tmp_path / "t.csv")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    given = {"space": "nb201", "searcher": "random", "predictor": "none", "budget": 6, "benchmark": str(path)}
+    first = run_study(given, url, "s")
+    assert first.config["restricted"]["cells"] == 313
+    assert run_study({**given, "budget": 8}, url, "s").config["restricted"] == first.config["restricted"]  # same table: joins
+    queried = {q.arch for q in first.trajectory}
+    write_subset(nb201_csv, path, drop={next(nb201.format(c) for c in cells if nb201.format(c) not in queried)})
+    with pytest.raises(DistributedError, match="searches the cells its table held when it was made"):
+        run_study({**given, "budget": 10}, url, "s")

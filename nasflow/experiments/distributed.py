@@ -41,6 +41,7 @@ from ..devices import torch_threads
 from ..errors import NasflowWarning
 from ..journal import query_record, record_evaluation
 from ..loop import SearchResult, fit_pool, optimum_of
+from ..restricted import restriction_of
 from ..spec import DEFAULT_STALE_AFTER, DEFAULT_WORKERS, RunSpec, SpecMismatch
 from ..step import RankedSearcher, RefitSchedule
 from .runs import build, complete, continued, run_meta, searcher_options
@@ -50,6 +51,8 @@ from .storage import (
 )
 
 SETTINGS = "nasflow"  # the study's user attribute holding its RunSpec JSON
+# the study's user attribute naming the cells a partial table restricted it to (None: the whole space)
+RESTRICTED = "nasflow_restricted"
 POLL = 0.2  # seconds between looks at the study while every budget slot is claimed
 # deaths of worker processes one command replaces: a kill now and then is survived; more means every
 # worker fails the same way (a bug, memory), and the study is kept for a rerun
@@ -93,6 +96,22 @@ def open_study(storage, name: str, given: dict, validate=None) -> tuple[int, Run
     except SpecMismatch as e:
         raise DistributedError(f"study {name!r} was made with {e.detail}; "
                                f"join it without that option or choose another --study") from None
+
+
+def check_restriction(storage, study_id: int, name: str, space) -> None:
+    """A study searches one set of cells: the first worker records which cells its table restricted the
+    search to, and a worker whose table gives other cells (the file edited in between) may not join,
+    as a resumed run may not (``RunSpec``'s "restricted" identity)."""
+    restriction = restriction_of(space)
+    fingerprint = None if restriction is None else restriction["fingerprint"]
+    stored = storage.get_study_user_attrs(study_id)
+    if RESTRICTED not in stored:
+        storage.set_study_user_attr(study_id, RESTRICTED, fingerprint)
+    elif stored[RESTRICTED] != fingerprint:
+        now = f"{restriction['source']} now restricts it to other cells" if restriction else "its table is now complete"
+        raise DistributedError(
+            f"study {name!r} searches the cells its table held when it was made (restricted={stored[RESTRICTED]}), "
+            f"but {now} (restricted={fingerprint}); join it with the table it was made with or choose another --study")
 
 
 class _Replay:
@@ -213,6 +232,7 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = DEF
 
     study_id, settings = open_study(storage, study_name, given, validate)
     run = built.get("parts") or build(settings)
+    check_restriction(storage, study_id, study_name, run.space)
     size = run.space.size
     if size is not None and settings["budget"] > size:
         raise DistributedError(f"budget {settings['budget']} exceeds the {size:,d} cells of {run.space.name}")
