@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nasflow.errors import ArchError, BenchmarkError, SpaceError
+from nasflow.errors import ArchError, BenchmarkError
 from nasflow.spaces import get_space
 from nasflow.spaces.nb101 import MAX_EDGES, MAX_VERTICES, OPS, NB101Arch, NB101Space
 from nasflow.spaces.nb101_table import NB101TableOracle
