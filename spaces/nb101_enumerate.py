@@ -31,6 +31,13 @@ _COLUMNS = {"hash": "S32", "vertices": "uint8", "adjacency": "int64", "ops": "in
 _SPOT_CHECKS = 16  # cached cells hashed again on load: a cache whose cells and hashes disagree is rejected
 
 
+def matrix_of_bits(n: int, bits: int) -> tuple:
+    """The n x n matrix (rows of ints, as NB101Arch stores it) of a row-major adjacency bit code, entry [0][0]
+    the most significant bit: the ``adjacency`` column of these cells and of ``nb101_records``' table."""
+    flat = format(bits, f"0{n * n}b")
+    return tuple(tuple(int(b) for b in flat[r * n: (r + 1) * n]) for r in range(n))
+
+
 class Cells:
     """The distinct NAS-Bench-101 cells, sorted by official hash, as arrays (one row a cell).
 
@@ -62,9 +69,7 @@ class Cells:
         n, bits = int(self.vertices[i]), int(self.adjacency[i])
         matrix = self._matrices.get((n, bits))
         if matrix is None:
-            flat = format(bits, f"0{n * n}b")
-            matrix = self._matrices[(n, bits)] = tuple(tuple(int(b) for b in flat[r * n: (r + 1) * n])
-                                                       for r in range(n))
+            matrix = self._matrices[(n, bits)] = matrix_of_bits(n, bits)
         codes = self.ops[i, : n - 2].tobytes()
         ops = self._op_names.get(codes)
         if ops is None:

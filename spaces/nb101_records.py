@@ -32,6 +32,7 @@ from nasflow.core import Evaluation, TabularOracle
 from nasflow.errors import BenchmarkError
 
 from .nb101 import INPUT, OPS, OUTPUT, NB101Arch
+from .nb101_enumerate import matrix_of_bits  # the adjacency column is laid out as the enumeration's
 from .nb101_tfrecord import TEST, TIME, VALID, frame_records, model_metrics, verify_records
 
 _CHUNK = 65_536  # records verified and decoded per step: bounds memory, moves the progress bar
@@ -216,8 +217,7 @@ def load_records(
 
 def _arch(table: dict, i: int) -> NB101Arch:
     n = int(table["vertices"][i])
-    bits = format(int(table["adjacency"][i]), f"0{n * n}b")
-    matrix = tuple(tuple(int(b) for b in bits[r * n : (r + 1) * n]) for r in range(n))
+    matrix = matrix_of_bits(n, int(table["adjacency"][i]))
     ops = (INPUT,) + tuple(OPS[c] for c in table["ops"][i][: n - 2]) + (OUTPUT,)
     return NB101Arch.from_record(matrix, ops, table["hash"][i].decode())
 
