@@ -15,6 +15,7 @@ SEARCHERS = {
     "evolution": ("nasflow.searchers.evolution", "RegularizedEvolution", "regularized evolution (Real et al. 2019)"),
     "tpe": ("nasflow.searchers.tpe", "TPESearch", "Optuna TPE over the space's categorical encoding"),
     "bananas": ("nasflow.searchers.bananas", "Bananas", "BANANAS-style: ensemble + mutations of the best, UCB"),
+    "local": ("nasflow.searchers.local_search", "LocalSearch", "local search (White et al. 2020): climbs, restarts"),
 }
 
 

@@ -198,3 +198,33 @@ def test_runs_hand_bananas_the_explore_share_and_refit_cadence(nb201_csv, predic
         assert searcher.refit_every == 1 and len(searcher.ensemble) == 5
     else:
         assert searcher.refit_every == 4 and len(searcher.ensemble) == 3
+
+
+def test_local_search_climbs_by_first_improvement_and_restarts_at_a_local_optimum(nb201):
+    from nasflow.core import Evaluation
+
+    rng = np.random.default_rng(3)
+    start, elsewhere = nb201.sample(rng), nb201.sample(rng)
+    better = nb201.neighbours(start)[5]
+    values = {start: 50.0, better: 60.0}
+    local = get_searcher("local", nb201, seed=1, initial_design=[start, elsewhere])
+    assert local.ask(1) == [start]  # a climb starts at the initial design's first cell
+    local.tell(start, Evaluation(valid=values[start]))
+    tried = []
+    while better not in tried:  # the start's neighbours, each once, in a seeded order
+        (arch,) = local.ask(1)
+        assert arch in nb201.neighbours(start) and arch not in tried
+        tried.append(arch)
+        local.tell(arch, Evaluation(valid=values.get(arch, 40.0)))
+    assert local.centre == better  # the first improvement moves the climb at once
+    seen = set(local.history)
+    while local.centre is not None:  # nothing near `better` beats it: it is a local optimum
+        (arch,) = local.ask(1)
+        assert arch in nb201.neighbours(better) and arch not in seen
+        seen.add(arch)
+        local.tell(arch, Evaluation(valid=10.0))
+    assert set(nb201.neighbours(better)) <= set(local.history)
+    assert local.ask(1) == [elsewhere] and local.climbs == 1  # restart at the design's next cell
+    local.tell(elsewhere, Evaluation(valid=30.0))
+    assert local.climbs == 2 and local.centre == elsewhere
+    assert set(local.ask(4)) <= set(nb201.neighbours(elsewhere))
