@@ -32,7 +32,9 @@ from predictor_options import add_set_option, predictor_options  # sibling modul
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--space", default="nb201", choices=("nb201", "nb101"))
+    from nasflow.registry import SPACES
+
+    ap.add_argument("--space", default="nb201", choices=sorted(SPACES))
     ap.add_argument("--benchmark", default=None, help="the space's table (default: found in $NASFLOW_BENCHMARKS)")
     ap.add_argument("--dataset", default="cifar10")
     ap.add_argument("--encoders", default="gin,gatedgcn")
