@@ -205,7 +205,9 @@ def searcher_options(settings: dict, ensemble, space, progress: bool = False) ->
 
         parse(settings["warm_start"], space.size)  # reported first, whatever the searcher
         if not takes_warm_start(settings["searcher"]):
-            raise NasflowError(f"--warm-start applies to {' and '.join(warm_start_searchers())}, not {settings['searcher']!r}")
+            names = warm_start_searchers()
+            listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+            raise NasflowError(f"--warm-start applies to {listed}, not {settings['searcher']!r}")
         options["initial_design"] = warm_start_cells(space, settings["warm_start"], settings["seed"], progress)
     if not takes_ensemble(settings["searcher"]):
         return options
