@@ -306,7 +306,7 @@ class MacroTableOracle(TabularOracle):
         path = Path(path)
         self.source, self.dataset, self.datasets = str(path), dataset, DATASETS
         seed = seed_of(dataset)
-        self.metric_note = (f"valid is seed {seed}'s test accuracy (the table has no validation split), "
+        self.metric_note = (f"valid is seed {seed}'s test accuracy, as the table has no validation split; "
                             f"test the mean over its 3 seeds")
         try:
             with open(path, newline="", encoding="utf-8-sig") as f:

@@ -229,7 +229,7 @@ def test_cli_lists_describes_and_searches_the_space(macro_csv, tmp_path):
                     "--benchmark", str(macro_csv), "--out", str(tmp_path / "run"), cache=tmp_path / "cache")
     assert found.returncode == 0, found.stderr
     oracle_line = next(line for line in found.stdout.splitlines() if line.startswith("oracle"))
-    assert "valid is seed 0's test accuracy (the table has no validation split), test the mean" in oracle_line
+    assert "valid is seed 0's test accuracy, as the table has no validation split; test the mean" in oracle_line
     assert "regret" in found.stdout and "of budget 12" in found.stdout
 
 
