@@ -13,9 +13,10 @@ def spaces():
     """List the search spaces and their sizes."""
     from nasflow.spaces import SPACES, get_space
 
+    column = max(len(name) for name in SPACES)
     for name, (_, _, description) in SPACES.items():
         size = get_space(name).size
-        click.echo(f"{name:8s} {'uncounted' if size is None else format(size, ',d'):>9s} cells  {description}")
+        click.echo(f"{name:{column}s} {'uncounted' if size is None else format(size, ',d'):>9s} cells  {description}")
 
 
 @click.command()
@@ -30,6 +31,8 @@ def info(space, benchmark, dataset):
     oracle = sp.open_oracle(benchmark, dataset, progress=show_progress())
     click.echo(f"space      {sp.name} ({sp.size:,d} cells)")
     click.echo(f"benchmark  {oracle.source} ({len(oracle):,d} cells, dataset {dataset})")
+    if oracle.metric_note:
+        click.echo(f"metrics    {oracle.metric_note}")
     for metric in ("valid", "test"):
         try:
             cells, value = oracle.best(metric)

@@ -171,7 +171,8 @@ def evaluate_predictor(space, benchmark, dataset, encoders, pretrains, ratios, s
             perm_seeds=perms, pool=pool, options={"epochs": epochs} if epochs else None, progress=progress,
             on_run=lambda run: bar.update(1),
         )  # fmt: skip
-    click.echo(f"{sp.name}, {dataset} validation labels, pool {pool:,d}, {len(seeds)} seeds x {len(perms)} permutations")
+    labels = f"{dataset} labels ({oracle.metric_note})" if oracle.metric_note else f"{dataset} validation labels"
+    click.echo(f"{sp.name}, {labels}, pool {pool:,d}, {len(seeds)} seeds x {len(perms)} permutations")
     click.echo(format_table(summarise(runs)))
 
 

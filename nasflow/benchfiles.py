@@ -1,7 +1,8 @@
 """Where benchmark files are found: an explicit path, else $NASFLOW_BENCHMARKS, else ~/.nasflow.
 
-Each directory is searched for the expected file names directly and under a folder
-named after the space (``$NASFLOW_BENCHMARKS/nb201/nb201_cifar.csv``).
+Each directory is searched for the expected file names directly, under a folder
+named after the space (``$NASFLOW_BENCHMARKS/nb201/nb201_cifar.csv``), then under any
+other folder of it (``$NASFLOW_BENCHMARKS/macro/nas_bench_macro_cifar10.csv``).
 """
 from __future__ import annotations
 
@@ -22,13 +23,25 @@ def search_dirs() -> list[Path]:
     return dirs
 
 
+def candidates(directory: Path, space: str, name: str) -> list[Path]:
+    """Where ``name`` may lie in one benchmark directory: directly, in the folder named after the space, then
+    in any other folder (sorted), since a shared tree may file a space's tables under a shorter folder name
+    (``macro/`` for nas-bench-macro)."""
+    out = [directory / name, directory / space / name]
+    try:
+        folders = sorted(p for p in directory.iterdir() if p.is_dir() and p.name != space)
+    except OSError:  # no such directory, or unreadable: nothing to find there
+        folders = []
+    return out + [folder / name for folder in folders]
+
+
 def locate(given: str, space: str) -> Path:
     """The file a run's ``--benchmark`` names: the path itself, or, for a bare file name that is no file here,
     that file in the benchmark directories (``--benchmark nb101_20k.jsonl``), as the default files are found."""
     path = Path(given).expanduser()
     if not path.exists() and path.name == str(given):
         for directory in search_dirs():
-            for candidate in (directory / given, directory / space / given):
+            for candidate in candidates(directory, space, given):
                 if candidate.is_file():
                     return candidate
     return path
@@ -45,7 +58,7 @@ def find_benchmark(
         return input_file(locate(explicit, space), "benchmark file", BenchmarkError)
     for directory in search_dirs():
         for name in file_names:
-            for candidate in (directory / name, directory / space / name):
+            for candidate in candidates(directory, space, name):
                 if candidate.is_file():
                     return candidate
     where = " or ".join(str(d) for d in search_dirs())

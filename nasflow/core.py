@@ -222,6 +222,9 @@ class TabularOracle:
     source: str = ""
     dataset: str = ""
     speed_summary = None  # a table trains nothing
+    # one line saying what ``valid`` and ``test`` are where they are not the dataset's validation and test
+    # splits (a table without a validation split); the run summary and ``nasflow info`` print it
+    metric_note: Optional[str] = None
 
     def _set_table(self, table: dict[Arch, Evaluation]) -> None:
         self._table = table

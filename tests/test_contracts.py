@@ -275,6 +275,14 @@ def test_encoder_fits_predicts_and_round_trips_through_save_and_load(space, enco
     np.testing.assert_array_equal(loaded.predict(test), scores)
     # every encoder reads a cell as a graph: numbering its inner nodes in another topological order
     # (another valid CellGraph of the same cell) must not change its score
+    graphs = [space.to_graph(a) for a in test]
+    if all(is_chain(g) for g in graphs):
+        return  # one topological order each (NAS-Bench-Macro's layers): nothing to renumber
     renumbered = Predictor.load(tmp_path / "p", space=Renumbered(space))
-    assert [renumbered.space.to_graph(a) for a in test] != [space.to_graph(a) for a in test]
+    assert [renumbered.space.to_graph(a) for a in test] != graphs
     np.testing.assert_allclose(renumbered.predict(test), scores, rtol=1e-5, atol=1e-6)
+
+
+def is_chain(g: CellGraph) -> bool:
+    """Whether every node feeds the next, which leaves the graph one topological order."""
+    return all((k, k + 1) in set(g.edges) for k in range(g.num_nodes - 1))

@@ -128,7 +128,8 @@ def open_oracle(space, spec: RunSpec, progress: bool = False, worker: int = 0):
             device=worker_device(hardware.get("device", "auto"), devices, worker), **options,
         )
     oracle = space.open_oracle(spec.benchmark, spec.dataset, progress=progress)
-    return oracle, f"benchmark {oracle.source} ({spec.dataset})"
+    note = f"; {oracle.metric_note}" if oracle.metric_note else ""
+    return oracle, f"benchmark {oracle.source} ({spec.dataset}){note}"
 
 
 class Built(NamedTuple):
