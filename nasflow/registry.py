@@ -14,6 +14,7 @@ from .errors import SpaceError
 SPACES = {
     "nb201": ("nasflow.spaces.nb201", "NB201Space", "NAS-Bench-201 cell, 6 edges x 5 ops"),
     "nb101": ("nasflow.spaces.nb101", "NB101Space", "NAS-Bench-101 cell, <=7 vertices, <=9 edges, 3 ops"),
+    "darts": ("nasflow.spaces.darts", "DartsSpace", "DARTS / NB-301 normal + reduction cell, 4 nodes x 2 inputs, 7 ops"),
 }
 
 
