@@ -31,6 +31,12 @@ def locate(given: str, space: str) -> Path:
             for candidate in (directory / given, directory / space / given):
                 if candidate.is_file():
                     return candidate
+        # a table of several spaces sits in a folder of its own ($NASFLOW_BENCHMARKS/suite/): found when one
+        # folder holds that name, never guessed among several
+        for directory in search_dirs():
+            found = [d / given for d in sorted(directory.iterdir()) if (d / given).is_file()] if directory.is_dir() else []
+            if len(found) == 1:
+                return found[0]
     return path
 
 
