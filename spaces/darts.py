@@ -121,14 +121,16 @@ def read_nested(text: str):
         pos = m.end()
     closing = {"(": ")", "[": "]"}
 
-    def item(i: int):
+    def item(i: int, depth: int = 0):
+        if depth > 3:  # the compact form nests three deep; deeper text is refused before Python's recursion limit
+            raise ArchError("a DARTS compact cell nests tuples three deep at most: (cells (pairs (input, op)))")
         if i >= len(tokens):
             raise ArchError("a DARTS compact cell ends too early")
         t = tokens[i]
         if t in closing:
             out, i = [], i + 1
             while i < len(tokens) and tokens[i] != closing[t]:
-                value, i = item(i)
+                value, i = item(i, depth + 1)
                 out.append(value)
                 if i < len(tokens) and tokens[i] == ",":
                     i += 1

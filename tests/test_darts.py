@@ -78,6 +78,7 @@ def test_the_order_of_a_nodes_two_inputs_does_not_matter(darts):
     (SUITE_ROW[:-1], "unclosed"),
     (SUITE_ROW + " (1, 2)", "text after the end"),
     ("(((0, 5)) + __import__('os').system('false'))", "unexpected"),
+    ("(" * 1_000 + ")" * 1_000, "three deep at most"),  # past Python's recursion limit, within the length cap
     (DARTS_V2.replace("dil_conv_3x3", "none"), "unknown DARTS operation 'none'"),
     (DARTS_V2.replace("('dil_conv_3x3', 2)", "('dil_conv_3x3', 2), ('skip_connect', 1)"), "pairs, got 9"),
     (DARTS_V2.replace("normal_concat=[2, 3, 4, 5]", "normal_concat=[4, 5]"), "normal_concat must be"),
