@@ -298,3 +298,17 @@ def test_bad_suite_file_through_the_cli(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1
     assert f"{path}:1: node 5 of the normal cell takes input 7" in lines[0]
+
+
+def test_a_one_query_search_trains_a_small_darts_network_on_the_digits(tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()  # 200 of the embedded digits keep the training to a second
+    np.savez(tmp_path / "digits.npz", x=digits.images[:200, None].astype(np.float32), y=digits.target[:200])
+    out = tmp_path / "run"
+    done = run_cli("search", "--space", "darts", "--searcher", "random", "--budget", "1", "--epochs", "1",
+                   "--data", str(tmp_path / "digits.npz"), "--out", str(out), cache=tmp_path / "c")
+    assert done.returncode == 0, done.stderr
+    assert "darts network (width 8, 1 cell(s) per stage)" in done.stdout
+    result = json.loads((out / "result.json").read_text())
+    assert result["config"]["training"]["epochs"] == 1 and 0.0 <= result["best_valid"] <= 100.0
