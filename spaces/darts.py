@@ -48,7 +48,8 @@ Cell = tuple[tuple[int, int], ...]  # eight (input, op index) pairs, node k's at
 
 def canonical_cell(pairs, cell_type: str = "normal") -> Cell:
     """Eight (input, op index) pairs checked against the space, each node's two sorted by input."""
-    pairs = list(pairs)
+    if not isinstance(pairs, (tuple, list)):
+        raise ArchError(f"a DARTS {cell_type} cell is a sequence of (input, op index) pairs, got {type(pairs).__name__}")
     if len(pairs) != PAIRS:
         raise ArchError(f"a DARTS {cell_type} cell has {NODES} intermediate nodes of exactly two inputs each: "
                         f"expected {PAIRS} (input, op) pairs, got {len(pairs)}")
@@ -57,7 +58,7 @@ def canonical_cell(pairs, cell_type: str = "normal") -> Cell:
         k = n + 2
         node = []
         for pair in pairs[2 * n: 2 * n + 2]:
-            if len(pair) != 2 or not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in pair):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in pair):
                 raise ArchError(f"node {k} of the {cell_type} cell: {pair!r} is not an (input, op index) pair of integers")
             j, op = int(pair[0]), int(pair[1])
             if not 0 <= j < k:

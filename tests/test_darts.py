@@ -93,6 +93,8 @@ def test_cells_are_checked_however_they_are_made(darts):
     one_line_arch_error(darts.parse, 42, match="is text")
     one_line_arch_error(DartsArch, ((0, 1),) * 8, ((0, 1), (1, 1)) * 4, match="takes node 0 twice")
     one_line_arch_error(DartsArch, ((0, True), (1, 1)) * 4, ((0, 1), (1, 1)) * 4, match="pair of integers")
+    one_line_arch_error(DartsArch, (0, 1) * 4, ((0, 1), (1, 1)) * 4, match="pair of integers")
+    one_line_arch_error(DartsArch, None, ((0, 1), (1, 1)) * 4, match="sequence of \\(input, op index\\) pairs")
 
 
 # ------------------------------------------------------------------------------ size and moves
