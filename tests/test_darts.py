@@ -293,13 +293,20 @@ def test_bad_cli_input_is_one_line_and_exit_2(benchmarks_dir, tmp_path, args, me
     assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr
 
 
-def test_bad_suite_file_through_the_cli(tmp_path):
+@pytest.mark.parametrize("cell, message", [
+    (SUITE_ROW.replace("(4, 4))", "(7, 4))"), "node 5 of the normal cell takes input 7, which is not an earlier node"),
+    (SUITE_ROW.replace(", (4, 4))", ")"), "a DARTS normal cell has 4 intermediate nodes of exactly two inputs each: "
+                                          "expected 8 (input, op) pairs, got 7"),
+    (SUITE_ROW.replace("(1, 3)", "(0, 3)"), "node 2 of the normal cell takes node 0 twice"),
+    (DARTS_V2.replace("dil_conv_3x3", "conv_7x1_1x7"), "unknown DARTS operation 'conv_7x1_1x7'"),
+    (DARTS_V2.replace("normal=[", "normal=("), "malformed DARTS genotype"),
+])
+def test_bad_cells_in_a_table_through_the_cli(tmp_path, cell, message):
     path = tmp_path / "suite.jsonl"
-    path.write_text(json.dumps({**ROW, "naslib_arch": SUITE_ROW.replace("(4, 4))", "(7, 4))")}) + "\n")
+    path.write_text(json.dumps({**ROW, "naslib_arch": DARTS_V2}) + "\n" + json.dumps({**ROW, "naslib_arch": cell}) + "\n")
     done = run_cli("info", "--space", "darts", "--benchmark", str(path), "--dataset", "svhn", cache=tmp_path / "c")
     lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1
-    assert f"{path}:1: node 5 of the normal cell takes input 7" in lines[0]
+    assert done.returncode == 2 and len(lines) == 1 and f"{path}:2: {message}" in lines[0], done.stderr
 
 
 def test_a_one_query_search_trains_a_small_darts_network_on_the_digits(tmp_path):
