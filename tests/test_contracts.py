@@ -197,12 +197,18 @@ def test_each_searcher_on_the_real_table(nb201, nb201_oracle, name, with_predict
     assert [q.arch for q in again.trajectory] == [q.arch for q in result.trajectory]
 
 
-def check_state_is_a_function_of_seed_and_history(name, space, value) -> None:
-    """A new searcher told the same history proposes the same cells (what resume relies on)."""
+def told(name, space, value):
+    """A searcher after 25 steps of asking one cell and being told its value."""
     first = make(name, space, 7)
     for _ in range(25):
         (arch,) = first.ask(1)
         first.tell(arch, value(arch))
+    return first
+
+
+def check_state_is_a_function_of_seed_and_history(name, space, value, first=None) -> None:
+    """A new searcher told the same history proposes the same cells (what resume relies on)."""
+    first = first or told(name, space, value)
     rebuilt = make(name, space, 7)
     for arch, evaluation in first.history.items():
         rebuilt.tell(arch, evaluation)
@@ -217,18 +223,28 @@ def test_state_is_a_function_of_seed_and_history_on_the_table(nb201, nb201_oracl
     check_state_is_a_function_of_seed_and_history(name, nb201, nb201_oracle.query)
 
 
-# TPE answers a suggestion of an already told cell with its known value, as an extra Optuna trial; a
-# searcher rebuilt from the history lacks those trials, so it proposes other cells once a repeat happened
-# (it did not with the NB-201 table at seed 7 in 25 steps, which the check above uses). Fixing it changes
-# TPE's trajectories, which issue 17 keeps bit for bit: left to its own issue.
-TPE_REPEATS = pytest.mark.xfail(strict=True, reason="tpe's state also holds the repeats it answered from history")
+def answered_repeats(searcher) -> bool:
+    """Whether TPE answered a suggestion of an already told cell from the history (an extra finished trial)."""
+    done = searcher.study.trials  # optuna's FrozenTrial list; COMPLETE trials are the told values
+    return sum(t.state.name == "COMPLETE" for t in done) > len(searcher.history)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=TPE_REPEATS) if n == "tpe" else n for n in SEARCHER_NAMES])
+@pytest.mark.parametrize("name", SEARCHER_NAMES)
 def test_state_is_a_function_of_seed_and_history(space, name):
     if not supports(name, space):
         pytest.skip(f"{name} does not search {space.name}")
-    check_state_is_a_function_of_seed_and_history(name, space, lambda arch: Evaluation(valid=synthetic_value(arch)))
+    value = lambda arch: Evaluation(valid=synthetic_value(arch))  # noqa: E731
+    first = told(name, space, value)
+    if name == "tpe" and answered_repeats(first):
+        # TPE answers a suggestion of an already told cell with its known value, as an extra Optuna trial; a
+        # searcher rebuilt from the history lacks those trials, so it proposes other cells once a repeat happened
+        # (it did not with the NB-201 table at seed 7 in 25 steps, which the check above uses; in a space as
+        # large as DARTS's no repeat happens, and the check must hold). Fixing it changes TPE's trajectories,
+        # which issue 17 keeps bit for bit: left to its own issue. Expected to fail, strictly: a fix shows here.
+        with pytest.raises(AssertionError):
+            check_state_is_a_function_of_seed_and_history(name, space, value, first)
+        return
+    check_state_is_a_function_of_seed_and_history(name, space, value, first)
 
 
 # ------------------------------------------------------------------------- predictor encoders
