@@ -23,12 +23,17 @@ from nasflow.errors import NasflowError, SpaceError
 
 from .graphs import GraphCache, PackedCells
 
-VOCAB = ("input", "output", "conv3x3", "conv1x1", "avgpool3x3", "maxpool3x3", "skip", "none")
+# Tokens are only ever appended: a token's index is its row of the op embedding in every saved predictor.
+VOCAB = (
+    "input", "output", "conv3x3", "conv1x1", "avgpool3x3", "maxpool3x3", "skip", "none",  # NB-101 and NB-201
+    "sepconv3x3", "sepconv5x5", "dilconv3x3", "dilconv5x5",  # DARTS
+    "mb3_k3", "mb6_k5", "mb3_k3_s2", "mb6_k5_s2",  # NAS-Bench-Macro's MobileNetV2 blocks, strided ones apart
+)
 
 # Rows of the space embedding. Each space declares its row (``space.unified_id``) and its labels' tokens
-# (``space.unified_ops``); saved unified predictors have this many rows, so a space past them needs more rows
-# and its unified predictors trained anew.
-SPACE_ROWS = 2
+# (``space.unified_ops``). Rows, like tokens, are only appended; a predictor saved with fewer of either
+# loads with the new rows at zero (``SpaceOpEmbedding``), which is what an untrained row would start at.
+SPACE_ROWS = 5
 
 
 def unified_ids(space) -> dict[str, int]:
@@ -62,6 +67,15 @@ class SpaceOpEmbedding(nn.Module):
         self.op = nn.Embedding(len(VOCAB), dim)
         self.space = nn.Embedding(SPACE_ROWS, dim)
         nn.init.zeros_(self.space.weight)
+        self._register_load_state_dict_pre_hook(self._pad_older_state)
+
+    def _pad_older_state(self, state, prefix, *args):
+        # a predictor saved before tokens or space rows were appended has fewer rows: its rows keep their
+        # indices, and the appended ones start at zero, as a token or space it never saw
+        for name, table in (("op.weight", self.op.weight), ("space.weight", self.space.weight)):
+            saved = state.get(prefix + name)
+            if saved is not None and saved.dim() == 2 and saved.shape[0] < table.shape[0] and saved.shape[1] == table.shape[1]:
+                state[prefix + name] = torch.cat([saved, saved.new_zeros(table.shape[0] - saved.shape[0], saved.shape[1])])
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.op(ids % len(VOCAB)) + self.space(torch.div(ids, len(VOCAB), rounding_mode="floor"))

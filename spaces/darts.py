@@ -34,6 +34,11 @@ from nasflow.errors import ArchError
 
 # NASLib's op index order of the compact form (naslib/search_spaces/nasbench301/conversions.py)
 OPS = ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+# Node labels as tokens of the unified vocabulary (nasflow.predictors.unified.VOCAB): pools and skip are the
+# NB-201 ones (DARTS's pools have no BN, NB-201's neither), the separable and dilated convs have their own.
+UNIFIED_OPS = {"input": "input", "output": "output", "max_pool_3x3": "maxpool3x3", "avg_pool_3x3": "avgpool3x3",
+               "skip_connect": "skip", "sep_conv_3x3": "sepconv3x3", "sep_conv_5x5": "sepconv5x5",
+               "dil_conv_3x3": "dilconv3x3", "dil_conv_5x5": "dilconv5x5"}
 NODES = 4  # intermediate nodes per cell, numbered 2..5 after the two inputs
 PAIRS = 2 * NODES
 CELL_TYPES = ("normal", "reduce")
@@ -271,6 +276,8 @@ class DartsSpace(BaseSpace):
     enumerable = False
     small_network = (8, 1)  # width, normal cells per stage: 5 cells, trains in seconds on the 8x8 digits
     categorical = CATEGORICAL
+    unified_ops = UNIFIED_OPS
+    unified_id = 4  # saved unified predictors index their space embedding with it: never change it
     # training pool of the predictor protocol on the suite's 199 cells per dataset: the largest that leaves the
     # protocol's 40 validation cells and 100 test cells, the fewest on which P@1% is defined (top 1 of 100)
     protocol_pool = 59

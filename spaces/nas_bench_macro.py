@@ -44,6 +44,10 @@ DOWNSAMPLING_LABELS = {"identity": "conv1x1_s2", "mb3_k3": "mb3_k3_s2", "mb6_k5"
 OPS = CHOICES + tuple(DOWNSAMPLING_LABELS.values())  # every node label between input and output
 HEAD_PER_WIDTH = 40  # the head's 1x1 conv has 40 x the stem's channels: the benchmark's 1280 at width 32
 DATASETS = ("cifar10", "cifar10-seed1", "cifar10-seed2")  # the table's three seeds; plain cifar10 is seed 0
+# Node labels as tokens of the unified vocabulary (nasflow.predictors.unified.VOCAB): a stride-1 identity is a
+# skip, the strided one a 1x1 conv (with BN, as NB-201's conv1x1); the blocks have tokens of their own.
+UNIFIED_OPS = {"input": "input", "output": "output", "identity": "skip", "conv1x1_s2": "conv1x1",
+               **{op: op for op in ("mb3_k3", "mb6_k5", "mb3_k3_s2", "mb6_k5_s2")}}
 TABLE_FILES = ("nas_bench_macro_cifar10.csv",)
 PUBLISHED_AT = "https://github.com/xiusu/NAS-Bench-Macro"
 
@@ -198,6 +202,8 @@ class MacroSpace(BaseSpace):
     enumerable = True
     small_network = (8, 1)  # stem width, copies per layer: channels 16/32/64 and a 320 head, seconds on the digits
     categorical = CATEGORICAL
+    unified_ops = UNIFIED_OPS
+    unified_id = 3  # saved unified predictors index their space embedding with it: never change it
     # Half the table, as the field's NB-201 pool (7,813 of 15,625): 32 labelled cells at 1%, 164 at 5%, and
     # 3,241 test cells. Equal networks (same canonical cell) can fall on both sides of the split, as in the table.
     protocol_pool = 3_280

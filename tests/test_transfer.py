@@ -46,9 +46,32 @@ def test_unified_vocabulary_maps_every_op_of_both_spaces(nb101, nb201):
     assert token["nb101"]["conv3x3-bn-relu"] == token["nb201"]["nor_conv_3x3"] == "conv3x3"
     assert token["nb101"]["conv1x1-bn-relu"] == token["nb201"]["nor_conv_1x1"] == "conv1x1"
     assert token["nb101"]["maxpool3x3"] != token["nb201"]["avg_pool_3x3"]  # one token per pooling kind
-    # the rows saved unified predictors were trained with: NB-101 first, NB-201 second
-    assert (nb101.unified_id, nb201.unified_id) == (0, 1) and SPACE_ROWS == 2
-    assert VOCAB == ("input", "output", "conv3x3", "conv1x1", "avgpool3x3", "maxpool3x3", "skip", "none")
+    # the rows saved unified predictors were trained with: NB-101 first, NB-201 second; tokens only appended
+    assert (nb101.unified_id, nb201.unified_id) == (0, 1) and SPACE_ROWS >= 2
+    assert VOCAB[:8] == ("input", "output", "conv3x3", "conv1x1", "avgpool3x3", "maxpool3x3", "skip", "none")
+
+
+def test_every_space_with_a_unified_vocabulary_has_its_own_row_and_shares_the_common_tokens():
+    from nasflow.spaces import SPACES
+
+    declared = {n: get_space(n) for n in SPACES if get_space(n).unified_id is not None}
+    assert {"nb101", "nb201", "nas-bench-macro", "darts"} <= set(declared)
+    rows = [s.unified_id for s in declared.values()]
+    assert len(set(rows)) == len(rows) and all(0 <= r < SPACE_ROWS for r in rows)
+    tokens = {n: {VOCAB[i % len(VOCAB)] for i in unified_ids(s).values()} for n, s in declared.items()}
+    assert {"skip", "maxpool3x3", "avgpool3x3"} <= tokens["darts"] and "skip" in tokens["nas-bench-macro"]
+
+
+def test_a_predictor_saved_with_fewer_tokens_and_rows_loads_with_the_new_ones_at_zero():
+    torch.manual_seed(0)
+    embed = make_unified(make_encoder("gin", len(VOCAB), 8, 1, 0.0)).embed
+    older = {"op.weight": torch.randn(8, 8), "space.weight": torch.randn(2, 8)}  # the first unified vocabulary
+    embed.load_state_dict(older)
+    torch.testing.assert_close(embed.op.weight[:8], older["op.weight"])
+    torch.testing.assert_close(embed.space.weight[:2], older["space.weight"])
+    assert not embed.op.weight[8:].any() and not embed.space.weight[2:].any()
+    with pytest.raises(RuntimeError):  # another width is no older vocabulary: refused as before
+        embed.load_state_dict({"op.weight": torch.randn(8, 4), "space.weight": torch.randn(2, 4)})
 
 
 def test_unknown_space_has_no_unified_vocabulary():
