@@ -5,6 +5,13 @@ dataset:  NAS-Bench-201, source labels cifar10_valid, target labels cifar100_val
 space:    NAS-Bench-101 (the cells of ``--nb101-table``, valid_acc_108: the 20,001 of nb101_20k.jsonl by
           default) to NAS-Bench-201 cifar10_valid, through unified encodings (Predictor(unified=True)).
 space101: the other way: NAS-Bench-201 (all 15,625 cells, cifar10_valid) to the NB-101 table's cells.
+task:     TransNAS-Bench-101 micro, cross-task (issue 19 item 4): for each of the seven tasks as target, the
+          source task is class_object (class_scene for class_object itself): a classification task is what
+          a user has labels for first. 711 labelled cells: the target trains on the first n of the seed's
+          permutation, the source on the next ``--task-source-size``, the rest (347) are the test set.
+suite:    NB-201 cross-dataset on the suite file (issue 19 item 4): source cifar10_valid (the NB-201 table, on
+          ``--source-size`` cells outside the suite's), target the suite's scifar100 and svhn accuracies
+          (about 200 cells each): the target trains on the first n of its cells' permutation, the rest test.
 
 Per seed s: the target space's cells are permuted by the field permutation of seed s; the
 target trains on the first n (8, 16, 32, 64) cells; the dataset source trains on the next
@@ -50,6 +57,7 @@ def main(argv=None):
     ap.add_argument("--sizes", default="8,16,32,64", help="target label counts")
     ap.add_argument("--seeds", default="0,1,2,3,21", help="permutation and model seeds (0, 1, 2, 21 have cached FGP)")
     ap.add_argument("--source-size", type=int, default=781, help="cifar10_valid source cells (781 = the protocol's 10%%)")
+    ap.add_argument("--task-source-size", type=int, default=300, help="source-task cells of the task experiment")
     add_set_option(ap)
     ap.add_argument("--gentle", action="append", default=None, metavar="KEY=VALUE",
                     help="fine-tuning options of the gentle transfer rows (default: lr=1e-4 epochs=50, chosen on seed 99)")  # fmt: skip
@@ -70,20 +78,27 @@ def main(argv=None):
     options = predictor_options(args.set)
     gentle = {**options, **predictor_options(args.gentle or ["lr=1e-4", "epochs=50"])}
     sizes = sorted(int(x) for x in args.sizes.split(","))
-    data = load_tables(args.nb101_table)
+    experiments = args.experiments.split(",")
+    unknown = [e for e in experiments if e not in ("dataset", "task", "suite", *SPACE_EXPERIMENTS)]
+    if unknown:
+        raise SystemExit(f"unknown experiment(s) {unknown}; choose from dataset, task, suite, {', '.join(SPACE_EXPERIMENTS)}")
+    data = load_tables(args.nb101_table, experiments)
     runs: list[dict] = []
     start = time.perf_counter()
-    experiments = args.experiments.split(",")
-    sources = space_sources(data, [e for e in experiments if e != "dataset"], options, args.source_epochs)
+    sources = space_sources(data, [e for e in experiments if e in SPACE_EXPERIMENTS], options, args.source_epochs)
     for seed in (int(x) for x in args.seeds.split(",")):
         for experiment in experiments:
             if experiment == "dataset":
                 rows = dataset_transfer(data, seed, sizes, args.source_size, options, gentle)
+            elif experiment == "task":
+                rows = task_transfer(data, seed, sizes, args.task_source_size, options, gentle)
+            elif experiment == "suite":
+                rows = suite_transfer(data, seed, sizes, args.source_size, options, gentle)
             else:
                 rows = space_transfer(experiment, sources[experiment], data, seed, sizes, options, gentle)
             for r in rows:
                 runs.append(r)
-                print(f"{r['experiment']:7s} seed {seed:<3d} {r['row']:21s} n {r['n']:<3d} tau {r['tau']:.3f} "
+                print(f"{r['experiment']:22s} seed {seed:<3d} {r['row']:21s} n {r['n']:<3d} tau {r['tau']:.3f} "
                       f"P@1% {r['p1']:.3f} fit {r['fit_s']:.1f}s", flush=True)  # fmt: skip
         if args.json:
             _write_json(args.json, {"command": " ".join(sys.argv), "options": options, "gentle": gentle, "runs": runs})
@@ -93,20 +108,38 @@ def main(argv=None):
     return 0
 
 
-def load_tables(nb101_table: str) -> dict:
+def load_tables(nb101_table: str, experiments) -> dict:
+    """The cells and labels the experiments need (the NB-101 table only for the space experiments)."""
     from nasflow import get_space
 
-    nb201, nb101 = get_space("nb201"), get_space("nb101")
+    nb201 = get_space("nb201")
     archs = nb201.enumerate()
     c10, c100 = (nb201.open_oracle(dataset=d) for d in ("cifar10", "cifar100"))
-    table101 = nb101.open_oracle(nb101_table)
-    archs101 = list(table101.archs())
-    return {
-        "nb201": nb201, "nb101": nb101, "archs": archs,
+    data = {
+        "nb201": nb201, "archs": archs,
         "cifar10": np.array([c10.query(a).valid for a in archs]),
         "cifar100": np.array([c100.query(a).valid for a in archs]),
-        "archs101": archs101, "values101": np.array([table101.query(a).valid for a in archs101]),
     }  # fmt: skip
+    if set(experiments) & set(SPACE_EXPERIMENTS):
+        nb101 = get_space("nb101")
+        table101 = nb101.open_oracle(nb101_table)
+        archs101 = list(table101.archs())
+        data.update(nb101=nb101, archs101=archs101, values101=np.array([table101.query(a).valid for a in archs101]))
+    if "task" in experiments:
+        tnb = get_space("tnb101-micro")
+        oracles = {task: tnb.open_oracle(dataset=task) for task in tnb.datasets}
+        tnb_archs = list(oracles[tnb.datasets[0]].archs())
+        data.update(tnb=tnb, tnb_archs=tnb_archs,
+                    tasks={t: np.array([o.query(a).valid for a in tnb_archs]) for t, o in oracles.items()})
+    if "suite" in experiments:
+        from nasflow.spaces.suite_table import SuiteTableOracle, find_suite
+
+        data["suite"] = {}
+        for dataset in ("scifar100", "svhn"):
+            oracle = SuiteTableOracle(find_suite(None), nb201, dataset, cell_field="arch")
+            cells = list(oracle.archs())
+            data["suite"][dataset] = (cells, np.array([oracle.query(a).valid for a in cells]))
+    return data
 
 
 def _scores(pred, true) -> dict:
@@ -145,30 +178,71 @@ def _perm(seed: int, n: int = 15_625) -> np.ndarray:
 
 def dataset_transfer(data, seed, sizes, source_size, options, gentle):
     """cifar10_valid -> cifar100_valid on NB-201."""
-    from nasflow import Predictor
-
-    nb201, archs, c10, c100 = data["nb201"], data["archs"], data["cifar10"], data["cifar100"]
-    perm, n_max = _perm(seed), max(sizes)
+    n_max = max(sizes)
     if n_max + source_size > POOL:
         raise SystemExit(f"{n_max} target + {source_size} source cells do not fit in the {POOL}-cell pool")
+    yield from label_transfer("dataset", data["nb201"], data["archs"], data["cifar10"], data["cifar100"], seed, sizes,
+                              source_size, options, gentle)  # fmt: skip
+
+
+def task_transfer(data, seed, sizes, source_size, options, gentle):
+    """TransNAS-Bench-101 micro: a classification task's labels -> each of the seven tasks."""
+    tasks, archs = data["tasks"], data["tnb_archs"]
+    if max(sizes) + source_size >= len(archs):
+        raise SystemExit(f"{max(sizes)} target + {source_size} source cells leave no test cell of {len(archs)}")
+    for target in tasks:
+        source = "class_scene" if target == "class_object" else "class_object"
+        yield from label_transfer(f"task {source}->{target}", data["tnb"], archs, tasks[source], tasks[target], seed,
+                                  sizes, source_size, options, gentle)  # fmt: skip
+
+
+def suite_transfer(data, seed, sizes, source_size, options, gentle):
+    """NB-201: cifar10_valid on cells outside the suite file -> the suite's scifar100 / svhn accuracies."""
+    from nasflow import Predictor
+
+    nb201, archs, c10 = data["nb201"], data["archs"], data["cifar10"]
+    for dataset, (cells, labels) in data["suite"].items():
+        taken = set(cells)
+        source_idx = [i for i in _perm(seed) if archs[i] not in taken][:source_size]
+        test = _perm(seed, len(cells))[max(sizes) :]
+        experiment = f"suite cifar10->{dataset}"
+        sources = {}
+        for mode in ("none", "fgp"):
+            sources[mode], seconds = _fit(Predictor(nb201, pretrain=mode, seed=seed, **options), archs, c10, source_idx)
+            row = "source" if mode == "none" else "fgp source"
+            yield {**_zero_shot(experiment, row + " 0-shot", sources[mode], cells, seed, labels, test), "fit_s": seconds}
+        yield from _target_rows(experiment, cells, seed, sizes, labels, test, _label_makers(nb201, seed, sources, options, gentle))
+
+
+def label_transfer(experiment, space, archs, source_labels, target_labels, seed, sizes, source_size, options, gentle):
+    """Source labels -> target labels of the same cells: the target trains on the first n cells of the seed's
+    permutation, the source on the next ``source_size``, the rest is the test set."""
+    from nasflow import Predictor
+
+    perm, n_max = _perm(seed, len(archs)), max(sizes)
     source_idx, test = perm[n_max : n_max + source_size], perm[n_max + source_size :]
     sources = {}
     for mode in ("none", "fgp"):
-        sources[mode], seconds = _fit(Predictor(nb201, pretrain=mode, seed=seed, **options), archs, c10, source_idx)
+        sources[mode], seconds = _fit(Predictor(space, pretrain=mode, seed=seed, **options), archs, source_labels, source_idx)
         row = "source" if mode == "none" else "fgp source"
-        yield {**_zero_shot("dataset", row + " 0-shot", sources[mode], archs, seed, c100, test), "fit_s": seconds}
+        yield {**_zero_shot(experiment, row + " 0-shot", sources[mode], archs, seed, target_labels, test), "fit_s": seconds}
+    yield from _target_rows(experiment, archs, seed, sizes, target_labels, test,
+                            _label_makers(space, seed, sources, options, gentle))  # fmt: skip
+
+
+def _label_makers(space, seed, sources, options, gentle) -> dict:
+    from nasflow import Predictor
 
     def make(mode, fit_options=options):
-        return lambda: Predictor(nb201, pretrain=mode, seed=seed, **fit_options)
+        return lambda: Predictor(space, pretrain=mode, seed=seed, **fit_options)
 
-    makers = {
+    return {
         "supervised": (make("none"), None),
         "fgp": (make("fgp"), None),
         "transfer": (make("none"), sources["none"]),
         "gentle transfer": (make("none", gentle), sources["none"]),
         "fgp + gentle transfer": (make("none", gentle), sources["fgp"]),
     }
-    yield from _target_rows("dataset", archs, seed, sizes, c100, test, makers)
 
 
 # experiment -> (source space, its cells and labels; target space, its cells and labels), keys of load_tables
