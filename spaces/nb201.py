@@ -12,7 +12,6 @@ import csv
 import itertools
 import math
 import random
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -21,20 +20,18 @@ from typing import Optional, Sequence
 import numpy as np
 
 from nasflow.benchfiles import benchmark_format, find_benchmark
-from nasflow.core import Arch, BaseSpace, CategoricalEncoding, CellGraph, Evaluation, TabularOracle
+from nasflow.core import Arch, Evaluation, TabularOracle
 from nasflow.errors import ArchError, BenchmarkError
 
+from .edge_cell import ARCH_STRING_FORM, EDGES, EdgeCellSpace, arch_string, arch_string_ops, categorical_encoding
+
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-# (from node, to node) of the six edges, in arch-string order.
-EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
 SIZE = len(OPS) ** len(EDGES)
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 OFFICIAL_FILES = ("NAS-Bench-201-v1_1-096897.pth", "NAS-Bench-201-v1_0-e61699.pth")
 TABLE_FILES = ("nb201_cifar.csv",)
 PUBLISHED_AT = "https://github.com/D-X-Y/NAS-Bench-201"
 FORMATS = {".csv": "table export: arch, <dataset>_valid, <dataset>_test", ".pth": "official NAS-Bench-201 file"}
-
-_ARCH_RE = re.compile(r"^\|([^|~]+)~0\|\+\|([^|~]+)~0\|([^|~]+)~1\|\+\|([^|~]+)~0\|([^|~]+)~1\|([^|~]+)~2\|$")
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,8 +48,7 @@ class NB201Arch(Arch):
         for op in self.ops:
             if op not in OPS:
                 raise ArchError(f"unknown NAS-Bench-201 operation {op!r}; expected one of {', '.join(OPS)}")
-        o = self.ops
-        object.__setattr__(self, "_key", f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|")
+        object.__setattr__(self, "_key", arch_string(self.ops))
 
     @property
     def key(self) -> str:
@@ -75,32 +71,8 @@ def _official_index() -> dict[NB201Arch, int]:
     return {a: i for i, a in enumerate(_official_order())}
 
 
-def _graph_edges() -> tuple[tuple[int, int], ...]:
-    """Edges of the op-on-node DAG: node 0 input, 1..6 the edge ops, 7 output.
+CATEGORICAL = categorical_encoding(OPS, NB201Arch)
 
-    Edge op a feeds edge op b when a ends where b starts; ops leaving cell node 0 read
-    the input and ops entering cell node 3 feed the output.
-    """
-    out = []
-    for k, (src, dst) in enumerate(EDGES):
-        if src == 0:
-            out.append((0, k + 1))
-        if dst == 3:
-            out.append((k + 1, 7))
-        for j, (src2, _) in enumerate(EDGES):
-            if src2 == dst:
-                out.append((k + 1, j + 1))
-    return tuple(sorted(out))
-
-
-GRAPH_EDGES = _graph_edges()
-
-# TPE's view of a cell: one categorical parameter per edge, named edge0..edge5 in EDGES order
-CATEGORICAL = CategoricalEncoding(
-    choices={f"edge{k}": OPS for k in range(len(EDGES))},
-    decode=lambda params: NB201Arch(tuple(params[f"edge{k}"] for k in range(len(EDGES)))),
-    encode=lambda arch: {f"edge{k}": op for k, op in enumerate(arch.ops)},
-)
 
 # Node labels as tokens of the unified NB-101/NB-201 vocabulary (nasflow.predictors.unified.VOCAB).
 UNIFIED_OPS = {
@@ -118,7 +90,7 @@ UNIFIED_OPS = {
 }
 
 
-class NB201Space(BaseSpace):
+class NB201Space(EdgeCellSpace):
     """The NAS-Bench-201 topology space (15,625 cells)."""
 
     name = "nb201"
@@ -137,12 +109,10 @@ class NB201Space(BaseSpace):
         return NB201Arch(tuple(ops))
 
     def parse(self, text: str) -> NB201Arch:
-        m = _ARCH_RE.match(text.strip()) if isinstance(text, str) else None
-        if m is None:
-            raise ArchError(
-                f"malformed NAS-Bench-201 arch string {text!r}; expected |op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
-            )
-        return NB201Arch(m.groups())
+        ops = arch_string_ops(text)
+        if ops is None:
+            raise ArchError(f"malformed NAS-Bench-201 arch string {text!r}; expected {ARCH_STRING_FORM}")
+        return NB201Arch(ops)
 
     def format(self, arch: NB201Arch) -> str:
         return arch.key
@@ -161,30 +131,6 @@ class NB201Space(BaseSpace):
             return _official_index()[arch]
         except KeyError:
             raise ArchError(f"{arch} is not a NAS-Bench-201 cell") from None
-
-    def sample(self, rng: np.random.Generator) -> NB201Arch:
-        return NB201Arch(tuple(OPS[i] for i in rng.integers(len(OPS), size=len(EDGES))))
-
-    def mutate(self, arch: NB201Arch, rng: np.random.Generator) -> NB201Arch:
-        """Change the operation of one edge to a different one."""
-        edge = int(rng.integers(len(EDGES)))
-        choices = [op for op in OPS if op != arch.ops[edge]]
-        ops = list(arch.ops)
-        ops[edge] = choices[int(rng.integers(len(choices)))]
-        return NB201Arch(tuple(ops))
-
-    def neighbours(self, arch: NB201Arch) -> list[NB201Arch]:
-        out = []
-        for edge in range(len(EDGES)):
-            for op in OPS:
-                if op != arch.ops[edge]:
-                    ops = list(arch.ops)
-                    ops[edge] = op
-                    out.append(NB201Arch(tuple(ops)))
-        return out
-
-    def to_graph(self, arch: NB201Arch) -> CellGraph:
-        return CellGraph(ops=("input",) + arch.ops + ("output",), edges=GRAPH_EDGES)
 
     def network(self, arch: NB201Arch, num_classes: int = 10, in_channels: int = 3, width: int = 16, cells: int = 5):
         """The NAS-Bench-201 network (torch module) for ``arch``; defaults are the official C=16, N=5."""
