@@ -240,9 +240,12 @@ def test_state_is_a_function_of_seed_and_history(space, name):
         # searcher rebuilt from the history lacks those trials, so it proposes other cells once a repeat happened
         # (it did not with the NB-201 table at seed 7 in 25 steps, which the check above uses; in a space as
         # large as DARTS's no repeat happens, and the check must hold). Fixing it changes TPE's trajectories,
-        # which issue 17 keeps bit for bit: left to its own issue. Expected to fail, strictly: a fix shows here.
-        with pytest.raises(AssertionError):
+        # which issue 17 keeps bit for bit: left to its own issue. A repeat need not change the next proposals
+        # (on tnb101-micro the repeats of 25 steps left them as they were), so the check may pass here too.
+        try:
             check_state_is_a_function_of_seed_and_history(name, space, value, first)
+        except AssertionError:
+            pytest.xfail("tpe's state also holds the repeats it answered from history")
         return
     check_state_is_a_function_of_seed_and_history(name, space, value, first)
 
