@@ -10,11 +10,13 @@ names become its cell (``make``).
 from __future__ import annotations
 
 import re
-from typing import Callable, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Optional, Sequence
 
 import numpy as np
 
 from nasflow.core import Arch, BaseSpace, CategoricalEncoding, CellGraph
+from nasflow.errors import ArchError
 
 # (from node, to node) of the six edges, in arch-string order: the edges into node 1, then 2, then 3.
 EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
@@ -33,6 +35,36 @@ def arch_string_ops(text) -> Optional[tuple[str, ...]]:
     """The six operation names of an arch string (in EDGES order), None where ``text`` is not one."""
     m = _ARCH_RE.match(text.strip()) if isinstance(text, str) else None
     return None if m is None else m.groups()
+
+
+@dataclass(frozen=True, eq=False)
+class EdgeCellArch(Arch):
+    """A cell of this shape: the operation on each of the six edges, in EDGES order.
+
+    A subclass sets ``space``, ``OPERATIONS`` (its space's operations), ``TITLE`` (the benchmark's name in
+    messages) and ``key_of`` (the key of six operations), and defines ``search_space``.
+    """
+
+    ops: tuple[str, ...]
+    _key: str = field(init=False, repr=False)
+    OPERATIONS: ClassVar[tuple[str, ...]] = ()
+    TITLE: ClassVar[str] = ""
+
+    def __post_init__(self):
+        if len(self.ops) != len(EDGES):
+            raise ArchError(f"a {self.TITLE} cell has {len(EDGES)} edges, got {len(self.ops)} operations")
+        for op in self.ops:
+            if op not in self.OPERATIONS:
+                raise ArchError(f"unknown {self.TITLE} operation {op!r}; expected one of {', '.join(self.OPERATIONS)}")
+        object.__setattr__(self, "_key", self.key_of(self.ops))
+
+    @staticmethod
+    def key_of(ops: tuple[str, ...]) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def key(self) -> str:
+        return self._key
 
 
 def _graph_edges() -> tuple[tuple[int, int], ...]:
@@ -66,16 +98,20 @@ def categorical_encoding(ops: tuple[str, ...], make: Callable[[tuple[str, ...]],
 
 
 class EdgeCellSpace(BaseSpace):
-    """Sampling, mutation, neighbours and graphs of a space of such cells, over its ``ops``.
+    """Making, formatting, sampling, mutating, neighbours and graphs of a space of such cells.
 
-    A subclass sets ``ops`` and defines ``make(ops)``: its cell of six operation names, each cell
-    holding them as ``arch.ops`` in EDGES order.
+    A subclass sets ``ops`` (its operations) and ``arch_class`` (its :class:`EdgeCellArch`).
     """
 
     ops: tuple[str, ...] = ()
+    arch_class: type = EdgeCellArch
 
-    def make(self, ops: Sequence[str]) -> Arch:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def make(self, ops: Sequence[str]) -> EdgeCellArch:
+        """The cell of six operation names, in EDGES order."""
+        return self.arch_class(tuple(ops))
+
+    def format(self, arch: EdgeCellArch) -> str:
+        return arch.key
 
     def sample(self, rng: np.random.Generator) -> Arch:
         return self.make(tuple(self.ops[i] for i in rng.integers(len(self.ops), size=len(EDGES))))

@@ -12,7 +12,6 @@ import csv
 import itertools
 import math
 import random
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
@@ -20,10 +19,12 @@ from typing import Optional, Sequence
 import numpy as np
 
 from nasflow.benchfiles import benchmark_format, find_benchmark
-from nasflow.core import Arch, Evaluation, TabularOracle
+from nasflow.core import Evaluation, TabularOracle
 from nasflow.errors import ArchError, BenchmarkError
 
-from .edge_cell import ARCH_STRING_FORM, EDGES, EdgeCellSpace, arch_string, arch_string_ops, categorical_encoding
+from .edge_cell import (
+    ARCH_STRING_FORM, EDGES, EdgeCellArch, EdgeCellSpace, arch_string, arch_string_ops, categorical_encoding,
+)
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 SIZE = len(OPS) ** len(EDGES)
@@ -34,25 +35,13 @@ PUBLISHED_AT = "https://github.com/D-X-Y/NAS-Bench-201"
 FORMATS = {".csv": "table export: arch, <dataset>_valid, <dataset>_test", ".pth": "official NAS-Bench-201 file"}
 
 
-@dataclass(frozen=True, eq=False)
-class NB201Arch(Arch):
+class NB201Arch(EdgeCellArch):
     """A NAS-Bench-201 cell: the operation on each of the six edges, in EDGES order."""
 
-    ops: tuple[str, ...]
-    _key: str = field(init=False, repr=False)
     space = "nb201"
-
-    def __post_init__(self):
-        if len(self.ops) != len(EDGES):
-            raise ArchError(f"a NAS-Bench-201 cell has {len(EDGES)} edges, got {len(self.ops)} operations")
-        for op in self.ops:
-            if op not in OPS:
-                raise ArchError(f"unknown NAS-Bench-201 operation {op!r}; expected one of {', '.join(OPS)}")
-        object.__setattr__(self, "_key", arch_string(self.ops))
-
-    @property
-    def key(self) -> str:
-        return self._key
+    OPERATIONS = OPS
+    TITLE = "NAS-Bench-201"
+    key_of = staticmethod(arch_string)
 
     @property
     def search_space(self) -> "NB201Space":
@@ -101,21 +90,16 @@ class NB201Space(EdgeCellSpace):
     enumerable = True
     small_network = (8, 1)  # width, cells per stage: trains in seconds on the 8x8 digits
     categorical = CATEGORICAL
+    arch_class = NB201Arch
     unified_ops = UNIFIED_OPS
     unified_id = 1  # saved unified predictors index their space embedding with it: never change it
     protocol_pool = 7_813  # the field's training pool (TA-GATES / FlowerFormer / FGP): half the space
-
-    def make(self, ops: Sequence[str]) -> NB201Arch:
-        return NB201Arch(tuple(ops))
 
     def parse(self, text: str) -> NB201Arch:
         ops = arch_string_ops(text)
         if ops is None:
             raise ArchError(f"malformed NAS-Bench-201 arch string {text!r}; expected {ARCH_STRING_FORM}")
         return NB201Arch(ops)
-
-    def format(self, arch: NB201Arch) -> str:
-        return arch.key
 
     def enumerate(self) -> list[NB201Arch]:
         """All cells, in official NAS-Bench-201 index order."""

@@ -26,17 +26,18 @@ import csv
 import itertools
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
 from nasflow.benchfiles import find_benchmark
-from nasflow.core import Arch, Evaluation, TabularOracle
+from nasflow.core import Evaluation, TabularOracle
 from nasflow.errors import ArchError, BenchmarkError
 
-from .edge_cell import ARCH_STRING_FORM, EDGES, EdgeCellSpace, arch_string, arch_string_ops, categorical_encoding
+from .edge_cell import (
+    ARCH_STRING_FORM, EDGES, EdgeCellArch, EdgeCellSpace, arch_string, arch_string_ops, categorical_encoding,
+)
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3")  # the benchmark's codes 0..3
 SIZE = len(OPS) ** len(EDGES)
@@ -52,26 +53,17 @@ _OFFICIAL = re.compile(re.escape(SKELETON_PREFIX) + r"([0-9])_([0-9]{2})_([0-9]{
 _CODES = ", ".join(f"{k} {op}" for k, op in enumerate(OPS))
 
 
-@dataclass(frozen=True, eq=False)
-class TNB101MicroArch(Arch):
+def _digits(ops: tuple[str, ...]) -> str:
+    return "".join(str(OPS.index(op)) for op in ops)
+
+
+class TNB101MicroArch(EdgeCellArch):
     """A TransNAS-Bench-101 micro cell: the operation on each of the six edges, in EDGES order."""
 
-    ops: tuple[str, ...]
-    _key: str = field(init=False, repr=False)
     space = "tnb101-micro"
-
-    def __post_init__(self):
-        if len(self.ops) != len(EDGES):
-            raise ArchError(f"a TransNAS-Bench-101 micro cell has {len(EDGES)} edges, got {len(self.ops)} operations")
-        for op in self.ops:
-            if op not in OPS:
-                raise ArchError(f"operation {op!r} is not in TransNAS-Bench-101's micro space; "
-                                f"expected one of {', '.join(OPS)}")
-        object.__setattr__(self, "_key", "".join(str(OPS.index(op)) for op in self.ops))
-
-    @property
-    def key(self) -> str:
-        return self._key
+    OPERATIONS = OPS
+    TITLE = "TransNAS-Bench-101 micro"
+    key_of = staticmethod(_digits)
 
     @property
     def search_space(self) -> "TNB101MicroSpace":
@@ -100,12 +92,10 @@ class TNB101MicroSpace(EdgeCellSpace):
     enumerable = True
     small_network = (8, 1)  # width, cells per module: the official network is width 64, 2 cells per module
     categorical = CATEGORICAL
+    arch_class = TNB101MicroArch
     # the field's protocol trains on half the labelled cells (NB-201: 7,813 of 15,625); the table
     # labels 711 cells, so 356 train, 40 validate, 315 are ranked
     protocol_pool = 356
-
-    def make(self, ops: Sequence[str]) -> TNB101MicroArch:
-        return TNB101MicroArch(tuple(ops))
 
     def parse(self, text: str) -> TNB101MicroArch:
         """A cell from its six digits, the official ``64-41414-a_bc_def`` string, or an arch string."""
@@ -120,9 +110,6 @@ class TNB101MicroSpace(EdgeCellSpace):
             raise ArchError(f"malformed TransNAS-Bench-101 micro cell {text!r}; expected six digits 0-3 ({_CODES}), "
                             f"{SKELETON_PREFIX}a_bc_def or {ARCH_STRING_FORM}")
         return TNB101MicroArch(ops)
-
-    def format(self, arch: TNB101MicroArch) -> str:
-        return arch.key
 
     def readable(self, arch: TNB101MicroArch) -> str:
         """The cell as a NAS-Bench-201 arch string (``parse`` reads it back)."""

@@ -56,8 +56,8 @@ def test_three_spellings_of_one_cell():
 @pytest.mark.parametrize("text, says", [
     ("10233", "malformed"), ("1023334", "malformed"), ("", "malformed"), ("1-0-2-3-3-3", "malformed"),
     ("102334", "operation code 4"), ("902333", "operation code 9"), ("64-41414-1_02_335", "operation code 5"),
-    (READABLE.replace("none", "avg_pool_3x3"), "operation 'avg_pool_3x3' is not in"),
-    (READABLE.replace("none", "conv3x3"), "operation 'conv3x3' is not in"),
+    (READABLE.replace("none", "avg_pool_3x3"), "unknown TransNAS-Bench-101 micro operation 'avg_pool_3x3'"),
+    (READABLE.replace("none", "conv3x3"), "unknown TransNAS-Bench-101 micro operation 'conv3x3'"),
 ])
 def test_bad_cells_are_one_line_arch_errors(text, says):
     with pytest.raises(ArchError, match=says) as caught:
@@ -65,6 +65,8 @@ def test_bad_cells_are_one_line_arch_errors(text, says):
     assert "\n" not in str(caught.value)
     with pytest.raises(ArchError):
         space.parse(None)
+    with pytest.raises(ArchError, match="cell has 6 edges, got 5 operations"):
+        TNB101MicroArch(OPS + ("none",))
 
 
 def test_enumeration_is_the_base_4_order_of_the_digits():
