@@ -80,6 +80,12 @@ def _from_digits(digits: str, text) -> TNB101MicroArch:
 
 CATEGORICAL = categorical_encoding(OPS, TNB101MicroArch)
 
+# Node labels as tokens of the unified vocabulary (nasflow.predictors.unified.VOCAB): the operations are
+# NAS-Bench-201's (ReLU-conv-BN edges into summing nodes), so they share its tokens; the space row tells
+# the encoder the rest (a skip out of a module's first cell is a factorized reduction here).
+UNIFIED_OPS = {"input": "input", "output": "output", "none": "none", "skip_connect": "skip",
+               "nor_conv_1x1": "conv1x1", "nor_conv_3x3": "conv3x3"}
+
 
 class TNB101MicroSpace(EdgeCellSpace):
     """The TransNAS-Bench-101 micro space (4,096 cells), its tasks' table and the classification network."""
@@ -93,6 +99,8 @@ class TNB101MicroSpace(EdgeCellSpace):
     small_network = (8, 1)  # width, cells per module: the official network is width 64, 2 cells per module
     categorical = CATEGORICAL
     arch_class = TNB101MicroArch
+    unified_ops = UNIFIED_OPS
+    unified_id = 2  # saved unified predictors index their space embedding with it: never change it
     # the field's protocol trains on half the labelled cells (NB-201: 7,813 of 15,625); the table
     # labels 711 cells, so 356 train, 40 validate, 315 are ranked
     protocol_pool = 356
