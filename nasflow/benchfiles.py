@@ -25,14 +25,16 @@ def search_dirs() -> list[Path]:
 
 def candidates(directory: Path, space: str, name: str) -> list[Path]:
     """Where ``name`` may lie in one benchmark directory: directly, in the folder named after the space, then
-    in any other folder (sorted), since a shared tree may file a space's tables under a shorter folder name
-    (``macro/`` for nas-bench-macro)."""
+    in another folder, since a shared tree may file a space's tables under a shorter folder name (``macro/``
+    for nas-bench-macro, ``suite/`` for a table of several spaces). Another folder is taken only when exactly
+    one holds the name: among several, a guess could silently pick another table."""
     out = [directory / name, directory / space / name]
     try:
-        folders = sorted(p for p in directory.iterdir() if p.is_dir() and p.name != space)
+        others = sorted(p / name for p in directory.iterdir() if p.is_dir() and p.name != space)
     except OSError:  # no such directory, or unreadable: nothing to find there
-        folders = []
-    return out + [folder / name for folder in folders]
+        others = []
+    found = [p for p in others if p.is_file()]
+    return out + (found if len(found) == 1 else [])
 
 
 def locate(given: str, space: str) -> Path:
