@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Protoco
 
 import numpy as np
 
-from .errors import BenchmarkError, SpaceError
+from .errors import ArchError, BenchmarkError, SpaceError
 
 
 class Arch:
@@ -175,6 +175,13 @@ def exploring(n: int, k: int, share: float) -> bool:
     """Whether the step querying cells n+1..n+k is an exploration step: a ``share`` of the steps, evenly
     spaced (Bresenham), with no RNG, so a resumed or rebuilt run explores at the same steps."""
     return int((n + k) * share) > int(n * share)
+
+
+def cell_index(index: Any, size: int, space: str) -> int:
+    """``index`` as an int if it is an index of a space of ``size`` cells (``arch_at``), else a one-line ArchError."""
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < size:
+        raise ArchError(f"{space} index must be an integer in 0..{size - 1}, got {index!r}")
+    return int(index)
 
 
 def unique(archs: Iterable[Arch]) -> list[Arch]:

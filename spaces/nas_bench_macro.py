@@ -25,7 +25,7 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 
 from nasflow.benchfiles import find_benchmark
-from nasflow.core import Arch, BaseSpace, CategoricalEncoding, CellGraph, Evaluation, TabularOracle
+from nasflow.core import Arch, BaseSpace, CategoricalEncoding, CellGraph, Evaluation, TabularOracle, cell_index
 from nasflow.errors import ArchError, BenchmarkError
 
 # what each digit chooses, as the benchmark's README names the blocks
@@ -221,9 +221,8 @@ class MacroSpace(BaseSpace):
         return list(_all_cells())
 
     def arch_at(self, index: int) -> MacroArch:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < SIZE:
-            raise ArchError(f"NAS-Bench-Macro index must be an integer in 0..{SIZE - 1}, got {index!r}")
-        return _all_cells()[int(index)]
+        index = cell_index(index, SIZE, "NAS-Bench-Macro")
+        return _all_cells()[index]
 
     def index_of(self, arch: MacroArch) -> int:
         return int(arch.digits, 3)

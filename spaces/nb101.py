@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from nasflow.benchfiles import benchmark_format, find_benchmark
-from nasflow.core import Arch, BaseSpace, CategoricalEncoding, CellGraph
+from nasflow.core import Arch, BaseSpace, CategoricalEncoding, CellGraph, cell_index
 from nasflow.errors import ArchError, BenchmarkError, SpaceError
 
 from .nb101_hash import INPUT_LABEL, OUTPUT_LABEL, module_hash as hash_module
@@ -304,9 +304,8 @@ class NB101Space(BaseSpace):
 
     def arch_at(self, index: int) -> NB101Arch:
         """The cell at ``index`` of ``enumerate()`` (cells sorted by official hash)."""
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < SIZE:
-            raise ArchError(f"NAS-Bench-101 index must be an integer in 0..{SIZE - 1}, got {index!r}")
-        return _cells().arch(int(index))
+        index = cell_index(index, SIZE, "NAS-Bench-101")
+        return _cells().arch(index)
 
     def index_of(self, arch: NB101Arch) -> int:
         """The position of ``arch`` in ``enumerate()``."""

@@ -16,10 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
-
 from nasflow.benchfiles import benchmark_format, find_benchmark
-from nasflow.core import Evaluation, TabularOracle
+from nasflow.core import Evaluation, TabularOracle, cell_index
 from nasflow.errors import ArchError, BenchmarkError
 
 from .edge_cell import (
@@ -106,9 +104,8 @@ class NB201Space(EdgeCellSpace):
         return list(_official_order())
 
     def arch_at(self, index: int) -> NB201Arch:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < SIZE:
-            raise ArchError(f"NAS-Bench-201 index must be an integer in 0..{SIZE - 1}, got {index!r}")
-        return _official_order()[int(index)]
+        index = cell_index(index, SIZE, "NAS-Bench-201")
+        return _official_order()[index]
 
     def index_of(self, arch: NB201Arch) -> int:
         try:

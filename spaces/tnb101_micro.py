@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from nasflow.benchfiles import find_benchmark
-from nasflow.core import Evaluation, TabularOracle
+from nasflow.core import Evaluation, TabularOracle, cell_index
 from nasflow.errors import ArchError, BenchmarkError
 
 from .edge_cell import (
@@ -134,9 +134,8 @@ class TNB101MicroSpace(EdgeCellSpace):
 
     def arch_at(self, index: int) -> TNB101MicroArch:
         """The cell whose six digits are ``index`` written in base 4."""
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < SIZE:
-            raise ArchError(f"TransNAS-Bench-101 micro index must be an integer in 0..{SIZE - 1}, got {index!r}")
-        return _from_digits(np.base_repr(int(index), len(OPS)).zfill(len(EDGES)), index)
+        index = cell_index(index, SIZE, "TransNAS-Bench-101 micro")
+        return _from_digits(np.base_repr(index, len(OPS)).zfill(len(EDGES)), index)
 
     def network(self, arch: TNB101MicroArch, num_classes: int = 10, in_channels: int = 3, width: int = 64,
                 cells: int = 2):
