@@ -113,6 +113,10 @@ class RunSpec(Mapping):
             # resolved once, so a run resumed from another working directory names the same file
             fill("benchmark", str(locate(self.benchmark, self.space).resolve()))
             fill("training", None)
+        if self.benchmark is None and self.training is not None and self.dataset != RunSpec.dataset:
+            # a run that trains reads --data (or the digits): a dataset of a table it never opens was ignored
+            raise SpecError(f"--dataset {self.dataset} names a dataset of a benchmark table, but this run trains each "
+                            f"cell (no --benchmark); pass --benchmark FILE to search that table, or --data for your own data")
         if self.budget is None:
             fill("budget", TRAINING_BUDGET if self.benchmark is None and self.training is not None else DEFAULT_BUDGET)
         if self.pool is None:

@@ -267,3 +267,11 @@ def test_nb101_hash_file_with_hashes_of_no_cell_is_refused(nb101_jsonl, tmp_path
     assert err[0] == (f"nasflow: error: {table}:2: hash 0123456789abcdef0123456789abcdef is not a NAS-Bench-101 "
                       f"cell (1 of the table's 3 hashes are not)")
     assert not (tmp_path / "r" / "journal.jsonl").exists()
+
+
+def test_a_table_dataset_for_a_run_that_trains_is_refused_before_any_training(tmp_path):
+    # without --benchmark a run trains each cell on --data or the digits: --dataset was silently ignored
+    for space, dataset in (("nb201", "cifar100"), ("tnb101-micro", "jigsaw")):
+        done = nasflow("search", "--space", space, "--dataset", dataset, "--budget", 1, "--out", tmp_path / space)
+        assert refused(done, f"--dataset {dataset} names a dataset of a benchmark table"), done.stderr
+        assert not (tmp_path / space).exists()
