@@ -13,10 +13,11 @@ def spaces():
     """List the search spaces and their sizes."""
     from nasflow.spaces import SPACES, get_space
 
-    column = max(len(name) for name in SPACES)
+    sizes = {name: get_space(name).size for name in SPACES}
+    counts = {name: "uncounted" if size is None else format(size, ",d") for name, size in sizes.items()}
+    column, count_column = max(map(len, SPACES)), max(map(len, counts.values()))
     for name, (_, _, description) in SPACES.items():
-        size = get_space(name).size
-        click.echo(f"{name:{column}s} {'uncounted' if size is None else format(size, ',d'):>9s} cells  {description}")
+        click.echo(f"{name:{column}s} {counts[name]:>{count_column}s} cells  {description}")
 
 
 @click.command()

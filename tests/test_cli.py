@@ -30,6 +30,7 @@ def test_spaces_lists_sizes():
     out = run("spaces")
     assert out.returncode == 0
     assert "15,625" in out.stdout and "423,624" in out.stdout
+    assert len({line.index(" cells  ") for line in out.stdout.splitlines()}) == 1  # one column, however long a count
 
 
 def test_info_prints_real_optimum(nb201_csv):
