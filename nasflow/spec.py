@@ -113,12 +113,12 @@ class RunSpec(Mapping):
             # resolved once, so a run resumed from another working directory names the same file
             fill("benchmark", str(locate(self.benchmark, self.space).resolve()))
             fill("training", None)
-        if self.benchmark is None and self.training is not None and self.dataset != RunSpec.dataset:
+        if self.trains and self.dataset != RunSpec.dataset:
             # a run that trains reads --data (or the digits): a dataset of a table it never opens was ignored
             raise SpecError(f"--dataset {self.dataset} names a dataset of a benchmark table, but this run trains each "
                             f"cell (no --benchmark); pass --benchmark FILE to search that table, or --data for your own data")
         if self.budget is None:
-            fill("budget", TRAINING_BUDGET if self.benchmark is None and self.training is not None else DEFAULT_BUDGET)
+            fill("budget", TRAINING_BUDGET if self.trains else DEFAULT_BUDGET)
         if self.pool is None:
             fill("pool", DEFAULT_POOL)
 
@@ -166,6 +166,11 @@ class RunSpec(Mapping):
         budget = given.get("budget")
         return dataclasses.replace(self, budget=self.budget if budget is None else budget,
                                    hardware=given.get("hardware") or self.hardware)
+
+    @property
+    def trains(self) -> bool:
+        """Whether the run's oracle trains each cell (no table named, training options given)."""
+        return self.benchmark is None and self.training is not None
 
     @property
     def resolved_predictor_seed(self) -> int:

@@ -114,7 +114,7 @@ def open_oracle(space, spec: RunSpec, progress: bool = False, worker: int = 0):
     """(oracle, one-line description): the benchmark table, else the real-training oracle (on the device of
     worker number ``worker`` when several share ``--devices``)."""
     training = spec.training
-    if spec.benchmark is None and training is not None:
+    if spec.trains:
         from ..devices import parse_devices, worker_device
         from ..training import default_training_oracle
 
