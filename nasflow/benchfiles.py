@@ -6,6 +6,7 @@ other folder of it (``$NASFLOW_BENCHMARKS/macro/nas_bench_macro_cifar10.csv``).
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -83,3 +84,14 @@ def benchmark_format(path: Path, formats: Mapping[str, str], space: str) -> str:
     accepted = "; ".join(f"{s} ({description})" for s, description in formats.items())
     raise BenchmarkError(f"{path} is not a {space} benchmark file by its extension {suffix or '(none)'!r}; "
                          f"accepted: {accepted}")
+
+
+def table_number(text, path, line: int, column: str) -> float:
+    """The finite number in one cell of a benchmark table, else a one-line BenchmarkError naming file:line."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise BenchmarkError(f"{path}:{line}: column {column} is not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise BenchmarkError(f"{path}:{line}: column {column} is not a finite number: {text!r}")
+    return value

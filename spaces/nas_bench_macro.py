@@ -16,7 +16,6 @@ of the three seeds as ``test`` (``MacroTableOracle``).
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from nasflow.benchfiles import find_benchmark
+from nasflow.benchfiles import find_benchmark, table_number
 from nasflow.core import Arch, BaseSpace, CategoricalEncoding, CellGraph, Evaluation, TabularOracle, cell_index
 from nasflow.errors import ArchError, BenchmarkError
 
@@ -286,18 +285,8 @@ def seed_of(dataset: str) -> int:
     return DATASETS.index(dataset)
 
 
-def _number(text: str, path: Path, line: int, column: str) -> float:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise BenchmarkError(f"{path}:{line}: column {column} is not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise BenchmarkError(f"{path}:{line}: column {column} is not a finite number: {text!r}")
-    return value
-
-
 def _count(text: str, path: Path, line: int, column: str) -> int:
-    value = _number(text, path, line, column)
+    value = table_number(text, path, line, column)
     if value < 0 or value != int(value):
         raise BenchmarkError(f"{path}:{line}: column {column} is not a count: {text!r}")
     return int(value)
@@ -345,9 +334,9 @@ class MacroTableOracle(TabularOracle):
                 raise BenchmarkError(f"{path}:{line}: {e}") from None
             if arch in table:
                 raise BenchmarkError(f"{path}:{line}: cell {arch} appears twice")
-            accs = [_number(row[at[c]], path, line, c) for c in SEED_COLUMNS]
+            accs = [table_number(row[at[c]], path, line, c) for c in SEED_COLUMNS]
             mean = sum(accs) / len(accs)
-            if "mean_acc" in at and abs(_number(row[at["mean_acc"]], path, line, "mean_acc") - mean) > 1e-3:
+            if "mean_acc" in at and abs(table_number(row[at["mean_acc"]], path, line, "mean_acc") - mean) > 1e-3:
                 raise BenchmarkError(f"{path}:{line}: mean_acc {row[at['mean_acc']]} is not the mean of the three "
                                      f"seeds ({mean:.4f}); a shifted or edited column?")
             counts = {c: _count(row[at[c]], path, line, c) for c in COUNT_COLUMNS}

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import csv
 import itertools
-import math
 import random
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
 
-from nasflow.benchfiles import benchmark_format, find_benchmark
+from nasflow.benchfiles import benchmark_format, find_benchmark, table_number
 from nasflow.core import Evaluation, TabularOracle, cell_index
 from nasflow.errors import ArchError, BenchmarkError
 
@@ -136,16 +135,6 @@ class NB201Space(EdgeCellSpace):
         return NB201OfficialOracle(path, dataset, progress=progress)
 
 
-def _accuracy(text: str, path: Path, line: int, column: str) -> float:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise BenchmarkError(f"{path}:{line}: column {column} is not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise BenchmarkError(f"{path}:{line}: column {column} is not a finite number: {text!r}")
-    return value
-
-
 class NB201TableOracle(TabularOracle):
     """NAS-Bench-201 numbers from a CSV export: ``arch`` plus ``<dataset>_valid``/``<dataset>_test``."""
 
@@ -188,8 +177,8 @@ class NB201TableOracle(TabularOracle):
                         raise BenchmarkError(f"{path}:{line}: {e}") from None
                     if arch in table:
                         raise BenchmarkError(f"{path}:{line}: cell {arch} appears twice")
-                    test = _accuracy(row[it], path, line, test_col) if it is not None else None
-                    table[arch] = Evaluation(valid=_accuracy(row[iv], path, line, valid_col), test=test)
+                    test = table_number(row[it], path, line, test_col) if it is not None else None
+                    table[arch] = Evaluation(valid=table_number(row[iv], path, line, valid_col), test=test)
         except (OSError, UnicodeDecodeError, csv.Error) as e:
             raise BenchmarkError(f"cannot read {path}: {e}") from None
         if not table:

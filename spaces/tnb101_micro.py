@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import csv
 import itertools
-import math
 import re
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from nasflow.benchfiles import find_benchmark
+from nasflow.benchfiles import find_benchmark, table_number
 from nasflow.core import Evaluation, TabularOracle, cell_index
 from nasflow.errors import ArchError, BenchmarkError
 
@@ -195,18 +194,9 @@ class TNB101MicroTableOracle(TabularOracle):
                 raise BenchmarkError(f"{path}:{line}: {e}") from None
             if arch in table:
                 raise BenchmarkError(f"{path}:{line}: cell {arch} appears twice")
-            extra = {} if params_at is None else {"params": round(_number(row[params_at], path, line, params_column) * 1e6)}
-            table[arch] = Evaluation(valid=_number(row[value_at], path, line, dataset), extra=extra)
+            params = None if params_at is None else table_number(row[params_at], path, line, params_column)
+            extra = {} if params is None else {"params": round(params * 1e6)}
+            table[arch] = Evaluation(valid=table_number(row[value_at], path, line, dataset), extra=extra)
         if not table:
             raise BenchmarkError(f"{path} has no cells")
         self._set_table(table)
-
-
-def _number(text: str, path: Path, line: int, column: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise BenchmarkError(f"{path}:{line}: column {column} is not a finite number: {text!r}")
-    return value
