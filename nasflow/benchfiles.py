@@ -1,4 +1,5 @@
-"""Where benchmark files are found: an explicit path, else $NASFLOW_BENCHMARKS, else ~/.nasflow.
+"""Where benchmark files are found: an explicit path, else $NASFLOW_BENCHMARKS, else ~/.nasflow; and the
+checks every CSV table's rows share (``table_cells``, ``table_number``).
 
 Each directory is searched for the expected file names directly, under a folder
 named after the space (``$NASFLOW_BENCHMARKS/nb201/nb201_cifar.csv``), then under any
@@ -9,9 +10,9 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
-from .errors import BenchmarkError
+from .errors import ArchError, BenchmarkError
 from .paths import input_file
 
 
@@ -95,3 +96,22 @@ def table_number(text, path, line: int, column: str) -> float:
     if not math.isfinite(value):
         raise BenchmarkError(f"{path}:{line}: column {column} is not a finite number: {text!r}")
     return value
+
+
+def table_cells(rows: Iterable[Sequence[str]], header: Sequence[str], path, parse: Callable[[str], object],
+                arch_column: str = "arch") -> Iterator[tuple[int, object, Sequence[str]]]:
+    """(line, cell, row) for each data row of a CSV table after its header: every row has the header's
+    width, its ``arch_column`` is a cell by ``parse`` and no cell comes twice; else a one-line
+    BenchmarkError naming file:line. The caller reads the row's numbers (``table_number``)."""
+    at, seen = list(header).index(arch_column), set()
+    for line, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise BenchmarkError(f"{path}:{line}: expected {len(header)} fields, got {len(row)} (truncated file?)")
+        try:
+            arch = parse(row[at])
+        except ArchError as e:
+            raise BenchmarkError(f"{path}:{line}: {e}") from None
+        if arch in seen:
+            raise BenchmarkError(f"{path}:{line}: cell {arch} appears twice")
+        seen.add(arch)
+        yield line, arch, row

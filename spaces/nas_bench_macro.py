@@ -23,7 +23,7 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from nasflow.benchfiles import find_benchmark, table_number
+from nasflow.benchfiles import find_benchmark, table_cells, table_number
 from nasflow.core import Arch, BaseSpace, CategoricalEncoding, CellGraph, Evaluation, TabularOracle, cell_index
 from nasflow.errors import ArchError, BenchmarkError
 
@@ -324,16 +324,8 @@ class MacroTableOracle(TabularOracle):
         if twice:
             raise BenchmarkError(f"{path} has the column(s) {', '.join(twice)} more than once")
         at = {c: header.index(c) for c in header}
-        space, table = MacroSpace(), {}
-        for line, row in enumerate(reader, start=2):
-            if len(row) != len(header):
-                raise BenchmarkError(f"{path}:{line}: expected {len(header)} fields, got {len(row)} (truncated file?)")
-            try:
-                arch = space.parse(row[at["arch"]])
-            except ArchError as e:
-                raise BenchmarkError(f"{path}:{line}: {e}") from None
-            if arch in table:
-                raise BenchmarkError(f"{path}:{line}: cell {arch} appears twice")
+        table = {}
+        for line, arch, row in table_cells(reader, header, path, MacroSpace().parse):
             accs = [table_number(row[at[c]], path, line, c) for c in SEED_COLUMNS]
             mean = sum(accs) / len(accs)
             if "mean_acc" in at and abs(table_number(row[at["mean_acc"]], path, line, "mean_acc") - mean) > 1e-3:

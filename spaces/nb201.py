@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
 
-from nasflow.benchfiles import benchmark_format, find_benchmark, table_number
+from nasflow.benchfiles import benchmark_format, find_benchmark, table_cells, table_number
 from nasflow.core import Evaluation, TabularOracle, cell_index
 from nasflow.errors import ArchError, BenchmarkError
 
@@ -163,20 +163,10 @@ class NB201TableOracle(TabularOracle):
                     raise BenchmarkError(
                         f"{path} has no column {valid_col}; datasets in this file: {', '.join(found) or 'none'}"
                     )
-                ia, iv = header.index("arch"), header.index(valid_col)
+                iv = header.index(valid_col)
                 it = header.index(test_col) if test_col in header else None
                 table = {}
-                for line, row in enumerate(reader, start=2):
-                    if len(row) != len(header):
-                        raise BenchmarkError(
-                            f"{path}:{line}: expected {len(header)} fields, got {len(row)} (truncated file?)"
-                        )
-                    try:
-                        arch = space.parse(row[ia])
-                    except ArchError as e:
-                        raise BenchmarkError(f"{path}:{line}: {e}") from None
-                    if arch in table:
-                        raise BenchmarkError(f"{path}:{line}: cell {arch} appears twice")
+                for line, arch, row in table_cells(reader, header, path, space.parse):
                     test = table_number(row[it], path, line, test_col) if it is not None else None
                     table[arch] = Evaluation(valid=table_number(row[iv], path, line, valid_col), test=test)
         except (OSError, UnicodeDecodeError, csv.Error) as e:

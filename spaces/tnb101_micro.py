@@ -30,7 +30,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from nasflow.benchfiles import find_benchmark, table_number
+from nasflow.benchfiles import find_benchmark, table_cells, table_number
 from nasflow.core import Evaluation, TabularOracle, cell_index
 from nasflow.errors import ArchError, BenchmarkError
 
@@ -179,21 +179,17 @@ class TNB101MicroTableOracle(TabularOracle):
         for column in ("arch", dataset):
             if header.count(column) != 1:
                 raise BenchmarkError(f"{path} needs one column {column!r} (columns: {', '.join(header) or 'none'})")
-        value_at, arch_at = header.index(dataset), header.index("arch")
+        value_at = header.index(dataset)
         params_column = f"params_m_{dataset}"
         params_at = header.index(params_column) if params_column in header else None
         space, table = TNB101MicroSpace(), {}
-        for line, row in enumerate(rows[1:], start=2):
-            if len(row) != len(header):
-                raise BenchmarkError(f"{path}:{line}: expected {len(header)} fields, got {len(row)} (truncated file?)")
-            if not _DIGITS.fullmatch(row[arch_at]):
-                raise BenchmarkError(f"{path}:{line}: arch {row[arch_at]!r} is not six digits")
-            try:
-                arch = space.parse(row[arch_at])
-            except ArchError as e:
-                raise BenchmarkError(f"{path}:{line}: {e}") from None
-            if arch in table:
-                raise BenchmarkError(f"{path}:{line}: cell {arch} appears twice")
+
+        def six_digits(text: str) -> TNB101MicroArch:  # the table's form only, not the other spellings parse takes
+            if not _DIGITS.fullmatch(text):
+                raise ArchError(f"arch {text!r} is not six digits")
+            return space.parse(text)
+
+        for line, arch, row in table_cells(rows[1:], header, path, six_digits):
             params = None if params_at is None else table_number(row[params_at], path, line, params_column)
             extra = {} if params is None else {"params": round(params * 1e6)}
             table[arch] = Evaluation(valid=table_number(row[value_at], path, line, dataset), extra=extra)
