@@ -19,34 +19,13 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .conv_ops import FactorizedReduce, ReLUConvBN
 from .darts import OPS, PAIRS
 
 STEM_MULTIPLIER = 3  # DARTS's stem has 3C channels
 MULTIPLIER = 4  # a cell outputs its four intermediate nodes, concatenated
-
-
-class ReLUConvBN(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__(nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
-
-
-class FactorizedReduce(nn.Module):
-    """Halves the side with two 1x1 stride-2 convs, the second on the input shifted by one pixel."""
-
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__()
-        self.relu = nn.ReLU(inplace=False)
-        self.conv_a = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_b = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
-        self.bn = nn.BatchNorm2d(c_out)
-
-    def forward(self, x):
-        x = self.relu(x)
-        shifted = F.pad(x[:, :, 1:, 1:], (0, x.shape[3] % 2, 0, x.shape[2] % 2))
-        return self.bn(torch.cat([self.conv_a(x), self.conv_b(shifted)], dim=1))
 
 
 def _depthwise_pointwise(c: int, kernel: int, stride: int, dilation: int) -> list[nn.Module]:
@@ -81,8 +60,8 @@ def drop_path(x: torch.Tensor, drop: float) -> torch.Tensor:
 class Cell(nn.Module):
     def __init__(self, pairs, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool, drop: float):
         super().__init__()
-        self.preprocess0 = FactorizedReduce(c_pp, c) if reduction_prev else ReLUConvBN(c_pp, c)
-        self.preprocess1 = ReLUConvBN(c_p, c)
+        self.preprocess0 = FactorizedReduce(c_pp, c) if reduction_prev else ReLUConvBN(c_pp, c, 1)
+        self.preprocess1 = ReLUConvBN(c_p, c, 1)
         self.inputs = tuple(j for j, _ in pairs)
         self.edge_ops = nn.ModuleList(make_op(OPS[op], c, 2 if reduction and j < 2 else 1) for j, op in pairs)
         self.drop = drop

@@ -13,16 +13,8 @@ from typing import Sequence
 import numpy as np
 from torch import nn
 
+from .conv_ops import ReLUConvBN
 from .nb201 import EDGES, OPS
-
-
-class ReLUConvBN(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1):
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
-            nn.BatchNorm2d(c_out),
-        )
 
 
 class Zero(nn.Module):

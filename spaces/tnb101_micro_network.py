@@ -20,11 +20,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
 from nasflow.errors import SpaceError
 
+from .conv_ops import FactorizedReduce, ReLUConvBN
 from .edge_cell import EDGES
 
 # module skeleton: "4" doubles the channels and halves the resolution, "1" keeps both
@@ -33,11 +33,6 @@ SKELETON = "41414"
 
 def _reduces(module_type: str) -> bool:
     return module_type == "4"
-
-
-def relu_conv_bn(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
-                         nn.BatchNorm2d(c_out))
 
 
 class Zero(nn.Module):
@@ -54,32 +49,15 @@ class Zero(nn.Module):
         return x.new_zeros(b, self.c_out, (h + self.stride - 1) // self.stride, (w + self.stride - 1) // self.stride)
 
 
-class FactorizedReduce(nn.Module):
-    """``skip_connect`` where channels or resolution change: two 1x1 convolutions, one on the input shifted
-    by a pixel, each giving half the output channels."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int):
-        super().__init__()
-        self.relu = nn.ReLU(inplace=False)
-        self.left = nn.Conv2d(c_in, c_out // 2, 1, stride, bias=False)
-        self.right = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride, bias=False)
-        self.bn = nn.BatchNorm2d(c_out)
-
-    def forward(self, x):
-        x = self.relu(x)
-        shifted = nn.functional.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.left(x), self.right(shifted)], dim=1))
-
-
 def edge_op(op: str, c_in: int, c_out: int, stride: int) -> nn.Module:
     if op == "none":
         return Zero(c_in, c_out, stride)
     if op == "skip_connect":
         return nn.Identity() if stride == 1 and c_in == c_out else FactorizedReduce(c_in, c_out, stride)
     if op == "nor_conv_1x1":
-        return relu_conv_bn(c_in, c_out, 1, stride)
+        return ReLUConvBN(c_in, c_out, 1, stride)
     if op == "nor_conv_3x3":
-        return relu_conv_bn(c_in, c_out, 3, stride)
+        return ReLUConvBN(c_in, c_out, 3, stride)
     raise ValueError(f"unknown TransNAS-Bench-101 micro operation {op!r}")
 
 
@@ -102,7 +80,7 @@ class MicroNetwork(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width // 2, 3, 2, 1, bias=False), nn.BatchNorm2d(width // 2),
-            relu_conv_bn(width // 2, width, 3, 2),
+            ReLUConvBN(width // 2, width, 3, 2),
         )
         layers, c = [], width
         for module_type in SKELETON:
