@@ -5,11 +5,14 @@ A cell is the benchmark's 8-digit string, one digit per layer: 0 = identity, 1 =
 kernel 3), 2 = MB6_K5 (expansion 6, kernel 5). The layers form three stages of 2, 3 and 3; the first layer
 of each stage halves the resolution and doubles the channels, so there an "identity" is a strided 1x1
 conv + BN (the benchmark's ``Identity`` module), not a no-op. Elsewhere an identity computes nothing, so
-the benchmark trained one network per stage up to where its stride-1 identities sit (``canonical``): cells
-such as 00000001 and 00000010 are the same network and share their table row.
+the 6,561 strings are 3,969 networks: 00000001 and 00000010 are one network, which the benchmark trained
+once (its table repeats the row). As NB-101's hash makes isomorphic matrices one cell, a cell here is a
+network: its ``key`` is the ``canonical`` string (stride-1 identities behind the blocks of their stage), so
+cells written either way are equal, a search never pays twice for one network, and the space enumerates,
+samples and counts (``size``) the 3,969 networks.
 
-Cells are listed in ``itertools.product`` order ("00000000", "00000001", ..., "22222222"): the order of
-the benchmark's own scripts and of its table, so ``arch_at(i)`` reads the index as a base-3 number.
+The space lists the canonical strings in ``itertools.product`` order ("00000000", "00000010", "00000011",
+..., "22222222"): the order of the benchmark's table with the repeated networks left out.
 The table has no validation split: the oracle searches on one seed's test accuracy and reports the mean
 of the three seeds as ``test`` (``MacroTableOracle``).
 """
@@ -33,7 +36,10 @@ DIGITS = "012"
 STAGES = (2, 3, 3)
 LAYERS = sum(STAGES)
 DOWNSAMPLING = (0, 2, 5)  # the first layer of each stage: stride 2, channels doubled
-SIZE = len(CHOICES) ** LAYERS
+STRINGS = len(CHOICES) ** LAYERS  # 6,561 digit strings
+# Distinct networks: a stage of L layers is its first layer's choice (3) times a stride-1 tail of k blocks
+# (2 kinds each) then L - 1 - k identities, for k = 0..L-1: 2^L - 1 tails.
+SIZE = int(np.prod([len(CHOICES) * (2 ** length - 1) for length in STAGES]))  # 9 * 21 * 21 = 3,969
 # (expansion ratio, kernel) of the MobileNetV2 blocks
 BLOCKS = {"mb3_k3": (3, 3), "mb6_k5": (6, 5)}
 # Node labels of a downsampling layer: it computes something else than the same choice elsewhere (the
@@ -53,7 +59,8 @@ PUBLISHED_AT = "https://github.com/xiusu/NAS-Bench-Macro"
 
 @dataclass(frozen=True, eq=False)
 class MacroArch(Arch):
-    """A NAS-Bench-Macro cell: the 8-digit string, one digit per layer in network order."""
+    """A NAS-Bench-Macro cell: the 8-digit string as written, one digit per layer in network order; its
+    ``key`` is the network's canonical string, so the strings of one network are one cell."""
 
     digits: str
     space = "nas-bench-macro"
@@ -69,7 +76,7 @@ class MacroArch(Arch):
 
     @property
     def key(self) -> str:
-        return self.digits
+        return _canonical_digits(self.digits)
 
     @property
     def choices(self) -> tuple[str, ...]:
@@ -81,20 +88,31 @@ class MacroArch(Arch):
 
 
 def canonical(arch: MacroArch) -> MacroArch:
-    """The cell the benchmark trained for ``arch``: in each stage, the stride-1 identities moved behind the
-    blocks (which keep their order). Cells with the same canonical cell are the same network."""
+    """The cell the benchmark trained for ``arch``, written canonically: in each stage, the stride-1
+    identities moved behind the blocks (which keep their order). Equal to ``arch`` (same network)."""
+    return MacroArch(arch.key)
+
+
+@lru_cache(maxsize=STRINGS)  # at most the 6,561 valid strings; a key is asked for at every hash
+def _canonical_digits(digits: str) -> str:
     out, start = [], 0
     for length in STAGES:
-        stage = arch.digits[start : start + length]
+        stage = digits[start : start + length]
         rest = stage[1:].replace("0", "")
         out.append(stage[0] + rest + "0" * (length - 1 - len(rest)))
         start += length
-    return MacroArch("".join(out))
+    return "".join(out)
 
 
 @lru_cache(maxsize=1)
 def _all_cells() -> tuple[MacroArch, ...]:
-    return tuple(MacroArch(np.base_repr(i, 3).zfill(LAYERS)) for i in range(SIZE))
+    strings = (np.base_repr(i, 3).zfill(LAYERS) for i in range(STRINGS))
+    return tuple(MacroArch(s) for s in strings if _canonical_digits(s) == s)
+
+
+@lru_cache(maxsize=1)
+def _index() -> dict[str, int]:
+    return {a.key: i for i, a in enumerate(_all_cells())}
 
 
 # ---------------------------------------------------------------------------------------- network plan
@@ -191,7 +209,7 @@ CHAIN_EDGES = tuple((k, k + 1) for k in range(LAYERS + 1))
 
 
 class MacroSpace(BaseSpace):
-    """The NAS-Bench-Macro space (6,561 cells, 3,969 distinct networks)."""
+    """The NAS-Bench-Macro space: 3,969 networks, written as 6,561 digit strings."""
 
     name = "nas-bench-macro"
     size = SIZE
@@ -203,9 +221,9 @@ class MacroSpace(BaseSpace):
     categorical = CATEGORICAL
     unified_ops = UNIFIED_OPS
     unified_id = 3  # saved unified predictors index their space embedding with it: never change it
-    # Half the table, as the field's NB-201 pool (7,813 of 15,625): 32 labelled cells at 1%, 164 at 5%, and
-    # 3,241 test cells. Equal networks (same canonical cell) can fall on both sides of the split, as in the table.
-    protocol_pool = 3_280
+    # Half the networks, as the field's NB-201 pool (7,813 of 15,625): 19 labelled cells at 1%, 99 at 5%, and
+    # 1,945 test cells.
+    protocol_pool = 1_984
 
     def parse(self, text: str) -> MacroArch:
         if not isinstance(text, str):
@@ -213,10 +231,11 @@ class MacroSpace(BaseSpace):
         return MacroArch(text.strip())
 
     def format(self, arch: MacroArch) -> str:
+        """The network's canonical string, whichever string of it the cell was written as."""
         return arch.key
 
     def enumerate(self) -> list[MacroArch]:
-        """All cells, in the benchmark's order (00000000 first, 22222222 last)."""
+        """All 3,969 networks, canonical strings in the benchmark's order (00000000 first, 22222222 last)."""
         return list(_all_cells())
 
     def arch_at(self, index: int) -> MacroArch:
@@ -224,20 +243,25 @@ class MacroSpace(BaseSpace):
         return _all_cells()[index]
 
     def index_of(self, arch: MacroArch) -> int:
-        return int(arch.digits, 3)
+        return _index()[arch.key]
 
     def sample(self, rng: np.random.Generator) -> MacroArch:
-        return MacroArch("".join(DIGITS[i] for i in rng.integers(len(DIGITS), size=LAYERS)))
+        """A uniform network (uniform strings would favour networks with many ways to place identities)."""
+        return _all_cells()[int(rng.integers(SIZE))]
 
     def mutate(self, arch: MacroArch, rng: np.random.Generator) -> MacroArch:
-        """Change one layer to one of the two other choices."""
-        layer = int(rng.integers(LAYERS))
-        others = [d for d in DIGITS if d != arch.digits[layer]]
-        return _with(arch, layer, others[int(rng.integers(len(others)))])
+        """A uniform one of ``neighbours(arch)``."""
+        neighbours = self.neighbours(arch)
+        return neighbours[int(rng.integers(len(neighbours)))]
 
     def neighbours(self, arch: MacroArch) -> list[MacroArch]:
-        """The 16 cells one layer away; each is another network (one change alters a stage's blocks)."""
-        return [_with(arch, layer, d) for layer in range(LAYERS) for d in DIGITS if d != arch.digits[layer]]
+        """The distinct networks one layer change away from the canonical string (at most 16; fewer where
+        two changes give one network: x00 -> x10 and x01, or x22 -> x20 and x02 in a stage). Each is another network: one
+        change of a canonical string always alters some stage's blocks."""
+        key = arch.key
+        changed = (MacroArch(key[:layer] + d + key[layer + 1 :]) for layer in range(LAYERS) for d in DIGITS
+                   if d != key[layer])
+        return list(dict.fromkeys(canonical(a) for a in changed))
 
     def to_graph(self, arch: MacroArch) -> CellGraph:
         """The chain input -> 8 layers -> output of the network the benchmark trained for the cell.
@@ -266,10 +290,6 @@ class MacroSpace(BaseSpace):
     def open_oracle(self, benchmark: Optional[str] = None, dataset: str = "cifar10", progress: bool = False):
         """The table oracle: search on the seed ``dataset`` names, report the mean of the three."""
         return MacroTableOracle(find_benchmark(self.name, TABLE_FILES, benchmark, PUBLISHED_AT), dataset)
-
-
-def _with(arch: MacroArch, layer: int, digit: str) -> MacroArch:
-    return MacroArch(arch.digits[:layer] + digit + arch.digits[layer + 1 :])
 
 
 # -------------------------------------------------------------------------------------------- the table
@@ -324,13 +344,28 @@ class MacroTableOracle(TabularOracle):
         if twice:
             raise BenchmarkError(f"{path} has the column(s) {', '.join(twice)} more than once")
         at = {c: header.index(c) for c in header}
-        table = {}
-        for line, arch, row in table_cells(reader, header, path, MacroSpace().parse):
+        table, first = {}, {}  # first: the line, string and numbers of each network's first row
+        # rows are unique per string (``_string``); the strings of one network must then agree, and fold into one
+        for line, digits, row in table_cells(reader, header, path, _string):
+            arch = MacroArch(digits)
             accs = [table_number(row[at[c]], path, line, c) for c in SEED_COLUMNS]
             mean = sum(accs) / len(accs)
             if "mean_acc" in at and abs(table_number(row[at["mean_acc"]], path, line, "mean_acc") - mean) > 1e-3:
                 raise BenchmarkError(f"{path}:{line}: mean_acc {row[at['mean_acc']]} is not the mean of the three "
                                      f"seeds ({mean:.4f}); a shifted or edited column?")
             counts = {c: _count(row[at[c]], path, line, c) for c in COUNT_COLUMNS}
+            if arch in first:
+                first_line, first_digits, numbers = first[arch]
+                if numbers != (accs, counts):
+                    raise BenchmarkError(f"{path}:{line}: {digits} and {first_digits} (line {first_line}) are one "
+                                         f"network, {arch.key} (stride-1 identities compute nothing), but their "
+                                         f"numbers differ; give one network one row of numbers")
+                continue
+            first[arch] = (line, digits, (accs, counts))
             table[arch] = Evaluation(valid=accs[seed], test=mean, extra=counts)
         return table
+
+
+def _string(text: str) -> str:
+    """A table's cell as written (checked as a cell): the table may repeat a network under its other strings."""
+    return MacroSpace().parse(text).digits

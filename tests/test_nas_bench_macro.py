@@ -11,6 +11,7 @@ from nasflow.spaces import get_space
 from nasflow.spaces.nas_bench_macro import DATASETS, MacroArch, MacroTableOracle, canonical
 
 space = get_space("nas-bench-macro")
+STRINGS = [MacroArch(np.base_repr(i, 3).zfill(8)) for i in range(3 ** 8)]  # every string, the table's rows
 HEADER = "arch,test_acc_seed0,test_acc_seed1,test_acc_seed2,mean_acc,std,params,flops"
 ROW = "00000000,45.32,45.33,45.44,45.3633,0.0544,387882,7713280"  # the table's first row
 
@@ -51,28 +52,36 @@ def test_malformed_cells_are_one_line_arch_errors(text, message):
     assert "\n" not in str(e.value)
 
 
-def test_order_is_the_benchmarks_product_order():
+def test_the_space_is_its_3969_networks_in_the_tables_order():
     every = space.enumerate()
-    assert [a.key for a in every[:4]] == ["00000000", "00000001", "00000002", "00000010"]
-    assert every[-1].key == "22222222" and len(every) == 6_561 == space.size
-    assert all(space.index_of(every[i]) == i and space.arch_at(i) == every[i] for i in range(0, 6_561, 97))
-    assert space.parse(" 01201201\n").key == "01201201"  # surrounding whitespace of a table field is not the cell
-    for bad in (-1, 6_561, 1.0, "3", True):
+    assert [a.key for a in every[:4]] == ["00000000", "00000010", "00000011", "00000012"]
+    assert every[-1].key == "22222222" and len(every) == 3_969 == space.size == len(set(STRINGS))
+    assert set(every) == set(STRINGS) and all(a.digits == a.key for a in every)  # canonical strings only
+    assert [int(a.key, 3) for a in every] == sorted(int(a.key, 3) for a in every)
+    assert all(space.index_of(every[i]) == i and space.arch_at(i) == every[i] for i in range(0, 3_969, 97))
+    assert space.index_of(space.parse("00000001")) == 1  # any string of a network finds the network
+    cell = space.parse(" 01201201\n")  # surrounding whitespace of a table field is not the cell
+    assert (cell.digits, cell.key, space.format(cell)) == ("01201201", "01210210", "01210210")
+    assert cell == space.parse("01210210") and len({cell, space.parse("01210210")}) == 1
+    for bad in (-1, 3_969, 1.0, "3", True):
         with pytest.raises(ArchError):
             space.arch_at(bad)
 
 
-def test_neighbours_change_one_layer_and_are_other_networks():
-    arch = space.parse("01200120")
+def test_neighbours_are_the_distinct_networks_one_layer_change_away():
+    arch = space.parse("01200120")  # stage 2 is 2 then two identities: two of its changes give one network
     neighbours = space.neighbours(arch)
-    assert len(neighbours) == 16 == len(set(neighbours))
-    for n in neighbours:
-        assert sum(a != b for a, b in zip(n.key, arch.key)) == 1
-        assert canonical(n) != canonical(arch)  # one change always alters some stage's blocks
+    assert len(neighbours) == 14 == len(set(neighbours))
+    changed = {MacroArch(arch.key[:k] + d + arch.key[k + 1:]) for k in range(8) for d in "012" if d != arch.key[k]}
+    assert set(neighbours) == changed and arch not in changed  # one change always alters some stage's blocks
+    assert all(n.digits == n.key for n in neighbours)
+    assert len(space.neighbours(space.parse("12121121"))) == 16  # no identity, no repeated block: all distinct
+    assert len(space.neighbours(space.parse("12122122"))) == 14  # removing either of two equal blocks: one network
     rng = np.random.default_rng(0)
     assert {space.mutate(arch, rng) for _ in range(300)} == set(neighbours)
-    counts = np.bincount([int(d) for _ in range(300) for d in space.sample(rng).key], minlength=3)
-    assert counts.min() > 0.28 * counts.sum()  # uniform over the three choices
+    # uniform over networks, not strings: ten equal bins of the network index get a tenth each
+    shares = np.bincount([space.index_of(space.sample(rng)) * 10 // 3_969 for _ in range(20_000)]) / 20_000
+    assert np.all(np.abs(shares - 0.1) < 0.01)
 
 
 @pytest.mark.parametrize("arch, trained", [
@@ -98,21 +107,19 @@ def test_to_graph_is_the_chain_of_the_trained_network():
 
 
 def test_graphs_tell_apart_exactly_the_distinct_networks():
-    every = space.enumerate()
     graphs = {}
-    for a in every:
-        graphs.setdefault(space.to_graph(a), set()).add(canonical(a))
-    assert len(graphs) == len({canonical(a) for a in every}) == 3_969
+    for a in STRINGS:
+        graphs.setdefault(space.to_graph(a), set()).add(canonical(a).digits)
+    assert len(graphs) == len({canonical(a).digits for a in STRINGS}) == 3_969
     assert all(len(networks) == 1 for networks in graphs.values())
     # same blocks, other stage boundaries: without downsampling labels these two chains would read alike
     assert space.to_graph(space.parse("11100000")) != space.to_graph(space.parse("10110000"))
 
 
 # --------------------------------------------------------------------------------- network and counts
-def test_closed_form_counts_equal_the_tables_params_and_flops_for_every_cell(oracle):
-    every = space.enumerate()
-    counts = space.network_counts(every)
-    table = [oracle.query(a).extra for a in every]
+def test_closed_form_counts_equal_the_tables_params_and_flops_for_every_string(oracle):
+    counts = space.network_counts(STRINGS)  # each string as written: its stride-1 identities count nothing
+    table = [oracle.query(a).extra for a in STRINGS]
     np.testing.assert_array_equal(counts["params"], [e["params"] for e in table])
     np.testing.assert_array_equal(counts["flops"], [e["flops"] for e in table])
 
@@ -156,11 +163,12 @@ def test_network_follows_the_benchmarks_definition():
 
 # --------------------------------------------------------------------------------------------- the table
 def test_table_optima_and_seed_datasets(macro_csv, oracle):
-    assert len(oracle) == 6_561 and oracle.datasets == DATASETS
+    assert len(oracle) == 3_969 and oracle.datasets == DATASETS  # 6,561 rows, one per string, fold into networks
     cells, best = oracle.best("valid")
-    assert best == 93.28 and {a.key for a in cells} == {"22212202", "22212220"}  # one network, two cells
+    assert best == 93.28 and [a.key for a in cells] == ["22212220"]  # the rows 22212202 and 22212220: one network
     cells, best = oracle.best("test")
-    assert best == pytest.approx(93.1267, abs=1e-4) and {a.key for a in cells} == {"22212202", "22212220"}
+    assert best == pytest.approx(93.1267, abs=1e-4) and [a.key for a in cells] == ["22212220"]
+    assert oracle.query(space.parse("22212202")) == oracle.query(space.parse("22212220"))
     first = oracle.query(space.parse("00000000"))
     assert (first.valid, first.extra) == (45.32, {"params": 387_882, "flops": 7_713_280})
     assert first.test == pytest.approx((45.32 + 45.33 + 45.44) / 3)
@@ -172,17 +180,21 @@ def test_table_optima_and_seed_datasets(macro_csv, oracle):
         MacroTableOracle(macro_csv, "cifar100")
 
 
-def test_equal_networks_share_their_table_row(oracle):
-    rows = {}
-    for a, e in oracle.items():
-        rows.setdefault(canonical(a), set()).add((e.valid, e.test, e.extra["params"]))
-    assert all(len(r) == 1 for r in rows.values()) and len(rows) == 3_969
+def test_the_strings_of_one_network_fold_into_one_cell(tmp_path):
+    path = tmp_path / "macro.csv"
+    path.write_text(f"{HEADER}\n00000001,1,2,3,2,0,5,6\n00000010,1,2,3,2,0,5,6\n00000002,4,5,6,5,0,7,8\n")
+    oracle = MacroTableOracle(path)
+    assert len(oracle) == 2 and oracle.query(space.parse("00000001")).valid == 1.0
+    assert {space.format(a) for a, _ in oracle.items()} == {"00000010", "00000020"}
 
 
 @pytest.mark.parametrize("text, message", [
     (f"{HEADER}\n0000000,1,2,3,2,0,1,1\n", ":2: a NAS-Bench-Macro cell is 8 digits"),
     (f"{HEADER}\n{ROW}\n00000003,1,2,3,2,0,1,1\n", ":3: layer 7"),
     (f"{HEADER}\n{ROW}\n{ROW}\n", ":3: cell 00000000 appears twice"),
+    (f"{HEADER}\n00000001,1,2,3,2,0,5,6\n00000010,1,2,4,2.3333,0,5,6\n",
+     ":3: 00000010 and 00000001 (line 2) are one network, 00000010 (stride-1 identities compute nothing), but their "
+     "numbers differ"),
     (f"{HEADER}\n00000001,nan,2,3,2,0,1,1\n", ":2: column test_acc_seed0 is not a finite number"),
     (f"{HEADER}\n00000001,1,2,3,9,0,1,1\n", ":2: mean_acc 9 is not the mean"),
     (f"{HEADER}\n00000001,1,2,3,2,0,1.5,1\n", ":2: column params is not a count"),
@@ -220,11 +232,11 @@ def test_the_table_is_found_in_its_folder_and_by_bare_name(monkeypatch, benchmar
 # ------------------------------------------------------------------------------------------------- CLI
 def test_cli_lists_describes_and_searches_the_space(macro_csv, tmp_path):
     listed = run_cli("spaces", cache=tmp_path / "cache")
-    assert any(line.split()[:2] == ["nas-bench-macro", "6,561"] for line in listed.stdout.splitlines())
+    assert any(line.split()[:2] == ["nas-bench-macro", "3,969"] for line in listed.stdout.splitlines())
     info = run_cli("info", "--space", "nas-bench-macro", "--benchmark", str(macro_csv), "--dataset", "cifar10-seed1",
                    cache=tmp_path / "cache")
     assert info.returncode == 0, info.stderr
-    assert "valid is seed 1's test accuracy" in info.stdout and "best test  93.1267  22212202" in info.stdout
+    assert "valid is seed 1's test accuracy" in info.stdout and "best test  93.1267  22212220" in info.stdout
     found = run_cli("search", "--space", "nas-bench-macro", "--searcher", "evolution", "--budget", "12",
                     "--benchmark", str(macro_csv), "--out", str(tmp_path / "run"), cache=tmp_path / "cache")
     assert found.returncode == 0, found.stderr
@@ -238,11 +250,11 @@ def test_cli_predictor_commands_and_proxies(macro_csv, tmp_path, one_thread):
     trained = run_cli("train-predictor", *common, "--pretrain", "none", "--out", str(tmp_path / "p"),
                       cache=tmp_path / "cache")
     assert trained.returncode == 0, trained.stderr
-    assert "32 training cells" in trained.stdout and "test on 3,241 cells" in trained.stdout  # the 3,280-cell pool
+    assert "19 training cells" in trained.stdout and "test on 1,945 cells" in trained.stdout  # the 1,984-cell pool
     evaluated = run_cli("evaluate-predictor", *common, "--encoder", "gin", "--pretrain", "none", "--ratios", "0.01",
                         "--seeds", "21", "--perms", "21", cache=tmp_path / "cache")
     assert evaluated.returncode == 0, evaluated.stderr
-    assert "labels (valid is seed 0's test accuracy" in evaluated.stdout and "pool 3,280" in evaluated.stdout
+    assert "labels (valid is seed 0's test accuracy" in evaluated.stdout and "pool 1,984" in evaluated.stdout
     scored = run_cli("proxies", "--space", "nas-bench-macro", "--sample", "2", "--proxies", "params,flops,synflow",
                      "--out", str(tmp_path / "z.csv"), cache=tmp_path / "cache")
     assert scored.returncode == 0, scored.stderr
