@@ -14,7 +14,7 @@ from .errors import SpaceError
 SPACES = {
     "nb201": ("nasflow.spaces.nb201", "NB201Space", "NAS-Bench-201 cell, 6 edges x 5 ops"),
     "nb101": ("nasflow.spaces.nb101", "NB101Space", "NAS-Bench-101 cell, <=7 vertices, <=9 edges, 3 ops"),
-    "nas-bench-macro": ("nasflow.spaces.nas_bench_macro", "MacroSpace", "NAS-Bench-Macro, 8 layers x {identity, MB3_K3, MB6_K5}"),
+    "nas-bench-macro": ("nasflow.spaces.nas_bench_macro", "MacroSpace", "NAS-Bench-Macro, 8 layers x {identity, MB3_K3, MB6_K5} (6,561 strings)"),
     "darts": ("nasflow.spaces.darts", "DartsSpace", "DARTS / NB-301 normal + reduction cell, 4 nodes x 2 inputs, 7 ops"),
     "tnb101-micro": ("nasflow.spaces.tnb101_micro", "TNB101MicroSpace", "TransNAS-Bench-101 micro cell, 6 edges x 4 ops, 7 tasks"),
 }
