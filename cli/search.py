@@ -178,6 +178,9 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
     jobs = jobs if jobs is not None else min(2, os.cpu_count() or 1)
     records = cmp.compare(names, kinds, seeds, out, base=base, jobs=jobs, progress=show_progress())
     paths = cmp.write_outputs(records, out, kinds)
+    if constraints:
+        click.echo(f"constrained by {', '.join(records[0]['settings']['constraints'])}: every run queried feasible cells "
+                   f"only, and its optimum is the table's best feasible cell")
     click.echo(cmp.format_table(cmp.summary_rows(records), cmp.merit(records)))
     click.echo(cmp.format_anytime(records))
     paired = cmp.format_paired(cmp.paired_rows(records, kinds))

@@ -217,6 +217,7 @@ def test_compare_runs_the_constrained_search(nb201_csv, latency_csv, nb201_oracl
                "--benchmark", nb201_csv, "--metrics-table", latency_csv, "--jobs", 1,
                *[a for c in constraints for a in ("--constraint", c)], "--out", tmp_path / "cmp", cache=cache)
     assert done.returncode == 0, done.stderr
+    assert f"constrained by params<=500000, {constraints[0]}: every run queried feasible cells only" in done.stdout
     records = [json.loads(p.read_text()) for p in sorted((tmp_path / "cmp" / "runs").glob("*.json"))]
     assert len(records) == 4
     best_valid = max(nb201_oracle.query(a).valid for a in feasible)
