@@ -5,9 +5,11 @@ A cost metric is a number per cell known without an oracle query:
 - ``params`` and ``flops`` of the space's official network (NB-201: C=16, N=5, 10 classes, 32x32 input;
   FLOPs are NAS-Bench-201's multiply-accumulates), in closed form where the space has ``network_counts``,
   cached with the zero-cost proxies of the same names;
+- ``latency``: milliseconds per forward pass of that network on one 32x32 image, measured live on this
+  machine's CPU (``nasflow.latency``: the median of repeated timed passes, cached per CPU model);
 - every numeric column of a metrics table (``--metrics-table nb201_latency_ms.csv``): a CSV with an
   ``arch`` column of the space's cells, e.g. HELP's measured latency of every NB-201 cell on three devices.
-  A column of the same name as a closed-form metric replaces it.
+  A column of the same name as a computed metric replaces it.
 
 A constraint is ``METRIC OP BOUND`` (``pixel3<=20``, ``params<=1.0M``, ``flops<50M``; OP one of <=, <, >=, >;
 BOUND a number with an optional K (or k), M or G; no lower-case m or g, which could mean milli or giga). ``feasible_space`` cuts an enumerable space down to its cells that
@@ -32,6 +34,7 @@ from .paths import input_file
 from .restricted import RestrictedSpace
 
 CLOSED_FORM = ("params", "flops")
+LIVE = ("latency",)  # measured on this machine, for a space that builds networks
 SUFFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9}
 OPERATORS = ("<=", ">=", "<", ">")  # two-character ones first: "<=" must not read as "<" then "=..."
 ARCH_COLUMN = "arch"
@@ -162,15 +165,17 @@ def open_metrics_table(given: str, space) -> MetricsTable:
 
 
 class CostMetrics:
-    """The cost metrics of ``space``'s cells known without an oracle query: closed form, then ``table``'s."""
+    """The cost metrics of ``space``'s cells known without an oracle query: closed form, measured live, then
+    ``table``'s columns (which replace a computed metric of the same name)."""
 
-    def __init__(self, space, table: Optional[MetricsTable] = None):
-        self.space, self.table = space, table
+    def __init__(self, space, table: Optional[MetricsTable] = None, progress: bool = False):
+        self.space, self.table, self.progress = space, table, progress
 
     @property
     def names(self) -> tuple[str, ...]:
         closed = CLOSED_FORM if self.space.network_counts is not None else ()
-        return tuple(dict.fromkeys(closed + (self.table.metrics if self.table is not None else ())))
+        live = LIVE if self.space.network is not None else ()
+        return tuple(dict.fromkeys(closed + live + (self.table.metrics if self.table is not None else ())))
 
     def check(self, metric: str) -> None:
         if metric in self.names:
@@ -184,6 +189,10 @@ class CostMetrics:
         self.check(metric)
         if self.table is not None and metric in self.table.metrics:
             return self.table.values(metric, archs)
+        if metric in LIVE:
+            from .latency import measure_latency  # torch, only when a latency is measured
+
+            return measure_latency(self.space, archs, progress=self.progress)
         from .proxies import zero_cost  # closed form, cached with the proxies of the same name
 
         return zero_cost(self.space, archs, metric)

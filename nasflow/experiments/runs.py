@@ -153,7 +153,7 @@ def build(settings: dict, progress: bool = False, worker: int = 0) -> Built:
 
     space = get_space(settings["space"])
     oracle, description = open_oracle(space, settings, progress, worker)
-    searched = constrained(restrict_to_table(space, oracle), settings)
+    searched = constrained(restrict_to_table(space, oracle), settings, progress)
     check_budget(searched, settings["budget"], constrained_by=settings["constraints"])
     seed = settings["seed"]
     predictors = run_predictors(space, settings)
@@ -165,14 +165,14 @@ def build(settings: dict, progress: bool = False, worker: int = 0) -> Built:
     return Built(searched, oracle, searcher, predictor, description, setup_seconds)
 
 
-def constrained(space, settings) -> Any:
+def constrained(space, settings, progress: bool = False) -> Any:
     """``space`` cut down to the cells that satisfy the run's constraints (``nasflow.cost_metrics``), else itself.
     A metrics table is opened (and checked) whenever one is named, before any work."""
     table = open_metrics_table(settings["metrics_table"], space) if settings["metrics_table"] else None
     constraints = parse_constraints(settings["constraints"])
     if not constraints:
         return space
-    return feasible_space(space, constraints, CostMetrics(space, table))
+    return feasible_space(space, constraints, CostMetrics(space, table, progress))
 
 
 def check_budget(space, budget: int, constrained_by=None) -> None:
