@@ -93,6 +93,17 @@ def test_a_metrics_table_without_an_arch_column_is_refused(nb201, tmp_path):
         MetricsTable(write_table(tmp_path / "m.csv", [(CELL, 1.0)], header=("cell", "cpu")), nb201)
 
 
+def test_a_metrics_table_is_found_like_a_benchmark_file(nb201, tmp_path, monkeypatch):
+    from nasflow.cost_metrics import open_metrics_table
+
+    (tmp_path / "nb201").mkdir()
+    write_table(tmp_path / "nb201" / "lat.csv", [(0, CELL, 1.5, 2)])
+    monkeypatch.setenv("NASFLOW_BENCHMARKS", str(tmp_path))
+    assert open_metrics_table("lat.csv", nb201).path == (tmp_path / "nb201" / "lat.csv").resolve()
+    with pytest.raises(BenchmarkError, match="metrics table not found: nothere.csv"):
+        open_metrics_table("nothere.csv", nb201)
+
+
 def test_unknown_metric_names_the_known_ones(nb201, tmp_path):
     table = MetricsTable(write_table(tmp_path / "m.csv", [(0, CELL, 1.5, 2)]), nb201)
     with pytest.raises(ConstraintError, match="metrics of nb201 are params, flops, latency, cpu, device"):
