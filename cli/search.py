@@ -36,6 +36,13 @@ def _loop_options(f):
         click.option("--warm-start", default=None, metavar="PROXY[:SAMPLES]",
                      help=f"Start {'/'.join(warm)} from the best of SAMPLES uniform cells by a zero-cost proxy, "
                           f"e.g. synflow:1000 (the other searchers ignore it in compare)  [default: none]"),
+        click.option("--constraint", "constraints", multiple=True, metavar="METRIC<=BOUND",
+                     help="Search only cells that satisfy it (repeatable): params or flops of the official network "
+                          "(suffixes K, M, G), or a column of --metrics-table; operators <=, <, >=, >, "
+                          "e.g. --constraint pixel3<=20 --constraint params<=1.0M"),
+        click.option("--metrics-table", default=None, metavar="PATH",
+                     help="CSV of measured cost metrics per cell (an arch column, one metric per numeric column), "
+                          "e.g. nb201_latency_ms.csv; found like benchmark files."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -64,15 +71,16 @@ def _fmt(value, spec=".4f"):
               help=f"Worker processes on this machine for --storage  [default: {DEFAULT_WORKERS}]")
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help=f"Release a claimed cell whose worker's heartbeat stopped this long ago  [default: {DEFAULT_STALE_AFTER:g}]")
-def search(space, searcher, predictor, budget, pool, batch, refit_every, explore, dataset, warm_start, benchmark,
-           seed, out, resume, storage, study, workers, stale_after, **training):
+def search(space, searcher, predictor, budget, pool, batch, refit_every, explore, dataset, warm_start, constraints,
+           metrics_table, benchmark, seed, out, resume, storage, study, workers, stale_after, **training):
     """Search a space for the best cell within a budget of oracle queries."""
     from nasflow.experiments.runs import complete, default_run_dir, resumed, run_search
     from nasflow.paths import output_dir
 
     given = training_settings(dict(space=space, searcher=searcher, predictor=predictor, budget=budget, pool=pool,
                                    batch=batch, refit_every=refit_every, explore=explore, dataset=dataset,
-                                   warm_start=warm_start, benchmark=benchmark, seed=seed, **training))
+                                   warm_start=warm_start, constraints=list(constraints) or None,
+                                   metrics_table=metrics_table, benchmark=benchmark, seed=seed, **training))
     if storage is None and (study is not None or workers is not None or stale_after is not None):
         raise NasflowError("--study, --workers and --stale-after need --storage URL (the shared Optuna storage)")
     if storage is not None:
@@ -118,11 +126,14 @@ def _report(where, settings, result) -> None:
     click.echo(f"queries    {s['queries']} (of budget {settings['budget']}; {s['resumed_queries']} from "
                f"{'the study' if 'study' in result.config else 'the journal'})")
     click.echo(f"best cell  {s['best_arch']}")
-    click.echo(f"valid      {_fmt(s['best_valid'])}" + (f"  (regret {_fmt(s.get('regret_valid'))} to the table's {_fmt(s.get('optimum_valid'))})" if "optimum_valid" in s else ""))
-    click.echo(f"test       {_fmt(s['best_test'])}" + (f"  (regret {_fmt(s.get('regret_test'))} to the table's {_fmt(s.get('optimum_test'))})" if "optimum_test" in s else ""))
+    # a constrained search queries feasible cells only: its best cell and the optimum are the feasible ones
+    feasible = "feasible " if result.config.get("constraints") else ""
+    table = f"the table's {feasible}best"
+    click.echo(f"valid      {_fmt(s['best_valid'])}" + (f"  (regret {_fmt(s.get('regret_valid'))} to {table} {_fmt(s.get('optimum_valid'))})" if "optimum_valid" in s else ""))
+    click.echo(f"test       {_fmt(s['best_test'])}" + (f"  (regret {_fmt(s.get('regret_test'))} to {table} {_fmt(s.get('optimum_test'))})" if "optimum_test" in s else ""))
     if "queries_to_optimum" in s:
         found = s["queries_to_optimum"]
-        click.echo(f"optimum    {'best-valid cell found after ' + str(found) + ' queries' if found else 'best-valid cell not found'}")
+        click.echo(f"optimum    {feasible}best-valid cell {'found after ' + str(found) + ' queries' if found else 'not found'}")
     click.echo(f"overhead   {s['overhead_per_query_s']:.3f} s per query outside the oracle")
     speed = result.config.get("training_speed")
     if speed:
@@ -143,9 +154,8 @@ def _report(where, settings, result) -> None:
 @click.option("--jobs", type=int, default=None, help="Worker processes  [default: min(2, CPUs)]")
 @click.option("--out", default="compare", show_default=True, metavar="DIR",
               help="Output directory: curves.csv, summary.csv, curves.png, runs/ (finished runs are reused).")
-def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_every, explore, dataset, warm_start, benchmark,
-            predictor_seed,
-            jobs, out):
+def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_every, explore, dataset, warm_start,
+            constraints, metrics_table, benchmark, predictor_seed, jobs, out):
     """Every searcher x predictor over seeds: anytime curves (CSV + PNG) and a summary table."""
     import os
 
@@ -158,7 +168,8 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
     if not names or not kinds:
         raise NasflowError("--searchers and --predictor each need at least one name")
     base = {"space": space, "budget": budget, "pool": pool, "batch": batch, "refit_every": refit_every, "explore": explore,
-            "dataset": dataset, "warm_start": warm_start, "benchmark": benchmark, "predictor_seed": predictor_seed}
+            "dataset": dataset, "warm_start": warm_start, "benchmark": benchmark, "predictor_seed": predictor_seed,
+            "constraints": list(constraints) or None, "metrics_table": metrics_table}
     if benchmark is None:
         from nasflow.spaces import get_space
 
@@ -167,6 +178,9 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
     jobs = jobs if jobs is not None else min(2, os.cpu_count() or 1)
     records = cmp.compare(names, kinds, seeds, out, base=base, jobs=jobs, progress=show_progress())
     paths = cmp.write_outputs(records, out, kinds)
+    if constraints:
+        click.echo(f"constrained by {', '.join(records[0]['settings']['constraints'])}: every run queried feasible cells "
+                   f"only, and its optimum is the table's best feasible cell")
     click.echo(cmp.format_table(cmp.summary_rows(records), cmp.merit(records)))
     click.echo(cmp.format_anytime(records))
     paired = cmp.format_paired(cmp.paired_rows(records, kinds))

@@ -20,7 +20,9 @@ import numpy as np
 
 from .errors import NasflowError, NasflowWarning
 from .atomic import atomic_write
+from .core import TabularOracle
 from .journal import Journal, JournalError, query_record, record_evaluation
+from .restricted import RestrictedSpace
 from .runlock import lock_run_dir
 from .step import Query, RankedSearcher, RefitSchedule, Trajectory
 
@@ -118,9 +120,17 @@ def fit_pool(pool: int, space) -> tuple[int, Optional[str]]:
     return pool, None
 
 
-def optimum_of(oracle) -> dict:
-    """The table's best valid and test accuracies, where the oracle knows them."""
+def optimum_of(oracle, space=None) -> dict:
+    """The best valid and test accuracies of the cells searched, where the oracle knows them: the table's,
+    or, for a ``space`` restricted to some of a table's cells (a constrained search's feasible cells), theirs."""
     out = {}
+    if isinstance(space, RestrictedSpace) and isinstance(oracle, TabularOracle):
+        evaluations = [oracle.query(arch) for arch in space.cells if arch in oracle]
+        for metric in ("valid", "test"):
+            values = [getattr(e, metric) for e in evaluations if getattr(e, metric) is not None]
+            if values:
+                out[metric] = float(max(values))
+        return out
     if oracle.best is not None:
         for metric in ("valid", "test"):
             try:
@@ -256,5 +266,5 @@ def _run(space, oracle, step: RankedSearcher, config, journal, progress, setup_s
         overhead_per_query=(wall - oracle_seconds + setup_seconds) / new if new else 0.0,
         resumed_queries=resumed,
         notice=journal.notice if journal is not None else None,
-        optimum=optimum_of(oracle),
+        optimum=optimum_of(oracle, space),
     )

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Iterator, Optional
 
 from .benchfiles import locate
+from .cost_metrics import canonical_constraints
 from .errors import NasflowError
 
 # numpy's legacy RandomState (the field's permutations) and torch take seeds below 2**32
@@ -33,9 +34,11 @@ DEFAULT_STALE_AFTER = 60.0  # seconds a claim's heartbeat may stand still before
 # Settings that decide the trajectory: a resumed run or a joined study must agree on them. The budget
 # may be raised and the hardware may change (``RunSpec.continued``). "restricted" is no setting but a run's
 # header records it (``nasflow.experiments.runs.run_meta``): the cells of a partial table the search was
-# restricted to, which an edited table file would change under the same benchmark path.
+# restricted to, which an edited table file would change under the same benchmark path (or the feasible
+# cells of constraints, which an edited metrics table would change).
 IDENTITY = ("space", "seed", "searcher", "predictor", "predictor_seed", "dataset", "pool", "batch", "refit_every",
-            "warmup", "explore", "predictor_options", "warm_start", "benchmark", "training", "restricted")
+            "warmup", "explore", "predictor_options", "warm_start", "benchmark", "training", "constraints",
+            "metrics_table", "restricted")
 
 
 class SpecError(NasflowError, ValueError):
@@ -97,6 +100,10 @@ class RunSpec(Mapping):
     hardware: Optional[dict] = None  # {device, devices, cuda_graph, checkpoint_every}: how trainings run; not identity
     predictor_options: Optional[dict] = None  # extra Predictor keyword options for fgp/scratch, e.g. {"dim": 32}
     warm_start: Optional[str] = None  # "PROXY[:SAMPLES]": start from the best of SAMPLES uniform cells by a proxy
+    # "METRIC<=BOUND" strings (nasflow.cost_metrics), kept canonical and sorted: every searcher proposes only the
+    # cells that satisfy them all. None (not an empty tuple) without any, so unconstrained headers stay as they were.
+    constraints: Optional[tuple] = None
+    metrics_table: Optional[str] = None  # a CSV of measured cost metrics per cell, e.g. nb201_latency_ms.csv
 
     def __post_init__(self):
         # numpy and torch refuse bad seeds only deep inside a run, after its journal header is written
@@ -113,6 +120,9 @@ class RunSpec(Mapping):
             # resolved once, so a run resumed from another working directory names the same file
             fill("benchmark", str(locate(self.benchmark, self.space).resolve()))
             fill("training", None)
+        fill("constraints", canonical_constraints(self.constraints))
+        if self.metrics_table is not None:
+            fill("metrics_table", str(locate(self.metrics_table, self.space).resolve()))
         if self.trains and self.dataset != RunSpec.dataset:
             # a run that trains reads --data (or the digits): a dataset of a table it never opens was ignored
             raise SpecError(f"--dataset {self.dataset} names a dataset of a benchmark table, but this run trains each "

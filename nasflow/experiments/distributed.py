@@ -270,7 +270,7 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = DEF
         overhead_per_query=(wall * workers - oracle_seconds) / len(new) if new else 0.0,
         resumed_queries=before,
         notice=notice,
-        optimum=optimum_of(run.oracle),
+        optimum=optimum_of(run.oracle, run.space),
     )
 
 

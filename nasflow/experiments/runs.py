@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Optional
 
+from ..cost_metrics import CostMetrics, feasible_space, open_metrics_table, parse_constraints
 from ..errors import NasflowError
 from ..journal import JournalError, read_header
 from ..loop import SearchResult, search
@@ -152,8 +153,8 @@ def build(settings: dict, progress: bool = False, worker: int = 0) -> Built:
 
     space = get_space(settings["space"])
     oracle, description = open_oracle(space, settings, progress, worker)
-    searched = restrict_to_table(space, oracle)
-    check_budget(searched, settings["budget"])
+    searched = constrained(restrict_to_table(space, oracle), settings, progress)
+    check_budget(searched, settings["budget"], constrained_by=settings["constraints"])
     seed = settings["seed"]
     predictors = run_predictors(space, settings)
     started = time.perf_counter()
@@ -164,14 +165,28 @@ def build(settings: dict, progress: bool = False, worker: int = 0) -> Built:
     return Built(searched, oracle, searcher, predictor, description, setup_seconds)
 
 
-def check_budget(space, budget: int) -> None:
+def constrained(space, settings, progress: bool = False) -> Any:
+    """``space`` cut down to the cells that satisfy the run's constraints (``nasflow.cost_metrics``), else itself.
+    A metrics table is opened (and checked) whenever one is named, before any work."""
+    table = open_metrics_table(settings["metrics_table"], space) if settings["metrics_table"] else None
+    constraints = parse_constraints(settings["constraints"])
+    if not constraints:
+        return space
+    return feasible_space(space, constraints, CostMetrics(space, table, progress))
+
+
+def check_budget(space, budget: int, constrained_by=None) -> None:
     """Refuse, before any work, a budget beyond the cells a run can query: a restricted search could never
     spend it (the loop would refuse it too, but only after a warm start or pre-training)."""
     restriction = restriction_of(space)
     if restriction is not None and budget > restriction["cells"]:
+        cells = restriction["cells"]
+        if constrained_by:
+            raise NasflowError(f"budget {budget:,d} exceeds the {cells:,d} cells of {space.name} that satisfy the "
+                               f"{restriction['source']}; use --budget {cells:,d} or less, or loosen a constraint")
         raise NasflowError(
-            f"budget {budget:,d} exceeds the {restriction['cells']:,d} labelled cells of {restriction['source']}, "
-            f"to which the {space.name} search is restricted; use --budget {restriction['cells']:,d} or less, "
+            f"budget {budget:,d} exceeds the {cells:,d} labelled cells of {restriction['source']}, "
+            f"to which the {space.name} search is restricted; use --budget {cells:,d} or less, "
             f"or a complete benchmark"
         )
 
@@ -191,6 +206,8 @@ def describe_restriction(config: Mapping) -> Optional[str]:
     r = config.get("restricted")
     if not r:
         return None
+    if config.get("constraints"):
+        return f"restricted to the {r['cells']:,d} feasible cells (of {r['of']:,d} in {config['space']}): {r['source']}"
     return f"restricted to the {r['cells']:,d} labelled cells of {r['source']} (of {r['of']:,d} in {config['space']})"
 
 

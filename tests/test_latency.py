@@ -1,0 +1,58 @@
+"""Latency measured live (nasflow.latency): per-cell medians of timed forward passes, cached per machine."""
+import numpy as np
+import pytest
+
+from nasflow.cost_metrics import CostMetrics, feasible_space, parse_constraints
+from nasflow.latency import LatencySetup, cache_path, measure_latency
+from nasflow.restricted import RestrictedSpace
+
+EMPTY = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+HEAVY = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+SMALL = LatencySetup(batch_size=2, image_size=8, width=4, cells=1, repeats=3, warmup=1)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NASFLOW_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_latency_is_measured_once_then_read_from_the_cache(nb201, cache, one_thread):
+    archs = [nb201.parse(EMPTY), nb201.parse(HEAVY), nb201.parse(EMPTY)]
+    first = measure_latency(nb201, archs, SMALL)
+    assert first.shape == (3,) and np.isfinite(first).all() and (first > 0).all() and first[0] == first[2]
+    assert cache_path(nb201, SMALL).is_file()
+    # a re-measurement would differ in the last digits: equal floats come from the cache
+    assert measure_latency(nb201, archs[::-1], SMALL).tolist() == first[::-1].tolist()
+
+
+def test_each_setup_and_machine_has_its_own_cache_file(nb201, cache):
+    assert cache_path(nb201, SMALL) != cache_path(nb201, LatencySetup(batch_size=4, image_size=8, width=4, cells=1))
+    assert cache_path(nb201, SMALL) == cache_path(nb201, LatencySetup(batch_size=2, image_size=8, width=4, cells=1,
+                                                                          repeats=3, warmup=1))
+
+
+def test_a_heavier_network_measures_slower(nb201, cache, one_thread):
+    # the all-conv cell has ~28x the FLOPs of the empty one: a median of timed passes sees it on any CPU
+    setup = LatencySetup(batch_size=4, width=8, cells=1, repeats=5, warmup=2)
+    empty, heavy = measure_latency(nb201, [nb201.parse(EMPTY), nb201.parse(HEAVY)], setup, use_cache=False)
+    assert heavy > 2 * empty
+
+
+def test_bad_setup_is_one_line():
+    from nasflow.errors import NasflowError
+
+    with pytest.raises(NasflowError, match="latency batch size must be an integer >= 1"):
+        LatencySetup(batch_size=0)
+
+
+def test_a_constraint_on_live_latency_keeps_the_faster_cells(nb201, cache, one_thread):
+    cells = [nb201.parse(EMPTY), nb201.parse(HEAVY), nb201.parse(EMPTY.replace("none~0|+", "skip_connect~0|+", 1))]
+    space = RestrictedSpace(nb201, cells, "three cells")
+    metrics = CostMetrics(space)
+    assert "latency" in metrics.names
+    latency = metrics.values("latency", cells)  # the official network, one image, measured and cached
+    bound = float(np.median(latency))
+    feasible = feasible_space(space, parse_constraints([f"latency<={bound!r}"]), metrics)
+    assert set(feasible.cells) == {a for a, ms in zip(cells, latency) if ms <= bound}
+    assert nb201.parse(HEAVY) not in feasible.cells
