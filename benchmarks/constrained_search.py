@@ -22,12 +22,6 @@ for Optuna the share of its trials that were infeasible.
     python benchmarks/constrained_search.py --seeds 30 --out runs/constrained
     python benchmarks/constrained_search.py --seeds 30 --configs bananas:fgp,bananas:scratch --out runs/constrained
 
-Measured (30 seeds, budget 100; 7,401 of 15,625 cells feasible, best feasible valid 90.834, its test 93.375):
-tpe + fgp found the best feasible cell in 15/30 runs (median 99.5 queries; issue's target <= 40 not met), final
-feasible test 93.34 +- 0.02; nasflow's tpe alone 93.31 +- 0.03 (6/30); bananas + fgp 93.23 +- 0.05 (9/30);
-constrained random 93.11 +- 0.05 (1/30); Optuna's constrained TPE 92.91 +- 0.09 (1/30, 35% of its trials
-infeasible). The top of the feasible cells is flat (the next three are 0.11-0.12 below the best in valid).
-
 Runs are stored under OUT (nasflow's compare records, Optuna's as JSON), so a stopped benchmark resumes.
 """
 from __future__ import annotations

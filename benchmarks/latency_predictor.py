@@ -10,9 +10,6 @@ in the cell (latency is close to a sum of per-operation costs).
 ``--features zcp`` also feeds the score head the cells' closed-form params and FLOPs.
 
     python benchmarks/latency_predictor.py --seeds 5 --cells 20
-
-Measured (5 seeds, 20 cells): the FGP GIN reaches rho 0.909 +- 0.011 (gold_6226), 0.966 +- 0.006 (titan_rtx_256),
-0.888 +- 0.009 (pixel3); FLOPs alone 0.889 / 0.972 / 0.841; the op-count ridge 0.985 / 1.000 / 0.906.
 """
 from __future__ import annotations
 
