@@ -322,3 +322,25 @@ def test_a_one_query_search_trains_a_small_darts_network_on_the_digits(tmp_path)
     assert "darts network (width 8, 1 cell(s) per stage)" in done.stdout
     result = json.loads((out / "result.json").read_text())
     assert result["config"]["training"]["epochs"] == 1 and 0.0 <= result["best_valid"] <= 100.0
+
+
+def test_cli_compares_on_the_labelled_cells_and_scores_proxies(benchmarks_dir, tmp_path):
+    import csv
+
+    suite = str(benchmarks_dir / "suite" / "suite_scifar100_svhn.jsonl")
+    done = run_cli("compare", "--space", "darts", "--benchmark", suite, "--dataset", "svhn", "--searchers",
+                   "random,local", "--predictor", "none", "--seeds", "2", "--budget", "6", "--jobs", "1",
+                   "--out", str(tmp_path / "cmp"), cache=tmp_path / "c")
+    assert done.returncode == 0, done.stderr
+    with open(tmp_path / "cmp" / "summary.csv", newline="") as f:
+        summary = list(csv.DictReader(f))
+    assert sorted(r["searcher"] for r in summary) == ["local", "random"]
+    done = run_cli("proxies", "--space", "darts", "--sample", "2", "--proxies", "params,flops",
+                   "--out", str(tmp_path / "z.csv"), cache=tmp_path / "c")
+    assert done.returncode == 0, done.stderr
+    with open(tmp_path / "z.csv", newline="") as f:
+        rows = list(csv.reader(f))  # a DARTS cell's string holds commas: the file quotes it
+    assert rows[0] == ["arch", "params", "flops"] and len(rows) == 3
+    darts = get_space("darts")
+    counts = darts.network_counts([darts.parse(r[0]) for r in rows[1:]])
+    assert [float(r[1]) for r in rows[1:]] == list(counts["params"])
