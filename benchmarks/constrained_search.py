@@ -136,7 +136,7 @@ def main() -> None:
             records = nasflow_runs(searcher, predictor, args.seeds, args.out, base, args.jobs, warm[0] if warm else None)
         rows.append(summarise(config, records, target, args.budget))
         print(json.dumps(rows[-1]), flush=True)
-    print(f"\n| configuration | runs | median queries to best feasible | found | final feasible test (mean +- s.e.) |")
+    print("\n| configuration | runs | median queries to best feasible | found | final feasible test (mean +- s.e.) |")
     print("|---|---|---|---|---|")
     for r in rows:
         extra = f" ({r['infeasible_share']:.0%} of trials infeasible)" if "infeasible_share" in r else ""
