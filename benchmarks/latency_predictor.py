@@ -5,9 +5,10 @@ Pixel 3) and each seed, 20 cells are drawn uniformly (seeded), their measured la
 ``nasflow.Predictor`` (FGP-pretrained GIN, the same encoder that ranks accuracy, fine-tuned on the 20 cells)
 ranks all 15,625 cells; reported: Spearman rho between its scores and the measured latency, mean +- s.e.
 over seeds, next to the closed-form FLOPs and params of each cell as zero-shot rankers (no cell measured) and
-a reference fitted on the same 20 cells: ridge regression of latency on how many times each operation occurs
-in the cell (latency is close to a sum of per-operation costs).
-``--features zcp`` also feeds the score head the cells' closed-form params and FLOPs.
+``nasflow.op_cost.OpCostModel`` fitted on the same 20 cells (latency as a constant plus one cost per
+operation label, ridge-regularised: latency is close to a sum of per-operation costs).
+``--features zcp`` also feeds the score head the cells' closed-form params and FLOPs; ``--no-gnn`` measures the
+cost model alone (seconds instead of minutes).
 
     python benchmarks/latency_predictor.py --seeds 5 --cells 20
 """
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=20)
     parser.add_argument("--pretrain", default="fgp", choices=("fgp", "none"))
     parser.add_argument("--features", default="", choices=("", "zcp"))
+    parser.add_argument("--no-gnn", action="store_true", help="only the op-cost model and the zero-shot rankers")
     parser.add_argument("--out", default=None, help="JSON file for the per-seed numbers")
     args = parser.parse_args()
 
@@ -36,13 +38,12 @@ def main() -> None:
     from nasflow.cost_metrics import CostMetrics, open_metrics_table
     from nasflow.devices import torch_threads
     from nasflow.metrics import spearman_rho
+    from nasflow.op_cost import OpCostModel
 
     space = get_space("nb201")
     cells = space.enumerate()
     metrics = CostMetrics(space, open_metrics_table("nb201_latency_ms.csv", space))
     baselines = {name: metrics.values(name, cells) for name in ("flops", "params")}
-    counts = np.array([[space.to_graph(a).ops.count(op) for op in space.ops] for a in cells], dtype=np.float64)
-    counts = np.c_[counts, np.ones(len(cells))]
     options = {"features": ["zcp"], "zcp_proxies": ["params", "flops"]} if args.features else {}
     rows = []
     for device in DEVICES:
@@ -51,27 +52,29 @@ def main() -> None:
         for seed in range(args.seeds):
             rng = np.random.default_rng([seed, 21])
             picked = rng.choice(len(cells), size=args.cells, replace=False)
-            with torch_threads(1):
-                predictor = Predictor(space, pretrain=args.pretrain, seed=seed, **options)
-                predictor.fit([cells[i] for i in picked], latency[picked])
-                scores = predictor.predict(cells)
-            rhos.append(spearman_rho(scores, latency))
-            x = counts[picked]
-            w = np.linalg.solve(x.T @ x + 0.1 * np.eye(x.shape[1]), x.T @ latency[picked])
-            ridge.append(spearman_rho(counts @ w, latency))
-            print(json.dumps({"device": device, "seed": seed, "rho": rhos[-1]}), flush=True)
+            measured = [cells[i] for i in picked]
+            if not args.no_gnn:
+                with torch_threads(1):
+                    predictor = Predictor(space, pretrain=args.pretrain, seed=seed, **options)
+                    predictor.fit(measured, latency[picked])
+                    rhos.append(spearman_rho(predictor.predict(cells), latency))
+            ridge.append(spearman_rho(OpCostModel(space).fit(measured, latency[picked]).predict(cells), latency))
+            print(json.dumps({"device": device, "seed": seed, "rho": rhos[-1] if rhos else None,
+                              "rho_op_cost": ridge[-1]}), flush=True)
+        rhos = rhos or [float("nan")]
         row = {"device": device, "cells": args.cells, "seeds": args.seeds, "rho_mean": float(np.mean(rhos)),
                "rho_se": float(np.std(rhos, ddof=1) / np.sqrt(len(rhos))) if len(rhos) > 1 else 0.0,
                "rho_min": float(np.min(rhos)), "rhos": [float(r) for r in rhos],
-               "rho_op_count_ridge": float(np.mean(ridge)),
+               "rho_op_cost": float(np.mean(ridge)), "rho_op_cost_se": float(np.std(ridge, ddof=1) / np.sqrt(len(ridge)))
+               if len(ridge) > 1 else 0.0, "rho_op_cost_min": float(np.min(ridge)),
                **{f"rho_{name}": spearman_rho(values, latency) for name, values in baselines.items()}}
         rows.append(row)
-    print(f"\n| device | predictor on {args.cells} cells: rho mean +- s.e. (min) | op-count ridge on the same cells | "
+    print(f"\n| device | GNN predictor on {args.cells} cells: rho mean +- s.e. (min) | op-cost model on the same cells | "
           f"FLOPs rho | params rho |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['device']} | {r['rho_mean']:.3f} +- {r['rho_se']:.3f} ({r['rho_min']:.3f}) | "
-              f"{r['rho_op_count_ridge']:.3f} | "
+              f"{r['rho_op_cost']:.3f} +- {r['rho_op_cost_se']:.3f} ({r['rho_op_cost_min']:.3f}) | "
               f"{r['rho_flops']:.3f} | {r['rho_params']:.3f} |")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
