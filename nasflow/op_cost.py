@@ -67,7 +67,8 @@ class OpCostModel:
         return self.counts(archs) @ self.costs[:-1] + self.costs[-1]
 
     def per_label(self) -> dict:
-        """The fitted cost of one more node of each label (the constant under "constant")."""
+        """The fitted cost of each label (the constant under "constant"). Where every cell of a space has as many
+        nodes (NB-201's six edges), only differences between labels are determined: read them as such."""
         if self.costs is None:
             raise DataError("the cost model is not fitted yet: call fit(archs, values) first")
         return {**dict(zip(self.labels, self.costs[:-1].tolist())), "constant": float(self.costs[-1])}
