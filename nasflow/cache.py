@@ -132,3 +132,33 @@ def load_npz(path) -> Optional[dict]:
         # garbage is "pickled data" to np.load, an empty file an EOFError, a cut one a bad zip
         report_damaged(path, f"not a readable .npz: {type(e).__name__}")
         return None
+
+
+def load_values(path, what: str, valid: Callable = None) -> dict:
+    """``{arch key: value}`` of a table cache file (an .npz of ``keys`` and float64 ``values``), or {} if absent or
+    unusable: a file of another shape is reported as not ``what``, one whose values fail ``valid`` (a boolean
+    array of them) as holding impossible ones; either way its cells are computed again."""
+    import numpy as np
+
+    arrays = load_npz(path)
+    if arrays is None:
+        return {}
+    keys, values = arrays.get("keys"), arrays.get("values")
+    if (keys is None or values is None or keys.dtype.kind != "U" or values.dtype != np.float64
+            or keys.ndim != 1 or keys.shape != values.shape):
+        report_damaged(path, f"not {what}")
+        return {}
+    if valid is not None and not valid(values).all():
+        report_damaged(path, f"impossible values for {what}")
+        return {}
+    return dict(zip(keys.tolist(), values.tolist()))
+
+
+def save_values(path, table: dict, what: str, valid: Callable = None) -> None:
+    """Write ``table`` (``{arch key: value}``) to ``path``, keeping the entries another process added since this
+    one loaded the file: two long runs on one space would otherwise erase each other's work."""
+    import numpy as np
+
+    table = {**load_values(path, what, valid), **table}
+    write(path, lambda f: np.savez_compressed(
+        f, keys=np.array(list(table), dtype=str), values=np.array(list(table.values()), dtype=np.float64)))

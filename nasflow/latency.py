@@ -116,19 +116,16 @@ def _measure(space, archs, setup: LatencySetup, known: dict, path, progress: boo
         _save(path, known)
 
 
+LATENCIES = "a latency table"
+
+
+def _positive(values: np.ndarray) -> np.ndarray:
+    return np.isfinite(values) & (values > 0)  # a forward pass takes some time
+
+
 def _load(path) -> dict:
-    arrays = cache.load_npz(path)
-    if arrays is None:
-        return {}
-    keys, values = arrays.get("keys"), arrays.get("values")
-    if (keys is None or values is None or keys.dtype.kind != "U" or values.dtype != np.float64 or keys.ndim != 1
-            or keys.shape != values.shape or not (np.isfinite(values) & (values > 0)).all()):
-        cache.report_damaged(path, "not a latency table")
-        return {}
-    return dict(zip(keys.tolist(), values.tolist()))
+    return cache.load_values(path, LATENCIES, _positive)
 
 
 def _save(path, known: dict) -> None:
-    known = {**_load(path), **known}  # another process may have measured other cells meanwhile
-    cache.write(path, lambda f: np.savez_compressed(
-        f, keys=np.array(list(known), dtype=str), values=np.array(list(known.values()), dtype=np.float64)))
+    cache.save_values(path, known, LATENCIES, _positive)

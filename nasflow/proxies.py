@@ -168,28 +168,17 @@ def _network_scores(space, archs, names, known, paths, progress, workers) -> Non
             _save(paths[n], known[n])
 
 
+# a proxy score table; every proxy scores finitely: NaN or inf in one is damage, not a score
+SCORES = "a proxy score table"
+
+
 def _load(path: Path) -> dict:
     """``{arch key: score}`` of a cache file; {} if absent or unusable (warned once: its cells are scored again)."""
-    arrays = cache.load_npz(path)
-    if arrays is None:
-        return {}
-    keys, values = arrays.get("keys"), arrays.get("values")
-    if (keys is None or values is None or keys.dtype.kind != "U" or values.dtype != np.float64
-            or keys.ndim != 1 or keys.shape != values.shape):
-        cache.report_damaged(path, "not a proxy score table")
-        return {}
-    if not np.isfinite(values).all():  # every proxy scores finitely: NaN or inf is damage, not a score
-        cache.report_damaged(path, "non-finite scores")
-        return {}
-    return dict(zip(keys.tolist(), values.tolist()))
+    return cache.load_values(path, SCORES, np.isfinite)
 
 
 def _save(path: Path, table: dict) -> None:
-    # another process may have added cells since this one loaded the file (two long runs on
-    # one space): keep its entries, or the later writer would erase the other's work
-    table = {**_load(path), **table}
-    cache.write(path, lambda f: np.savez_compressed(
-        f, keys=np.array(list(table), dtype=str), values=np.array(list(table.values()), dtype=np.float64)))
+    cache.save_values(path, table, SCORES, np.isfinite)
 
 
 def count_params(model) -> int:
