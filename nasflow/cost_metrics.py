@@ -111,7 +111,7 @@ class MetricsTable:
             if ARCH_COLUMN not in header:
                 raise BenchmarkError(f"metrics table {self.path} has no {ARCH_COLUMN!r} column (its header: "
                                      f"{', '.join(header) or 'empty'}); it needs one with the cells of {space.name}")
-            self._columns: dict[str, list[float]] = {}
+            columns: dict[str, list[float]] = {}
             self.cells: list[Arch] = []
             metric_at: Optional[dict[str, int]] = None
             try:
@@ -119,17 +119,17 @@ class MetricsTable:
                     if metric_at is None:
                         metric_at = {name: k for k, name in enumerate(header)
                                      if name not in (ARCH_COLUMN, INDEX_COLUMN) and _is_number(row[k])}
-                        self._columns = {name: [] for name in metric_at}
+                        columns = {name: [] for name in metric_at}
                     for name, k in metric_at.items():
-                        self._columns[name].append(table_number(row[k], self.path, line, name))
+                        columns[name].append(table_number(row[k], self.path, line, name))
                     self.cells.append(arch)
             except BenchmarkError as e:
                 raise BenchmarkError(f"metrics table {e} (its cells must be {space.name} cells)") from None
         if not self.cells:
             raise BenchmarkError(f"metrics table {self.path} has no rows")
-        self.metrics = tuple(self._columns)
+        self.metrics = tuple(columns)
         self._row = {arch: i for i, arch in enumerate(self.cells)}
-        self._arrays = {name: np.array(values, dtype=np.float64) for name, values in self._columns.items()}
+        self._arrays = {name: np.array(values, dtype=np.float64) for name, values in columns.items()}
 
     def values(self, metric: str, archs: Sequence[Arch]) -> np.ndarray:
         """``metric`` of each cell of ``archs``; a cell the table lacks is a one-line BenchmarkError."""
