@@ -8,7 +8,8 @@ over seeds, next to the closed-form FLOPs and params of each cell as zero-shot r
 ``nasflow.op_cost.OpCostModel`` fitted on the same 20 cells (latency as a constant plus one cost per
 operation label, ridge-regularised: latency is close to a sum of per-operation costs).
 ``--features zcp`` also feeds the score head the cells' closed-form params and FLOPs; ``--no-gnn`` measures the
-cost model alone (seconds instead of minutes).
+cost model alone (seconds instead of minutes). ``--design doptimal`` measures the cells that
+``OpCostModel.choose_cells`` picks (a greedy D-optimal design, seeded) instead of uniform ones.
 
     python benchmarks/latency_predictor.py --seeds 5 --cells 20
 """
@@ -31,6 +32,8 @@ def main() -> None:
     parser.add_argument("--pretrain", default="fgp", choices=("fgp", "none"))
     parser.add_argument("--features", default="", choices=("", "zcp"))
     parser.add_argument("--no-gnn", action="store_true", help="only the op-cost model and the zero-shot rankers")
+    parser.add_argument("--design", default="uniform", choices=("uniform", "doptimal"),
+                        help="which cells are measured: uniform draws, or OpCostModel.choose_cells")
     parser.add_argument("--out", default=None, help="JSON file for the per-seed numbers")
     args = parser.parse_args()
 
@@ -45,13 +48,16 @@ def main() -> None:
     metrics = CostMetrics(space, open_metrics_table("nb201_latency_ms.csv", space))
     baselines = {name: metrics.values(name, cells) for name in ("flops", "params")}
     options = {"features": ["zcp"], "zcp_proxies": ["params", "flops"]} if args.features else {}
+    index_of = {a: i for i, a in enumerate(cells)}
     rows = []
     for device in DEVICES:
         latency = metrics.values(device, cells)
         rhos, ridge = [], []
         for seed in range(args.seeds):
-            rng = np.random.default_rng([seed, 21])
-            picked = rng.choice(len(cells), size=args.cells, replace=False)
+            if args.design == "doptimal":
+                picked = np.array([index_of[a] for a in OpCostModel(space).choose_cells(cells, args.cells, seed=seed)])
+            else:
+                picked = np.random.default_rng([seed, 21]).choice(len(cells), size=args.cells, replace=False)
             measured = [cells[i] for i in picked]
             if not args.no_gnn:
                 with torch_threads(1):

@@ -46,6 +46,31 @@ class OpCostModel:
                 out[i, column[op]] += 1
         return out
 
+    def choose_cells(self, archs: Sequence, n: int, seed: int = 0, candidates: int = 2000) -> list:
+        """The ``n`` cells of ``archs`` worth measuring: a greedy D-optimal design for this model.
+
+        Measuring costs real device time, so which cells are measured matters as much as how many. Starting
+        from one random cell, each step adds the cell with the highest leverage ``x' A^-1 x`` on the label
+        counts (with the constant) of the cells chosen so far, which multiplies the determinant of their
+        information matrix the most: the chosen cells spread the label counts so that every per-label cost is
+        pinned down. Over ``candidates`` cells drawn with ``seed`` (all of ``archs`` when fewer), so a large
+        space costs a bounded amount; from 20 cells on the Pixel 3 it lifts Spearman rho from 0.897 +- 0.004
+        (20 uniform cells, 30 seeds) to 0.911 +- 0.000, near the model's ceiling of 0.912 (docs/RESULTS.md).
+        """
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= len(archs):
+            raise DataError(f"choose between 1 and {len(archs):,d} cells to measure, got {n!r}")
+        rng = np.random.default_rng([int(seed), 29])
+        pool = np.arange(len(archs)) if len(archs) <= candidates else rng.choice(len(archs), candidates, replace=False)
+        x = np.hstack([self.counts([archs[i] for i in pool]), np.ones((len(pool), 1))])
+        chosen = [int(rng.integers(len(pool)))]
+        for _ in range(n - 1):
+            # a tiny ridge keeps A invertible while fewer cells are chosen than the model has parameters
+            inverse = np.linalg.inv(x[chosen].T @ x[chosen] + 1e-3 * np.eye(x.shape[1]))
+            leverage = np.einsum("ij,jk,ik->i", x, inverse, x)
+            leverage[chosen] = -np.inf  # each cell is measured once
+            chosen.append(int(np.argmax(leverage)))
+        return [archs[pool[i]] for i in chosen]
+
     def fit(self, archs: Sequence, values) -> "OpCostModel":
         y = np.asarray(values, dtype=np.float64).reshape(-1)
         if len(archs) != y.size:

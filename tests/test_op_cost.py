@@ -61,3 +61,33 @@ def test_predicting_before_fitting_and_a_negative_ridge_are_refused():
         OpCostModel(nb201).predict(CELLS[:2])
     with pytest.raises(DataError, match="ridge must be >= 0"):
         OpCostModel(nb201, ridge=-1.0)
+
+
+def information(model, archs):
+    x = np.hstack([model.counts(archs), np.ones((len(archs), 1))])
+    return np.linalg.slogdet(x.T @ x + 1e-3 * np.eye(x.shape[1]))[1]
+
+
+def test_the_chosen_cells_pin_the_costs_down_better_than_uniform_ones():
+    model = OpCostModel(nb201)
+    chosen = model.choose_cells(CELLS, 20, seed=3)
+    assert len(set(chosen)) == 20 and set(chosen) <= set(CELLS)
+    assert chosen == model.choose_cells(CELLS, 20, seed=3)  # a function of the seed
+    rng = np.random.default_rng(0)
+    uniform = [information(model, [CELLS[i] for i in rng.choice(len(CELLS), 20, replace=False)]) for _ in range(20)]
+    assert information(model, chosen) > max(uniform)
+
+
+def test_the_chosen_cells_recover_a_cost_with_one_label_nearly_free():
+    # a cost where the rare difference matters: uniform cells can miss it, the design spreads every label
+    per_op = {"nor_conv_3x3": 3.0, "nor_conv_1x1": 1.0, "avg_pool_3x3": 0.2, "skip_connect": 0.1}
+    truth = additive_cost(CELLS, nb201, per_op)
+    chosen = OpCostModel(nb201).choose_cells(CELLS, 8, seed=0)
+    model = OpCostModel(nb201, ridge=1e-6).fit(chosen, additive_cost(chosen, nb201, per_op))
+    np.testing.assert_allclose(model.predict(CELLS), truth, atol=1e-2)
+
+
+@pytest.mark.parametrize("n", [0, 15_626, 2.5, True])
+def test_an_impossible_number_of_cells_is_one_line(n):
+    with pytest.raises(DataError, match="cells to measure"):
+        OpCostModel(nb201).choose_cells(CELLS, n)
