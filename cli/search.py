@@ -43,6 +43,10 @@ def _loop_options(f):
         click.option("--metrics-table", default=None, metavar="PATH",
                      help="CSV of measured cost metrics per cell (an arch column, one metric per numeric column), "
                           "e.g. nb201_latency_ms.csv; found like benchmark files."),
+        click.option("--latency-batch", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Images per timed forward pass of a --constraint on latency (measured live on this machine: "
+                          "the network a training search trains, on its device, else the official one on the CPU)  "
+                          "[default: 1]"),
     ]
     for option in reversed(options):
         f = option(f)
@@ -72,7 +76,7 @@ def _fmt(value, spec=".4f"):
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help=f"Release a claimed cell whose worker's heartbeat stopped this long ago  [default: {DEFAULT_STALE_AFTER:g}]")
 def search(space, searcher, predictor, budget, pool, batch, refit_every, explore, dataset, warm_start, constraints,
-           metrics_table, benchmark, seed, out, resume, storage, study, workers, stale_after, **training):
+           metrics_table, latency_batch, benchmark, seed, out, resume, storage, study, workers, stale_after, **training):
     """Search a space for the best cell within a budget of oracle queries."""
     from nasflow.experiments.runs import complete, default_run_dir, resumed, run_search
     from nasflow.paths import output_dir
@@ -80,7 +84,8 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
     given = training_settings(dict(space=space, searcher=searcher, predictor=predictor, budget=budget, pool=pool,
                                    batch=batch, refit_every=refit_every, explore=explore, dataset=dataset,
                                    warm_start=warm_start, constraints=list(constraints) or None,
-                                   metrics_table=metrics_table, benchmark=benchmark, seed=seed, **training))
+                                   metrics_table=metrics_table, latency_batch=latency_batch, benchmark=benchmark,
+                                   seed=seed, **training))
     if storage is None and (study is not None or workers is not None or stale_after is not None):
         raise NasflowError("--study, --workers and --stale-after need --storage URL (the shared Optuna storage)")
     if storage is not None:
@@ -155,7 +160,7 @@ def _report(where, settings, result) -> None:
 @click.option("--out", default="compare", show_default=True, metavar="DIR",
               help="Output directory: curves.csv, summary.csv, curves.png, runs/ (finished runs are reused).")
 def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_every, explore, dataset, warm_start,
-            constraints, metrics_table, benchmark, predictor_seed, jobs, out):
+            constraints, metrics_table, latency_batch, benchmark, predictor_seed, jobs, out):
     """Every searcher x predictor over seeds: anytime curves (CSV + PNG) and a summary table."""
     import os
 
@@ -169,7 +174,7 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
         raise NasflowError("--searchers and --predictor each need at least one name")
     base = {"space": space, "budget": budget, "pool": pool, "batch": batch, "refit_every": refit_every, "explore": explore,
             "dataset": dataset, "warm_start": warm_start, "benchmark": benchmark, "predictor_seed": predictor_seed,
-            "constraints": list(constraints) or None, "metrics_table": metrics_table}
+            "constraints": list(constraints) or None, "metrics_table": metrics_table, "latency_batch": latency_batch}
     if benchmark is None:
         from nasflow.spaces import get_space
 

@@ -5,8 +5,10 @@ A cost metric is a number per cell known without an oracle query:
 - ``params`` and ``flops`` of the space's official network (NB-201: C=16, N=5, 10 classes, 32x32 input;
   FLOPs are NAS-Bench-201's multiply-accumulates), in closed form where the space has ``network_counts``,
   cached with the zero-cost proxies of the same names;
-- ``latency``: milliseconds per forward pass of that network on one 32x32 image, measured live on this
-  machine's CPU (``nasflow.latency``: the median of repeated timed passes, cached per CPU model);
+- ``latency``: milliseconds per forward pass, measured live on this machine (``nasflow.latency``: the median
+  of repeated timed passes, cached per CPU or GPU model): of the network a training search trains, on its
+  data's images and device, else of the official network on 32x32 images on the CPU; a batch of one image
+  unless the run sets ``latency_batch``;
 - every numeric column of a metrics table (``--metrics-table nb201_latency_ms.csv``): a CSV with an
   ``arch`` column of the space's cells, e.g. HELP's measured latency of every NB-201 cell on three devices.
   A column of the same name as a computed metric replaces it.
@@ -168,8 +170,9 @@ class CostMetrics:
     """The cost metrics of ``space``'s cells known without an oracle query: closed form, measured live, then
     ``table``'s columns (which replace a computed metric of the same name)."""
 
-    def __init__(self, space, table: Optional[MetricsTable] = None, progress: bool = False):
+    def __init__(self, space, table: Optional[MetricsTable] = None, progress: bool = False, latency=None):
         self.space, self.table, self.progress = space, table, progress
+        self.latency = latency  # the LatencySetup a live latency times (None: nasflow.latency's default)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -190,9 +193,9 @@ class CostMetrics:
         if self.table is not None and metric in self.table.metrics:
             return self.table.values(metric, archs)
         if metric in LIVE:
-            from .latency import measure_latency  # torch, only when a latency is measured
+            from .latency import LatencySetup, measure_latency  # torch, only when a latency is measured
 
-            return measure_latency(self.space, archs, progress=self.progress)
+            return measure_latency(self.space, archs, self.latency or LatencySetup(), progress=self.progress)
         from .proxies import zero_cost  # closed form, cached with the proxies of the same name
 
         return zero_cost(self.space, archs, metric)

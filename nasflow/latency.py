@@ -5,8 +5,10 @@ cell: the network is built once per cell, put in eval mode, run ``warmup`` times
 kernel selection settle) and then ``repeats`` times timed; the median resists a noisy neighbour on shared cores
 better than the mean. Values are cached on disk like the zero-cost proxies, keyed by the space, the network
 and batch shape and the hardware: the CPU's model name or the GPU's, since a latency is a fact of one machine.
-The cost metric ``latency`` of ``nasflow.cost_metrics`` is this, for the space's official network (the one
-``params`` and ``flops`` count) on one 32x32 image on the CPU.
+The cost metric ``latency`` of ``nasflow.cost_metrics`` is this: for a search that trains, the training
+oracle's own network on a batch of its data's images on its device (``TrainingOracle.latency_setup``); for a
+search of a table, the space's official network (the one ``params`` and ``flops`` count) on 32x32 images on
+the CPU; a batch of one image unless the run says otherwise (``--latency-batch``).
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ class LatencySetup:
     """What is timed: the network's shape (None: the space's official width and cells), the batch and where."""
 
     batch_size: int = 1
-    image_size: int = 32
+    image_size: int = 32  # the height, and the width unless image_width says otherwise
+    image_width: Optional[int] = None
     in_channels: int = 3
     num_classes: int = 10
     width: Optional[int] = None
@@ -44,8 +47,10 @@ class LatencySetup:
     threads: int = 1  # one: a latency is measured alone; more threads on shared cores only add noise
 
     def __post_init__(self):
-        for name in ("batch_size", "image_size", "in_channels", "num_classes", "repeats", "threads"):
+        for name in ("batch_size", "image_size", "in_channels", "num_classes", "repeats", "threads", "image_width"):
             value = getattr(self, name)
+            if value is None and name == "image_width":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise NasflowError(f"latency {name.replace('_', ' ')} must be an integer >= 1, got {value!r}")
 
@@ -91,7 +96,8 @@ def _measure(space, archs, setup: LatencySetup, known: dict, path, progress: boo
 
     device = resolve_device(setup.device)
     options = {k: v for k, v in (("width", setup.width), ("cells", setup.cells)) if v is not None}
-    x = torch.randn(setup.batch_size, setup.in_channels, setup.image_size, setup.image_size, device=device,
+    x = torch.randn(setup.batch_size, setup.in_channels, setup.image_size, setup.image_width or setup.image_size,
+                    device=device,
                     generator=torch.Generator(device=device).manual_seed(0))
     last_save = time.monotonic()
     with torch_threads(setup.threads), torch.inference_mode():

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Iterator, Optional
 
 from .benchfiles import locate
-from .cost_metrics import canonical_constraints
+from .cost_metrics import LIVE, canonical_constraints, parse_constraints
 from .errors import NasflowError
 
 # numpy's legacy RandomState (the field's permutations) and torch take seeds below 2**32
@@ -38,7 +38,7 @@ DEFAULT_STALE_AFTER = 60.0  # seconds a claim's heartbeat may stand still before
 # cells of constraints, which an edited metrics table would change).
 IDENTITY = ("space", "seed", "searcher", "predictor", "predictor_seed", "dataset", "pool", "batch", "refit_every",
             "warmup", "explore", "predictor_options", "warm_start", "benchmark", "training", "constraints",
-            "metrics_table", "restricted")
+            "metrics_table", "latency_batch", "restricted")
 
 
 class SpecError(NasflowError, ValueError):
@@ -104,6 +104,8 @@ class RunSpec(Mapping):
     # cells that satisfy them all. None (not an empty tuple) without any, so unconstrained headers stay as they were.
     constraints: Optional[tuple] = None
     metrics_table: Optional[str] = None  # a CSV of measured cost metrics per cell, e.g. nb201_latency_ms.csv
+    # images per timed forward pass of a live ``latency`` constraint (None: one image, as before it existed)
+    latency_batch: Optional[int] = None
 
     def __post_init__(self):
         # numpy and torch refuse bad seeds only deep inside a run, after its journal header is written
@@ -123,6 +125,12 @@ class RunSpec(Mapping):
         fill("constraints", canonical_constraints(self.constraints))
         if self.metrics_table is not None:
             fill("metrics_table", str(locate(self.metrics_table, self.space).resolve()))
+        if self.latency_batch is not None:
+            if isinstance(self.latency_batch, bool) or not isinstance(self.latency_batch, int) or self.latency_batch < 1:
+                raise SpecError(f"latency batch must be an integer >= 1, got {self.latency_batch!r}")
+            if not any(c.metric in LIVE for c in parse_constraints(self.constraints)):
+                raise SpecError("--latency-batch sets the batch a live latency is timed on; this run has no "
+                                "constraint on latency (add --constraint 'latency<=MS')")
         if self.trains and self.dataset != RunSpec.dataset:
             # a run that trains reads --data (or the digits): a dataset of a table it never opens was ignored
             raise SpecError(f"--dataset {self.dataset} names a dataset of a benchmark table, but this run trains each "

@@ -88,6 +88,16 @@ class TrainingOracle:
     def epochs(self) -> int:
         return self.recipe.epochs
 
+    def latency_setup(self, batch_size: int = 1):
+        """What a live latency times for this oracle: the network it trains (width, cells, the data's image shape
+        and classes) on a batch of ``batch_size`` images, on the device it trains on."""
+        from .latency import LatencySetup
+
+        _, height, width = self.data.image_shape
+        return LatencySetup(batch_size=batch_size, image_size=height, image_width=width,
+                            in_channels=self.data.in_channels, num_classes=self.data.num_classes,
+                            width=self.recipe.width, cells=self.recipe.cells, device=self.hardware.device)
+
     def _key(self, arch: Arch) -> str:
         blob = json.dumps([self.space.name, arch.key, self.config, self.data.fingerprint], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()

@@ -233,3 +233,20 @@ def test_compare_runs_the_constrained_search(nb201_csv, latency_csv, nb201_oracl
     assert len(records) == 4
     best_valid = max(nb201_oracle.query(a).valid for a in feasible)
     assert all(r["optimum"]["valid"] == pytest.approx(best_valid) for r in records)
+
+
+def test_a_latency_batch_without_a_latency_constraint_is_one_line(tmp_path, cache):
+    done = run("search", "--latency-batch", 4, "--constraint", "params<=1M", "--budget", 3, "--out", tmp_path / "r",
+               cache=cache)
+    assert refused(done, "this run has no constraint on latency"), done.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_run_timed_on_one_batch_is_not_resumed_on_another():
+    from nasflow.spec import RunSpec, SpecMismatch
+
+    stored = RunSpec.complete({"constraints": ["latency<=5"], "latency_batch": 2})
+    assert RunSpec.from_json(stored.to_json()) == stored
+    with pytest.raises(SpecMismatch, match="latency_batch=2"):
+        stored.continued({"constraints": ["latency<=5"], "latency_batch": 8})
+    assert RunSpec.complete({}).latency_batch is None  # a header without it reads as before it existed

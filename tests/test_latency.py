@@ -56,3 +56,23 @@ def test_a_constraint_on_live_latency_keeps_the_faster_cells(nb201, cache, one_t
     feasible = feasible_space(space, parse_constraints([f"latency<={bound!r}"]), metrics)
     assert set(feasible.cells) == {a for a, ms in zip(cells, latency) if ms <= bound}
     assert nb201.parse(HEAVY) not in feasible.cells
+
+
+def test_a_training_search_times_the_network_it_trains(nb201, cache, one_thread):
+    # the digits are 1x8x8 with 10 classes and the search trains a small network: a latency constraint must be
+    # about that network, on a batch of those images, not about the official 3x32x32 one
+    from nasflow.data import load_digits
+    from nasflow.experiments.runs import constrained
+    from nasflow.training import TrainingOracle
+
+    oracle = TrainingOracle(nb201, load_digits(), width=4, cells=1, device="cpu")
+    setup = oracle.latency_setup(batch_size=3)
+    assert (setup.image_size, setup.image_width, setup.in_channels, setup.num_classes) == (8, 8, 1, 10)
+    assert (setup.width, setup.cells, setup.batch_size, setup.device) == (4, 1, 3, "cpu")
+    cells = [nb201.parse(EMPTY), nb201.parse(HEAVY)]
+    space = RestrictedSpace(nb201, cells, "two cells")
+    settings = {"metrics_table": None, "constraints": ("latency<=1e9",), "latency_batch": 3}
+    assert set(constrained(space, settings, oracle=oracle).cells) == set(cells)
+    assert cache_path(nb201, setup).is_file() and not cache_path(nb201, LatencySetup(batch_size=3)).is_file()
+    timed = measure_latency(nb201, cells, setup)  # from that cache: the values the constraint was checked on
+    assert np.isfinite(timed).all() and (timed > 0).all()

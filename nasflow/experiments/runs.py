@@ -153,7 +153,7 @@ def build(settings: dict, progress: bool = False, worker: int = 0) -> Built:
 
     space = get_space(settings["space"])
     oracle, description = open_oracle(space, settings, progress, worker)
-    searched = constrained(restrict_to_table(space, oracle), settings, progress)
+    searched = constrained(restrict_to_table(space, oracle), settings, progress, oracle)
     check_budget(searched, settings["budget"], constrained_by=settings["constraints"])
     seed = settings["seed"]
     predictors = run_predictors(space, settings)
@@ -165,14 +165,20 @@ def build(settings: dict, progress: bool = False, worker: int = 0) -> Built:
     return Built(searched, oracle, searcher, predictor, description, setup_seconds)
 
 
-def constrained(space, settings, progress: bool = False) -> Any:
+def constrained(space, settings, progress: bool = False, oracle=None) -> Any:
     """``space`` cut down to the cells that satisfy the run's constraints (``nasflow.cost_metrics``), else itself.
-    A metrics table is opened (and checked) whenever one is named, before any work."""
+    A metrics table is opened (and checked) whenever one is named, before any work. A live latency times the
+    network the training ``oracle`` trains, on its data and device; with a table, the official network."""
+    from ..latency import LatencySetup
+    from ..training import TrainingOracle
+
     table = open_metrics_table(settings["metrics_table"], space) if settings["metrics_table"] else None
     constraints = parse_constraints(settings["constraints"])
     if not constraints:
         return space
-    return feasible_space(space, constraints, CostMetrics(space, table, progress))
+    batch = settings.get("latency_batch") or 1
+    latency = oracle.latency_setup(batch) if isinstance(oracle, TrainingOracle) else LatencySetup(batch_size=batch)
+    return feasible_space(space, constraints, CostMetrics(space, table, progress, latency))
 
 
 def check_budget(space, budget: int, constrained_by=None) -> None:
