@@ -12,7 +12,9 @@ from nasflow.spec import (
     DEFAULT, DEFAULT_BUDGET, DEFAULT_POOL, DEFAULT_STALE_AFTER, DEFAULT_WORKERS, PREDICTOR_SEEDS, TRAINING_BUDGET,
 )
 
-from .options import SEED, benchmark_option, show_progress, training_options, training_settings
+from .options import (
+    SCHEDULE_HELP, SEED, benchmark_option, budget_epochs_option, show_progress, training_options, training_settings,
+)
 
 _PREDICTOR_HELP = "fgp (FGP-pretrained GIN fine-tuned online), scratch (same GIN, random init), none, or a saved predictor PATH."
 
@@ -62,6 +64,8 @@ def _fmt(value, spec=".4f"):
 @benchmark_option
 @training_options
 @click.option("--seed", type=SEED, default=None, help=f"Seed of the searcher, predictor and loop  [default: {DEFAULT.seed}]")
+@click.option("--schedule", default=None, metavar="KIND:min=..,max=..,eta=..", help=f"{SCHEDULE_HELP}  [default: none]")
+@budget_epochs_option
 @click.option("--out", default=None, metavar="RUN_DIR", help="Run directory (journal, result.json, trajectory.csv).")
 @click.option("--resume", default=None, metavar="RUN_DIR", help="Continue the killed run in RUN_DIR with its own settings.")
 @click.option("--storage", default=None, metavar="URL",
@@ -72,7 +76,8 @@ def _fmt(value, spec=".4f"):
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help=f"Release a claimed cell whose worker's heartbeat stopped this long ago  [default: {DEFAULT_STALE_AFTER:g}]")
 def search(space, searcher, predictor, budget, pool, batch, refit_every, explore, dataset, warm_start, constraints,
-           metrics_table, benchmark, seed, out, resume, storage, study, workers, stale_after, **training):
+           metrics_table, benchmark, seed, schedule, budget_epochs, out, resume, storage, study, workers, stale_after,
+           **training):
     """Search a space for the best cell within a budget of oracle queries."""
     from nasflow.experiments.runs import complete, default_run_dir, resumed, run_search
     from nasflow.paths import output_dir
@@ -80,9 +85,12 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
     given = training_settings(dict(space=space, searcher=searcher, predictor=predictor, budget=budget, pool=pool,
                                    batch=batch, refit_every=refit_every, explore=explore, dataset=dataset,
                                    warm_start=warm_start, constraints=list(constraints) or None,
-                                   metrics_table=metrics_table, benchmark=benchmark, seed=seed, **training))
+                                   metrics_table=metrics_table, benchmark=benchmark, seed=seed, schedule=schedule,
+                                   budget_epochs=budget_epochs, **training))
     if storage is None and (study is not None or workers is not None or stale_after is not None):
         raise NasflowError("--study, --workers and --stale-after need --storage URL (the shared Optuna storage)")
+    if storage is not None and (schedule is not None or budget_epochs is not None):
+        raise NasflowError("--schedule runs in one process for now; drop --storage, or --schedule for a shared study")
     if storage is not None:
         if resume is not None:
             raise NasflowError("--resume continues a run directory; a --storage study resumes by running it again")
@@ -123,14 +131,22 @@ def _report(where, settings, result) -> None:
     restricted = describe_restriction(result.config)
     if restricted:
         click.echo(f"space      {restricted}")
-    click.echo(f"queries    {s['queries']} (of budget {settings['budget']}; {s['resumed_queries']} from "
-               f"{'the study' if 'study' in result.config else 'the journal'})")
+    if "epochs" in s:  # a scheduled run (nasflow.scheduled_loop)
+        click.echo(f"schedule   {result.config['schedule']} (rungs {', '.join(map(str, result.config['rungs']))} epochs)")
+        click.echo(f"trainings  {s['queries']} ({s['full_fidelity_trainings']} to full fidelity), {s['epochs']:,d} epochs "
+                   f"of budget {result.config['budget_epochs']:,d}; {s['resumed_queries']} from the journal")
+    else:
+        click.echo(f"queries    {s['queries']} (of budget {settings['budget']}; {s['resumed_queries']} from "
+                   f"{'the study' if 'study' in result.config else 'the journal'})")
     click.echo(f"best cell  {s['best_arch']}")
     # a constrained search queries feasible cells only: its best cell and the optimum are the feasible ones
     feasible = "feasible " if result.config.get("constraints") else ""
     table = f"the table's {feasible}best"
     click.echo(f"valid      {_fmt(s['best_valid'])}" + (f"  (regret {_fmt(s.get('regret_valid'))} to {table} {_fmt(s.get('optimum_valid'))})" if "optimum_valid" in s else ""))
     click.echo(f"test       {_fmt(s['best_test'])}" + (f"  (regret {_fmt(s.get('regret_test'))} to {table} {_fmt(s.get('optimum_test'))})" if "optimum_test" in s else ""))
+    if "epochs_to_optimum" in s:
+        found = s["epochs_to_optimum"]
+        click.echo(f"optimum    {feasible}best-valid cell {'trained to full fidelity after ' + format(found, ',d') + ' epochs' if found else 'not found'}")
     if "queries_to_optimum" in s:
         found = s["queries_to_optimum"]
         click.echo(f"optimum    {feasible}best-valid cell {'found after ' + str(found) + ' queries' if found else 'not found'}")
