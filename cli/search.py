@@ -165,13 +165,17 @@ def _report(where, settings, result) -> None:
 @click.option("--seeds", type=int, default=30, show_default=True, help="Seeds 0..N-1 per combination.")
 @_loop_options
 @benchmark_option
+@click.option("--schedule", "schedules", multiple=True, metavar="KIND:min=..,max=..,eta=..|none",
+              help=f"{SCHEDULE_HELP}. Repeatable; none: every cell at full fidelity. With any, the outputs are "
+                   f"curves against training epochs (cost_*.csv, cost_curves.png)")
+@budget_epochs_option
 @click.option("--predictor-seed", type=SEED, default=None,
               help=f"Seed of every run's predictor (pre-training + fine-tuning)  [default: the run's seed mod {PREDICTOR_SEEDS}]")
 @click.option("--jobs", type=int, default=None, help="Worker processes  [default: min(2, CPUs)]")
 @click.option("--out", default="compare", show_default=True, metavar="DIR",
               help="Output directory: curves.csv, summary.csv, curves.png, runs/ (finished runs are reused).")
 def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_every, explore, dataset, warm_start,
-            constraints, metrics_table, benchmark, predictor_seed, jobs, out):
+            constraints, metrics_table, benchmark, schedules, budget_epochs, predictor_seed, jobs, out):
     """Every searcher x predictor over seeds: anytime curves (CSV + PNG) and a summary table."""
     import os
 
@@ -192,6 +196,9 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
         # comparisons need a table: running 30 seeds x 12 combinations through real training is not a default
         get_space(space).open_oracle(None, dataset or DEFAULT.dataset)
     jobs = jobs if jobs is not None else min(2, os.cpu_count() or 1)
+    if schedules or budget_epochs is not None:
+        _compare_costs(names, kinds, seeds, out, base, schedules, budget_epochs, jobs)
+        return
     records = cmp.compare(names, kinds, seeds, out, base=base, jobs=jobs, progress=show_progress())
     paths = cmp.write_outputs(records, out, kinds)
     if constraints:
@@ -202,4 +209,26 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
     paired = cmp.format_paired(cmp.paired_rows(records, kinds))
     if paired:
         click.echo(paired)
+    click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+def _compare_costs(names, kinds, seeds, out, base, schedules, budget_epochs, jobs) -> None:
+    """The grid once per schedule ('none': at full fidelity), compared in training epochs."""
+    from nasflow.experiments import compare as cmp
+    from nasflow.experiments import cost_compare
+    from nasflow.schedulers import Schedule
+
+    if not schedules:
+        raise NasflowError("--budget-epochs is the budget of a scheduled comparison; add --schedule KIND:...")
+    for text in schedules:  # every schedule checked before the first runs
+        if text != cost_compare.NO_SCHEDULE:
+            Schedule.parse(text)
+    records = []
+    for text in schedules:
+        scheduled = text != cost_compare.NO_SCHEDULE
+        given = {**base, "schedule": text if scheduled else None, "budget_epochs": budget_epochs if scheduled else None}
+        records += cmp.compare(names, kinds, seeds, out, base=given, jobs=jobs, progress=show_progress())
+    metric = cmp.merit(records)
+    paths = cost_compare.write_outputs(records, out, metric)
+    click.echo(cost_compare.format_table(cost_compare.summary_rows(records, metric), metric))
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
