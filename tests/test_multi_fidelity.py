@@ -269,3 +269,11 @@ def test_compare_in_epochs_tabulates_every_schedule(table, tmp_path):
     full = [float(r["mean_test"]) for r in curves if r["schedule"] == "none"]
     assert np.isnan(full[0]) and not np.isnan(full[-1])  # nothing is known before the first full training
     assert (out / "cost_curves.png").stat().st_size > 0
+
+
+def test_the_nb101_table_knows_its_four_fidelities(benchmarks_dir):
+    oracle = get_space("nb101").open_oracle(str(benchmarks_dir / "nb101" / "nb101_1k.jsonl"))
+    arch = oracle.archs()[0]
+    assert oracle.fidelities == (4, 12, 36, 108)
+    values = [oracle.query(arch, e).valid for e in oracle.fidelities]
+    assert values[-1] == oracle.query(arch).valid and len(set(values)) == 4
