@@ -77,13 +77,72 @@ def optuna_run(pruner_name, seed, low, full, budget, space, oracle, optimum, out
     return record
 
 
+SYNE_TUNE = ("st-asha", "st-hyperband", "st-bohb")
+
+
+def syne_tune_run(name, seed, low, full, budget, space, oracle, optimum, out) -> dict:
+    """One Syne Tune scheduler driven by hand: ``suggest`` a trial, report its low-fidelity result
+    (``on_trial_result``: CONTINUE or STOP, the stopping-type ASHA rule), and continue a trial it keeps to full
+    fidelity (``on_trial_complete``). st-asha: ``ASHA`` (random proposals, one bracket); st-hyperband: the
+    same with 3 brackets (its asynchronous Hyperband); st-bohb: ``BOHB`` (its KDE searcher in front of ASHA)."""
+    import datetime
+
+    from syne_tune.backend.trial_status import Trial
+    from syne_tune.config_space import choice
+    from syne_tune.optimizer.baselines import ASHA, BOHB
+    from syne_tune.optimizer.scheduler import SchedulerDecision
+
+    path = Path(out) / "runs" / f"{name}-{low}-{full}-b{budget}-seed{seed}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    np.random.seed(seed)  # Syne Tune draws a trial's bracket from numpy's global generator
+    encoding = space.categorical
+    config_space = {k: choice(list(v)) for k, v in encoding.choices.items()}
+    options = dict(config_space=config_space, metric="valid", time_attr="epoch", max_t=full, grace_period=low,
+                   reduction_factor=3, do_minimize=False, random_seed=seed, brackets=3 if name == "st-hyperband" else 1)
+    scheduler = BOHB(**options) if name == "st-bohb" else ASHA(**options)
+    spent, epochs, best_valid, best_test, found = 0, [], [], [], None
+    incumbent = {"key": None, "valid": None, "test": None}
+    trial_id, stop = 0, False
+    while not stop and spent + low <= budget:  # as nasflow's loop: stop at the first training that does not fit
+        config = scheduler.suggest().config
+        arch = encoding.decode({k: config[k] for k in encoding.choices})
+        trial = Trial(trial_id=trial_id, config=config, creation_time=datetime.datetime.now())
+        trial_id += 1
+        scheduler.on_trial_add(trial)
+        for level, fidelity in ((0, low), (1, full)):
+            if level == 1 and spent + full - low > budget:
+                stop = True
+                break
+            valid = oracle.query(arch, fidelity).valid
+            spent += fidelity - (low if level else 0)
+            if incumbent["key"] is None or (level, valid) > incumbent["key"]:
+                incumbent.update(key=(level, valid), valid=valid, test=oracle.query(arch).test)
+            epochs.append(spent)
+            best_valid.append(incumbent["valid"])
+            best_test.append(incumbent["test"])
+            if level == 1:
+                found = spent if found is None and valid >= optimum["valid"] else found
+                scheduler.on_trial_complete(trial, {"valid": valid, "epoch": fidelity})
+            elif scheduler.on_trial_result(trial, {"valid": valid, "epoch": fidelity}) == SchedulerDecision.STOP:
+                break
+    record = {"searcher": name, "predictor": "none", "seed": seed, "schedule": name, "best_valid": best_valid,
+              "best_test": best_test, "epochs": epochs, "full_epochs": full, "budget_epochs": budget,
+              "epochs_to_optimum": found, "optimum": optimum}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record) + "\n")
+    return record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--budget-epochs", type=int, default=20_000)
     parser.add_argument("--min", type=int, default=12)
     parser.add_argument("--max", type=int, default=200)
-    parser.add_argument("--pruners", default=",".join(PRUNERS))
+    parser.add_argument("--pruners", default=",".join(PRUNERS),
+                        help=f"Optuna pruners ({', '.join(PRUNERS)}) and Syne Tune schedulers ({', '.join(SYNE_TUNE)}, "
+                             f"where syne-tune is installed)  [default: %(default)s]")
     parser.add_argument("--out", default="runs/mf/peers")
     args = parser.parse_args()
 
@@ -99,7 +158,8 @@ def main() -> None:
     records = []
     for pruner in (p.strip() for p in args.pruners.split(",") if p.strip()):
         for seed in tqdm(range(args.seeds), desc=f"optuna-tpe + {pruner}", unit="run"):
-            records.append(optuna_run(pruner, seed, args.min, args.max, args.budget_epochs, space, oracle, optimum, args.out))
+            run = syne_tune_run if pruner in SYNE_TUNE else optuna_run
+            records.append(run(pruner, seed, args.min, args.max, args.budget_epochs, space, oracle, optimum, args.out))
     print(cost_compare.format_table(cost_compare.summary_rows(records)))
     cost_compare.write_outputs(records, args.out)
 
