@@ -157,7 +157,7 @@ def main() -> None:
     optimum = optimum_of(oracle)
     records = []
     for pruner in (p.strip() for p in args.pruners.split(",") if p.strip()):
-        for seed in tqdm(range(args.seeds), desc=f"optuna-tpe + {pruner}", unit="run"):
+        for seed in tqdm(range(args.seeds), desc=pruner if pruner in SYNE_TUNE else f"optuna-tpe + {pruner}", unit="run"):
             run = syne_tune_run if pruner in SYNE_TUNE else optuna_run
             records.append(run(pruner, seed, args.min, args.max, args.budget_epochs, space, oracle, optimum, args.out))
     print(cost_compare.format_table(cost_compare.summary_rows(records)))
