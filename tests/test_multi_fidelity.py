@@ -247,6 +247,7 @@ def test_search_with_a_schedule_through_the_cli_resumes_and_keeps_its_schedule(t
     (("--schedule", "sh:min=12,max=200", "--searcher", "local"), "searcher 'local' cannot follow a schedule"),
     (("--schedule", "sh:min=12,max=200", "--batch", "4"), "one cell per step"),
     (("--searcher", "random"), "needs a schedule"),
+    (("--schedule", "asha:min=12,max=200", "--storage", "study.db"), "runs in one process for now"),
 ])
 def test_bad_schedules_are_one_line_exit_2_before_any_run(table, tmp_path, args, message):
     out = tmp_path / "bad"
@@ -277,3 +278,9 @@ def test_the_nb101_table_knows_its_four_fidelities(benchmarks_dir):
     assert oracle.fidelities == (4, 12, 36, 108)
     values = [oracle.query(arch, e).valid for e in oracle.fidelities]
     assert values[-1] == oracle.query(arch).valid and len(set(values)) == 4
+
+
+def test_compare_with_an_epoch_budget_needs_a_schedule(table, tmp_path):
+    done = run_cli("compare", "--searchers", "random", "--predictor", "none", "--seeds", "1", "--benchmark", str(table),
+                   "--budget-epochs", "1000", "--out", str(tmp_path / "cmp"), cache=tmp_path / "cache")
+    assert done.returncode == 2 and "add --schedule" in done.stderr and len(done.stderr.strip().splitlines()) == 1
