@@ -12,7 +12,9 @@ from nasflow.spec import (
     DEFAULT, DEFAULT_BUDGET, DEFAULT_POOL, DEFAULT_STALE_AFTER, DEFAULT_WORKERS, PREDICTOR_SEEDS, TRAINING_BUDGET,
 )
 
-from .options import SEED, benchmark_option, show_progress, training_options, training_settings
+from .options import (
+    SCHEDULE_HELP, SEED, benchmark_option, budget_epochs_option, show_progress, training_options, training_settings,
+)
 
 _PREDICTOR_HELP = "fgp (FGP-pretrained GIN fine-tuned online), scratch (same GIN, random init), none, or a saved predictor PATH."
 
@@ -66,6 +68,8 @@ def _fmt(value, spec=".4f"):
 @benchmark_option
 @training_options
 @click.option("--seed", type=SEED, default=None, help=f"Seed of the searcher, predictor and loop  [default: {DEFAULT.seed}]")
+@click.option("--schedule", default=None, metavar="KIND:min=..,max=..,eta=..", help=f"{SCHEDULE_HELP}  [default: none]")
+@budget_epochs_option
 @click.option("--out", default=None, metavar="RUN_DIR", help="Run directory (journal, result.json, trajectory.csv).")
 @click.option("--resume", default=None, metavar="RUN_DIR", help="Continue the killed run in RUN_DIR with its own settings.")
 @click.option("--storage", default=None, metavar="URL",
@@ -76,7 +80,8 @@ def _fmt(value, spec=".4f"):
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help=f"Release a claimed cell whose worker's heartbeat stopped this long ago  [default: {DEFAULT_STALE_AFTER:g}]")
 def search(space, searcher, predictor, budget, pool, batch, refit_every, explore, dataset, warm_start, constraints,
-           metrics_table, latency_batch, benchmark, seed, out, resume, storage, study, workers, stale_after, **training):
+           metrics_table, latency_batch, benchmark, seed, schedule, budget_epochs, out, resume, storage, study,
+           workers, stale_after, **training):
     """Search a space for the best cell within a budget of oracle queries."""
     from nasflow.experiments.runs import complete, default_run_dir, resumed, run_search
     from nasflow.paths import output_dir
@@ -85,9 +90,11 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
                                    batch=batch, refit_every=refit_every, explore=explore, dataset=dataset,
                                    warm_start=warm_start, constraints=list(constraints) or None,
                                    metrics_table=metrics_table, latency_batch=latency_batch, benchmark=benchmark,
-                                   seed=seed, **training))
+                                   seed=seed, schedule=schedule, budget_epochs=budget_epochs, **training))
     if storage is None and (study is not None or workers is not None or stale_after is not None):
         raise NasflowError("--study, --workers and --stale-after need --storage URL (the shared Optuna storage)")
+    if storage is not None and (schedule is not None or budget_epochs is not None):
+        raise NasflowError("--schedule runs in one process for now; drop --storage, or --schedule for a shared study")
     if storage is not None:
         if resume is not None:
             raise NasflowError("--resume continues a run directory; a --storage study resumes by running it again")
@@ -128,14 +135,22 @@ def _report(where, settings, result) -> None:
     restricted = describe_restriction(result.config)
     if restricted:
         click.echo(f"space      {restricted}")
-    click.echo(f"queries    {s['queries']} (of budget {settings['budget']}; {s['resumed_queries']} from "
-               f"{'the study' if 'study' in result.config else 'the journal'})")
+    if "epochs" in s:  # a scheduled run (nasflow.scheduled_loop)
+        click.echo(f"schedule   {result.config['schedule']} (rungs {', '.join(map(str, result.config['rungs']))} epochs)")
+        click.echo(f"trainings  {s['queries']} ({s['full_fidelity_trainings']} to full fidelity), {s['epochs']:,d} epochs "
+                   f"of budget {result.config['budget_epochs']:,d}; {s['resumed_queries']} from the journal")
+    else:
+        click.echo(f"queries    {s['queries']} (of budget {settings['budget']}; {s['resumed_queries']} from "
+                   f"{'the study' if 'study' in result.config else 'the journal'})")
     click.echo(f"best cell  {s['best_arch']}")
     # a constrained search queries feasible cells only: its best cell and the optimum are the feasible ones
     feasible = "feasible " if result.config.get("constraints") else ""
     table = f"the table's {feasible}best"
     click.echo(f"valid      {_fmt(s['best_valid'])}" + (f"  (regret {_fmt(s.get('regret_valid'))} to {table} {_fmt(s.get('optimum_valid'))})" if "optimum_valid" in s else ""))
     click.echo(f"test       {_fmt(s['best_test'])}" + (f"  (regret {_fmt(s.get('regret_test'))} to {table} {_fmt(s.get('optimum_test'))})" if "optimum_test" in s else ""))
+    if "epochs_to_optimum" in s:
+        found = s["epochs_to_optimum"]
+        click.echo(f"optimum    {feasible}best-valid cell {'trained to full fidelity after ' + format(found, ',d') + ' epochs' if found else 'not found'}")
     if "queries_to_optimum" in s:
         found = s["queries_to_optimum"]
         click.echo(f"optimum    {feasible}best-valid cell {'found after ' + str(found) + ' queries' if found else 'not found'}")
@@ -154,13 +169,17 @@ def _report(where, settings, result) -> None:
 @click.option("--seeds", type=int, default=30, show_default=True, help="Seeds 0..N-1 per combination.")
 @_loop_options
 @benchmark_option
+@click.option("--schedule", "schedules", multiple=True, metavar="KIND:min=..,max=..,eta=..|none",
+              help=f"{SCHEDULE_HELP}. Repeatable; none: every cell at full fidelity. With any, the outputs are "
+                   f"curves against training epochs (cost_*.csv, cost_curves.png)")
+@budget_epochs_option
 @click.option("--predictor-seed", type=SEED, default=None,
               help=f"Seed of every run's predictor (pre-training + fine-tuning)  [default: the run's seed mod {PREDICTOR_SEEDS}]")
 @click.option("--jobs", type=int, default=None, help="Worker processes  [default: min(2, CPUs)]")
 @click.option("--out", default="compare", show_default=True, metavar="DIR",
               help="Output directory: curves.csv, summary.csv, curves.png, runs/ (finished runs are reused).")
 def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_every, explore, dataset, warm_start,
-            constraints, metrics_table, latency_batch, benchmark, predictor_seed, jobs, out):
+            constraints, metrics_table, latency_batch, benchmark, schedules, budget_epochs, predictor_seed, jobs, out):
     """Every searcher x predictor over seeds: anytime curves (CSV + PNG) and a summary table."""
     import os
 
@@ -181,6 +200,9 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
         # comparisons need a table: running 30 seeds x 12 combinations through real training is not a default
         get_space(space).open_oracle(None, dataset or DEFAULT.dataset)
     jobs = jobs if jobs is not None else min(2, os.cpu_count() or 1)
+    if schedules or budget_epochs is not None:
+        _compare_costs(names, kinds, seeds, out, base, schedules, budget_epochs, jobs)
+        return
     records = cmp.compare(names, kinds, seeds, out, base=base, jobs=jobs, progress=show_progress())
     paths = cmp.write_outputs(records, out, kinds)
     if constraints:
@@ -191,4 +213,26 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
     paired = cmp.format_paired(cmp.paired_rows(records, kinds))
     if paired:
         click.echo(paired)
+    click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+def _compare_costs(names, kinds, seeds, out, base, schedules, budget_epochs, jobs) -> None:
+    """The grid once per schedule ('none': at full fidelity), compared in training epochs."""
+    from nasflow.experiments import compare as cmp
+    from nasflow.experiments import cost_compare
+    from nasflow.schedulers import Schedule
+
+    if not schedules:
+        raise NasflowError("--budget-epochs is the budget of a scheduled comparison; add --schedule KIND:...")
+    for text in schedules:  # every schedule checked before the first runs
+        if text != cost_compare.NO_SCHEDULE:
+            Schedule.parse(text)
+    records = []
+    for text in schedules:
+        scheduled = text != cost_compare.NO_SCHEDULE
+        given = {**base, "schedule": text if scheduled else None, "budget_epochs": budget_epochs if scheduled else None}
+        records += cmp.compare(names, kinds, seeds, out, base=given, jobs=jobs, progress=show_progress())
+    metric = cmp.merit(records)
+    paths = cost_compare.write_outputs(records, out, metric)
+    click.echo(cost_compare.format_table(cost_compare.summary_rows(records, metric), metric))
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")

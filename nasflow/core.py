@@ -5,6 +5,7 @@ types here. Nothing in this module imports torch.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Protocol, Sequence, runtime_checkable
@@ -69,15 +70,21 @@ class Evaluation:
     ``valid`` is what searchers optimise; ``test`` is what a run reports for the chosen
     cell (None where the benchmark has no test split). ``cost`` is the training time in
     seconds where known. ``extra`` holds anything else (params, flops, epochs, ...).
+    ``fidelity`` is the epochs the answer stands for when it was asked at a fidelity
+    (``Oracle.query(arch, fidelity)``); None: the oracle's full fidelity, as before fidelities existed.
     """
 
     valid: float
     test: Optional[float] = None
     cost: Optional[float] = None
     extra: dict = field(default_factory=dict)
+    fidelity: Optional[int] = None
 
     def to_dict(self) -> dict:
-        return {**self.extra, "valid": self.valid, "test": self.test, "cost": self.cost}
+        out = {**self.extra, "valid": self.valid, "test": self.test, "cost": self.cost}
+        if self.fidelity is not None:
+            out["fidelity"] = self.fidelity
+        return out
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,13 @@ class BaseSpace:
 @runtime_checkable
 class Oracle(Protocol):
     """``query`` is required; ``best`` (None where the oracle cannot know the optimum, e.g. it trains) and
-    ``speed_summary`` (None where it trains nothing) are optional capabilities, declared, never probed."""
+    ``speed_summary`` (None where it trains nothing) are optional capabilities, declared, never probed.
+
+    ``query(arch, fidelity)`` answers at ``fidelity`` epochs where the oracle has them: ``fidelities`` lists
+    them ascending, the last being its full fidelity (``()``: only its full one, unnamed; None: any epoch count,
+    it trains). ``query(arch)`` is the full fidelity, exactly as before fidelities existed. ``continues``:
+    whether a cell asked at a higher fidelity after a lower one costs only the extra epochs (a table stands for
+    a training continued from its checkpoint; an oracle that retrains from scratch costs the whole fidelity)."""
 
     best: Optional[Callable[..., tuple[list[Arch], float]]]
     speed_summary: Optional[Callable[[], Optional[dict]]]
@@ -219,12 +232,21 @@ def graph_arrays(graphs: Sequence[CellGraph], vocab: Sequence[str], max_nodes: O
     return op_ids, adj, mask
 
 
+class FidelityError(BenchmarkError):
+    """A fidelity (epoch count) the oracle has no answers at."""
+
+
 class TabularOracle:
     """An oracle backed by a complete or partial table of evaluated cells.
 
     Subclasses load their file and call ``_set_table``; the lookup, ``best`` and the
-    iteration over known cells are shared.
+    iteration over known cells are shared. A table with answers at lower fidelities declares
+    them with ``_set_fidelities``; each is loaded on its first query, so a search at full
+    fidelity never reads them.
     """
+
+    fidelities: tuple[int, ...] = ()  # see Oracle: () answers its full fidelity only
+    continues = True  # a table stands for a training continued from its checkpoint
 
     source: str = ""
     dataset: str = ""
@@ -248,11 +270,30 @@ class TabularOracle:
     def archs(self) -> list[Arch]:
         return list(self._table)
 
-    def query(self, arch: Arch) -> Evaluation:
+    def _set_fidelities(self, full: int, lower: Mapping[int, Callable[[], "TabularOracle"]]) -> None:
+        """This table is at ``full`` epochs; ``lower`` maps each lower epoch count to a loader of its table."""
+        self.fidelities = tuple(sorted(lower)) + (int(full),)
+        self._lower_loaders = dict(lower)
+        self._lower: dict[int, TabularOracle] = {}
+
+    def query(self, arch: Arch, fidelity: Optional[int] = None) -> Evaluation:
+        if fidelity is None:
+            table = self._table
+        elif self.fidelities and fidelity == self.fidelities[-1]:
+            table = self._table
+        elif fidelity in self.fidelities:
+            if fidelity not in self._lower:
+                self._lower[fidelity] = self._lower_loaders[fidelity]()
+            table = self._lower[fidelity]._table
+        else:
+            have = ", ".join(map(str, self.fidelities)) if self.fidelities else "its full fidelity only"
+            raise FidelityError(f"{self.source} has no accuracies at {fidelity} epochs; it has {have}")
         try:
-            return self._table[arch]
+            evaluation = table[arch]
         except KeyError:
-            raise BenchmarkError(f"cell {arch} is not in {self.source}") from None
+            raise BenchmarkError(f"cell {arch} is not in {self.source}"
+                                 + ("" if fidelity is None else f" at {fidelity} epochs")) from None
+        return evaluation if fidelity is None else dataclasses.replace(evaluation, fidelity=int(fidelity))
 
     def best(self, metric: str = "valid") -> tuple[list[Arch], float]:
         """All cells tied at the best value of ``metric`` ('valid' or 'test'), and that value."""

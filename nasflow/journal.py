@@ -28,22 +28,30 @@ class JournalError(NasflowError):
 
 
 
-def query_record(index: int, arch_text: str, evaluation: Evaluation, seconds: float) -> dict:
-    return json_safe(
-        {
-            "i": index,
-            "arch": arch_text,
-            "valid": evaluation.valid,
-            "test": evaluation.test,
-            "cost": evaluation.cost,
-            "extra": evaluation.extra,
-            "seconds": seconds,
-        }
-    )
+def query_record(index: int, arch_text: str, evaluation: Evaluation, seconds: float, epochs: Optional[int] = None) -> dict:
+    """One query's journal line. An evaluation at a fidelity (a scheduled run's) adds ``fidelity`` and the training
+    ``epochs`` it was charged; a full-fidelity query's line is the one journals had before fidelities existed."""
+    record = {
+        "i": index,
+        "arch": arch_text,
+        "valid": evaluation.valid,
+        "test": evaluation.test,
+        "cost": evaluation.cost,
+        "extra": evaluation.extra,
+        "seconds": seconds,
+    }
+    if evaluation.fidelity is not None:
+        record["fidelity"] = evaluation.fidelity
+    if epochs is not None:
+        record["epochs"] = epochs
+    return json_safe(record)
 
 
 def record_evaluation(record: dict) -> Evaluation:
-    return Evaluation(valid=record["valid"], test=record["test"], cost=record["cost"], extra=dict(record["extra"]))
+    """The evaluation a journal line holds; a line without ``fidelity`` (any run journaled before fidelities
+    existed) is at the oracle's full fidelity."""
+    return Evaluation(valid=record["valid"], test=record["test"], cost=record["cost"], extra=dict(record["extra"]),
+                      fidelity=record.get("fidelity"))
 
 
 def _valid_query(record, index: int) -> bool:

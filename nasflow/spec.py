@@ -38,7 +38,7 @@ DEFAULT_STALE_AFTER = 60.0  # seconds a claim's heartbeat may stand still before
 # cells of constraints, which an edited metrics table would change).
 IDENTITY = ("space", "seed", "searcher", "predictor", "predictor_seed", "dataset", "pool", "batch", "refit_every",
             "warmup", "explore", "predictor_options", "warm_start", "benchmark", "training", "constraints",
-            "metrics_table", "latency_batch", "restricted")
+            "metrics_table", "latency_batch", "restricted", "schedule")
 
 
 class SpecError(NasflowError, ValueError):
@@ -106,6 +106,11 @@ class RunSpec(Mapping):
     metrics_table: Optional[str] = None  # a CSV of measured cost metrics per cell, e.g. nb201_latency_ms.csv
     # images per timed forward pass of a live ``latency`` constraint (None: one image, as before it existed)
     latency_batch: Optional[int] = None
+    # a multi-fidelity schedule "KIND:min=..,max=..,eta=.." (nasflow.schedulers), kept canonical; None: every cell at
+    # full fidelity, as before schedules existed. A scheduled run's budget is training epochs: budget_epochs, by
+    # default ``budget`` full trainings' worth (budget x max).
+    schedule: Optional[str] = None
+    budget_epochs: Optional[int] = None
 
     def __post_init__(self):
         # numpy and torch refuse bad seeds only deep inside a run, after its journal header is written
@@ -139,6 +144,19 @@ class RunSpec(Mapping):
             fill("budget", TRAINING_BUDGET if self.trains else DEFAULT_BUDGET)
         if self.pool is None:
             fill("pool", DEFAULT_POOL)
+        if self.schedule is not None:
+            from .schedulers import Schedule
+
+            schedule = Schedule.parse(self.schedule)
+            fill("schedule", str(schedule))
+            if self.budget_epochs is None:
+                fill("budget_epochs", self.budget * schedule.max)
+        elif self.budget_epochs is not None:
+            raise SpecError("a budget in epochs (--budget-epochs) needs a schedule (--schedule); "
+                            "a search at full fidelity counts queries (--budget)")
+        if self.budget_epochs is not None and (isinstance(self.budget_epochs, bool)
+                                               or not isinstance(self.budget_epochs, int) or self.budget_epochs < 1):
+            raise SpecError(f"budget epochs must be an integer >= 1, got {self.budget_epochs!r}")
 
     def _fill(self, key: str, value) -> None:
         object.__setattr__(self, key, value)  # frozen to everyone else; completing itself is __post_init__'s job
@@ -177,12 +195,15 @@ class RunSpec(Mapping):
         may train elsewhere) replace this run's.
         """
         named = [k for k, v in given.items() if v is not None and v != {}]
-        wanted = RunSpec.complete(given, pools)  # normalised as a new run's would be: resolved paths, checked seeds
+        # normalised as a new run's would be: resolved paths, checked seeds (an epoch budget is checked against
+        # the stored schedule, not alone)
+        wanted = RunSpec.complete({k: v for k, v in given.items() if k != "budget_epochs"}, pools)
         wrong = mismatch(self, {k: wanted[k] for k in named})
         if wrong is not None:
             raise SpecMismatch(wrong)
-        budget = given.get("budget")
+        budget, budget_epochs = given.get("budget"), given.get("budget_epochs")
         return dataclasses.replace(self, budget=self.budget if budget is None else budget,
+                                   budget_epochs=self.budget_epochs if budget_epochs is None else budget_epochs,
                                    hardware=given.get("hardware") or self.hardware)
 
     @property

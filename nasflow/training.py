@@ -8,6 +8,7 @@ resuming a search never trains the same cell twice.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -48,6 +49,10 @@ class TrainingOracle:
     """
 
     best = None  # no table: the optimum is unknown
+    fidelities = None  # any epoch count (nasflow.core.Oracle)
+    # a cell asked at more epochs is trained again from scratch: its learning-rate schedule spans the whole
+    # training, so a checkpoint of a shorter one is no prefix of the longer (continuing one is the seam of issue 20)
+    continues = False
 
     def __init__(self, space, data: Dataset, recipe: Union[str, Recipe, None] = None, *, epochs=None, width=None,
                  cells=None, batch_size=None, learning_rate=None, weight_decay=None, augment=None, seed: int = 0,
@@ -146,7 +151,20 @@ class TrainingOracle:
         except OSError as e:  # an unwritable cache costs re-training later, never the result in hand
             cache.report_unwritable(self.cache_path, e)
 
-    def query(self, arch: Arch) -> Evaluation:
+    def at_epochs(self, epochs: int) -> "TrainingOracle":
+        """This oracle training for ``epochs`` epochs instead (same data, recipe otherwise, cache and hardware)."""
+        if epochs == self.recipe.epochs:
+            return self
+        other = copy.copy(self)
+        other.recipe = self.recipe.replace(epochs=int(epochs))
+        other.config = {**self.config, **other.recipe.as_dict()}
+        return other
+
+    def query(self, arch: Arch, fidelity: Optional[int] = None) -> Evaluation:
+        if fidelity is not None:
+            if isinstance(fidelity, bool) or not isinstance(fidelity, int) or fidelity < 1:
+                raise NasflowError(f"a training fidelity is a number of epochs >= 1, got {fidelity!r}")
+            return dataclasses.replace(self.at_epochs(fidelity).query(arch), fidelity=fidelity)
         key = self._key(arch)
         rec = self._cache.get(key)
         if rec is not None and (rec.get("space"), rec.get("arch")) != (self.space.name, arch.key):

@@ -27,6 +27,9 @@ class BaseSearcher:
     # True for a searcher that ranks its own candidates with ``ensemble=`` predictors (BANANAS): a run hands it
     # its predictors, explore share and refit cadence instead of ranking its proposals with a predictor
     takes_ensemble = False
+    # Whether a multi-fidelity schedule (nasflow.schedulers) may wrap it: it is then told each cell's first result,
+    # at the fidelity the schedule trained it to first
+    takes_schedule = True
 
     def __init__(self, space, seed: int = 0, initial_design: Sequence[Arch] = ()):
         self.space = space

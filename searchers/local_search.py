@@ -25,6 +25,9 @@ from .base import BaseSearcher
 class LocalSearch(BaseSearcher):
     name = "local"
     takes_warm_start = True
+    # a climb moves to the first neighbour that beats its centre: under Hyperband a centre told at full fidelity
+    # beats every neighbour told at a low one, so every climb would stop at its first cell
+    takes_schedule = False
 
     def __init__(self, space, seed: int = 0, initial_design=()):
         super().__init__(space, seed, initial_design)

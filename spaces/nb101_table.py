@@ -66,6 +66,17 @@ class NB101TableOracle(TabularOracle):
         for arch, evaluation in rows:
             table.setdefault(arch, evaluation)
         self._set_table(table)
+        # the lower fidelities the table holds (the 20k table: 4, 12 and 36 below 108), each read on its first query
+        held = [e for e in EPOCHS if e < epochs and f"valid_acc_{e}" in self._first_row(path)]
+        self._set_fidelities(epochs, {e: (lambda e=e: NB101TableOracle(path, e, cells, progress)) for e in held})
+
+    @staticmethod
+    def _first_row(path: Path) -> dict:
+        with open(path, encoding="utf-8") as f:
+            for text in f:
+                if text.strip():
+                    return json.loads(text)
+        return {}
 
     @staticmethod
     def _lookup(by_hash, cells: Optional[CellSource], path: Path, progress: bool) -> list[NB101Arch]:

@@ -29,6 +29,10 @@ DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 OFFICIAL_FILES = ("NAS-Bench-201-v1_1-096897.pth", "NAS-Bench-201-v1_0-e61699.pth")
 TABLE_FILES = ("nb201_cifar.csv",)
 PUBLISHED_AT = "https://github.com/D-X-Y/NAS-Bench-201"
+# The benchmark's 200-epoch runs are its full fidelity; its 12-epoch runs (``hp='12'``) a cheap one, read
+# from this file beside the 200-epoch table (shared benchmarks README)
+FULL_EPOCHS = 200
+LOW_FIDELITY_FILES = {12: "nb201_12epoch.csv"}
 FORMATS = {".csv": "table export: arch, <dataset>_valid, <dataset>_test", ".pth": "official NAS-Bench-201 file"}
 
 
@@ -174,3 +178,11 @@ class NB201TableOracle(TabularOracle):
         if not table:
             raise BenchmarkError(f"{path} has a header but no rows")
         self._set_table(table)
+        own = {name: epochs for epochs, name in LOW_FIDELITY_FILES.items()}.get(path.name)
+        if own is not None:  # a low-fidelity table searched on its own is at its epochs only
+            self._set_fidelities(own, {})
+        else:
+            beside = {epochs: path.with_name(name) for epochs, name in LOW_FIDELITY_FILES.items()
+                      if path.with_name(name).is_file()}
+            self._set_fidelities(FULL_EPOCHS, {epochs: (lambda f=f: NB201TableOracle(f, dataset))
+                                               for epochs, f in beside.items()})

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from nasflow.core import BaseSpace
+from nasflow.core import BaseSpace, Evaluation
 from nasflow.data import Dataset, load_digits, load_npz, split
 from nasflow.errors import DataError, NasflowError
 from nasflow.spaces.nb201 import NB201Space
@@ -199,3 +199,18 @@ def test_progress_shows_an_epoch_bar_and_a_space_without_networks_is_refused(dig
 
     with pytest.raises(NasflowError, match="cannot build networks"):
         TrainingOracle(Tabular(), digits)
+
+
+def test_a_fidelity_is_a_training_of_that_many_epochs(trained, digits):
+    """query(arch, fidelity) trains for that many epochs, as an oracle made with those epochs would (one cache)."""
+    oracle, cache, first = trained
+    assert oracle.fidelities is None and oracle.continues is False
+    assert oracle.query(CONV, 3) == Evaluation(first.valid, first.test, first.cost, {**first.extra, "cached": True},
+                                               fidelity=3)
+    short = oracle.query(CONV, 1)
+    assert short.fidelity == 1 and short.extra["epochs"] == 1 and short.extra["cached"] is False
+    alone = TrainingOracle(space, digits, epochs=1, width=8, cells=1, seed=0, cache_dir=cache).query(CONV)
+    assert alone.extra["cached"] is True and alone.valid == short.valid
+    assert oracle.epochs == 3  # the oracle itself still trains its own epochs
+    with pytest.raises(NasflowError, match="number of epochs >= 1"):
+        oracle.query(CONV, 0)

@@ -21,10 +21,14 @@ from ..atomic import atomic_write
 from ..devices import torch_threads
 from ..errors import NasflowError
 from ..spec import RunSpec
+from .cost_compare import cost_fields
 from .runs import complete, pretrain_for, run_search, searcher_pools, takes_ensemble, takes_warm_start
 
 
 def _run_file(out: Path, spec: RunSpec) -> Path:
+    if spec.schedule is not None:  # a run at full fidelity keeps the name it always had
+        slug = "".join(c if c.isalnum() else "-" for c in spec.schedule)
+        return out / "runs" / f"{spec.searcher}-{spec.predictor}-{slug}-seed{spec.seed}.json"
     return out / "runs" / f"{spec.searcher}-{spec.predictor}-seed{spec.seed}.json"
 
 
@@ -62,6 +66,8 @@ def run_one(job: tuple[RunSpec, str]) -> dict:
         "optimum": result.optimum,
         "settings": settings.to_json(),
     }
+    if settings.schedule is not None:
+        record.update(cost_fields(result))
     atomic_write(path, json.dumps(record) + "\n")
     return record
 

@@ -17,6 +17,7 @@ from ..journal import JournalError, read_header
 from ..loop import SearchResult, search
 from ..restricted import restrict_to_table, restriction_of
 from ..spec import RunSpec, SpecMismatch
+from .scheduled import check_schedule, run_scheduled
 
 PREDICTOR_KINDS = ("fgp", "scratch", "none")
 # How many predictors a searcher that takes an ensemble (``takes_ensemble``) gets.
@@ -153,6 +154,7 @@ def build(settings: dict, progress: bool = False, worker: int = 0) -> Built:
 
     space = get_space(settings["space"])
     oracle, description = open_oracle(space, settings, progress, worker)
+    check_schedule(settings, oracle)
     searched = constrained(restrict_to_table(space, oracle), settings, progress, oracle)
     check_budget(searched, settings["budget"], constrained_by=settings["constraints"])
     seed = settings["seed"]
@@ -244,6 +246,8 @@ def searcher_options(settings: dict, ensemble, space, progress: bool = False) ->
 def run_search(settings: dict, run_dir=None, resume: bool = False, progress: bool = False) -> SearchResult:
     settings = complete(settings)
     run = build(settings, progress)
+    if settings.schedule is not None:
+        return run_scheduled(settings, run, run_dir, resume, progress, meta=run_meta(settings, run))
     result = search(
         run.space, run.oracle, run.searcher, predictor=run.predictor, budget=settings["budget"],
         pool=settings["pool"], batch=settings["batch"],

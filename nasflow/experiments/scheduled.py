@@ -1,0 +1,44 @@
+"""Runs under a multi-fidelity schedule, as the CLI describes them: the spec's schedule checked against the
+searcher and the oracle before any work, then ``nasflow.scheduled_loop``.
+
+Here the spec meets the searchers (whether one takes a schedule), so it belongs with ``runs``; the loop
+itself is pure core.
+"""
+from __future__ import annotations
+
+from ..errors import NasflowError
+from ..schedulers import Schedule
+
+
+def takes_schedule(searcher: str) -> bool:
+    """Whether registered searcher ``searcher`` may be wrapped by a schedule (``BaseSearcher.takes_schedule``)."""
+    from nasflow.searchers import searcher_class
+
+    return searcher_class(searcher).takes_schedule
+
+
+def check_schedule(settings, oracle) -> None:
+    """Refuse, before a warm start or pre-training, a schedule this run cannot follow: one on a searcher that
+    cannot take it, with a batch (a schedule decides each job itself), or at a fidelity the oracle lacks."""
+    if settings["schedule"] is None:
+        return
+    from nasflow.searchers import SEARCHERS
+
+    if not takes_schedule(settings["searcher"]):
+        able = [name for name in SEARCHERS if takes_schedule(name)]
+        raise NasflowError(f"searcher {settings['searcher']!r} cannot follow a schedule; use {', '.join(able)}")
+    if settings["batch"] != 1:
+        raise NasflowError(f"a scheduled run trains one cell per step (the schedule picks it); drop --batch {settings['batch']}")
+    Schedule.parse(settings["schedule"]).rungs(oracle.fidelities)
+
+
+def run_scheduled(settings, run, run_dir=None, resume: bool = False, progress: bool = False, meta=None):
+    """The scheduled search of complete ``settings`` with its built parts ``run`` (``runs.build``)."""
+    from ..scheduled_loop import scheduled_search
+
+    return scheduled_search(
+        run.space, run.oracle, run.searcher, Schedule.parse(settings["schedule"]), predictor=run.predictor,
+        budget_epochs=settings["budget_epochs"], pool=settings["pool"], refit_every=settings["refit_every"],
+        warmup=settings["warmup"], explore=settings["explore"], seed=settings["seed"], run_dir=run_dir,
+        resume=resume, meta=meta, progress=progress, setup_seconds=run.setup_seconds,
+    )

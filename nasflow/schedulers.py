@@ -1,0 +1,215 @@
+"""Multi-fidelity schedules: which cell to train next, for how many epochs, and which to promote.
+
+A schedule wraps any searcher: the searcher proposes new cells, the schedule decides at which fidelity
+(epochs) each is trained and which are promoted to the next rung. Three rules, as in the literature:
+
+- ``sh``: successive halving (Jamieson & Talwalkar 2016), synchronous brackets: ``n`` new cells at the
+  lowest rung, then the best ``1/eta`` of them at the next rung, ... to the top; then the next bracket.
+- ``hyperband`` (Li et al. 2018): successive-halving brackets that start at each rung in turn, from the
+  most exploratory (``n`` cells at the lowest rung) to the least (a few cells at full fidelity only).
+- ``asha`` (Li et al. 2020): asynchronous. Whenever a job is free, promote a cell that is in the top
+  ``1/eta`` of its rung and not promoted yet (highest rung first), else start a new cell at the lowest rung.
+  It never waits for a rung to fill, so workers never idle; in one process its jobs run one after another,
+  but the rule is ASHA's, so a shared study's workers can take their jobs from it (``pending``).
+
+Rungs: on a table, its fidelities between ``min`` and ``max`` (both must be among them): NB-201 has 12 and
+200 epochs, NB-101 4/12/36/108. For an oracle that trains any epoch count: ``min * eta**k`` below ``max``, then
+``max``. ``eta`` is always the promotion ratio.
+
+A scheduler's state is a function of the results it was reported, in order (as a searcher's is of its told
+history, ``searchers.base``): a resumed run replays its journal through it and takes the same decisions.
+Pure core: nothing here imports a space, searcher or oracle.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Collection, NamedTuple, Optional
+
+from .core import Arch
+from .errors import NasflowError
+
+KINDS = ("sh", "hyperband", "asha")
+KEYS = ("min", "max", "eta", "n")
+
+
+class ScheduleError(NasflowError, ValueError):
+    """A schedule that cannot run: bad text, eta < 2, min > max, a fidelity the oracle lacks."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """``KIND:min=MIN,max=MAX,eta=ETA[,n=N]``: the rule, the lowest and highest fidelity (epochs), the promotion
+    ratio, and the cells a bracket starts at its lowest rung (sh, hyperband; default ``eta ** (rungs - 1)``)."""
+
+    kind: str
+    min: int
+    max: int
+    eta: int = 3
+    n: Optional[int] = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Schedule":
+        kind, _, rest = str(text).strip().partition(":")
+        if kind not in KINDS:
+            raise ScheduleError(f"unknown schedule {kind!r} in {text!r}; use {', '.join(KINDS)}, "
+                                f"e.g. sh:min=12,max=200,eta=3")
+        values: dict[str, int] = {}
+        for part in filter(None, (p.strip() for p in rest.split(","))):
+            key, eq, value = part.partition("=")
+            if key not in KEYS or not eq:
+                raise ScheduleError(f"bad schedule option {part!r} in {text!r}; options are {', '.join(KEYS)} as KEY=INTEGER")
+            try:
+                values[key] = int(value)
+            except ValueError:
+                raise ScheduleError(f"schedule option {key} must be an integer, got {value!r} in {text!r}") from None
+        missing = [k for k in ("min", "max") if k not in values]
+        if missing:
+            raise ScheduleError(f"schedule {text!r} needs {' and '.join(missing)}, e.g. {kind}:min=12,max=200,eta=3")
+        return cls(kind, **values)
+
+    def __post_init__(self):
+        if self.min < 1:
+            raise ScheduleError(f"schedule min must be at least 1 epoch, got {self.min}")
+        if self.min > self.max:
+            raise ScheduleError(f"schedule min ({self.min}) is above its max ({self.max})")
+        if self.eta < 2:
+            raise ScheduleError(f"schedule eta must be at least 2 (the share promoted is 1/eta), got {self.eta}")
+        if self.n is not None and self.n < 1:
+            raise ScheduleError(f"schedule n must be at least 1 cell, got {self.n}")
+
+    def __str__(self) -> str:
+        n = "" if self.n is None else f",n={self.n}"
+        return f"{self.kind}:min={self.min},max={self.max},eta={self.eta}{n}"
+
+    def rungs(self, fidelities: Optional[tuple[int, ...]]) -> tuple[int, ...]:
+        """The fidelities cells are trained to, ascending. ``fidelities``: the oracle's (``Oracle.fidelities``),
+        None for one that trains any epoch count."""
+        if fidelities is None:
+            out, epochs = [], self.min
+            while epochs < self.max:
+                out.append(epochs)
+                epochs *= self.eta
+            return tuple(out) + (self.max,)
+        for end in (self.min, self.max):
+            if end not in fidelities:
+                have = ", ".join(map(str, fidelities)) if fidelities else "no named fidelities"
+                raise ScheduleError(f"the benchmark has no accuracies at {end} epochs (it has {have}); "
+                                    f"set the schedule's min and max to two of them")
+        return tuple(f for f in fidelities if self.min <= f <= self.max)
+
+    def scheduler(self, fidelities: Optional[tuple[int, ...]]) -> "Scheduler":
+        rungs = self.rungs(fidelities)
+        n = self.eta ** (len(rungs) - 1) if self.n is None else self.n
+        return {"sh": SuccessiveHalving, "hyperband": Hyperband, "asha": ASHA}[self.kind](rungs, self.eta, n)
+
+
+class Job(NamedTuple):
+    """Train ``arch`` (None: a new cell the searcher proposes) to rung ``rung``."""
+
+    arch: Optional[Arch]
+    rung: int
+
+
+def top(results: dict[Arch, float], k: int) -> list[Arch]:
+    """The ``k`` cells of highest value, ties to the first reported (dicts keep report order)."""
+    return sorted(results, key=lambda a: -results[a])[:k]
+
+
+class Scheduler:
+    """Shared state: each rung's results (cell -> validation accuracy, in report order)."""
+
+    def __init__(self, rungs: tuple[int, ...], eta: int, n: int):
+        self.rungs, self.eta, self.n = tuple(rungs), int(eta), int(n)
+        self.results: list[dict[Arch, float]] = [{} for _ in self.rungs]
+
+    def report(self, arch: Arch, rung: int, valid: float) -> None:
+        self.results[rung][arch] = float(valid)
+
+    def next_job(self, pending: Collection[Job] = ()) -> Optional[Job]:  # pragma: no cover - abstract
+        """The next job; None: wait for a pending one (never in one process, whose jobs are all reported)."""
+        raise NotImplementedError
+
+    def rung_of(self, arch: Arch) -> int:
+        """The highest rung ``arch`` was reported at (-1: none)."""
+        return max((k for k, r in enumerate(self.results) if arch in r), default=-1)
+
+
+class SuccessiveHalving(Scheduler):
+    """Brackets of ``n`` new cells at rung ``first`` (0), the best ``1/eta`` of each rung promoted to the next."""
+
+    first = 0
+
+    def __init__(self, rungs, eta, n):
+        super().__init__(rungs, eta, n)
+        self.bracket: list[list[Arch]] = []  # the current bracket's cells per rung, from its first rung
+        self.size = n  # cells at the current bracket's first rung
+
+    def _sizes(self, first: int, n: int) -> list[int]:
+        return [max(1, n // self.eta ** i) for i in range(len(self.rungs) - first)]
+
+    def _start(self) -> None:
+        """Begin the next bracket (successive halving: always the same one)."""
+        self.bracket = [[]]
+
+    def next_job(self, pending=()):
+        if not self.bracket:
+            self._start()
+        busy = {j.arch for j in pending}
+        while True:
+            sizes = self._sizes(self.first, self.size)
+            level = len(self.bracket) - 1
+            rung = self.first + level
+            cells = self.bracket[level]
+            if len(cells) < sizes[level]:
+                if level == 0:
+                    return Job(None, rung)
+                below = {a: self.results[rung - 1][a] for a in self.bracket[level - 1]}
+                arch = next(a for a in top(below, sizes[level]) if a not in cells)
+                cells.append(arch)
+                return Job(arch, rung)
+            if any(a in busy or a not in self.results[rung] for a in cells):
+                return None  # a synchronous rung waits until all its cells are reported
+            if level + 1 < len(sizes):
+                self.bracket.append([])
+            else:
+                self._start()
+
+    def started(self, arch: Arch) -> None:
+        """A new cell the searcher proposed for the pending Job(None, ...) joins the bracket."""
+        self.bracket[0].append(arch)
+
+
+class Hyperband(SuccessiveHalving):
+    """Successive-halving brackets starting at rung s_max - s for s = s_max..0 in turn, with
+    ceil(n * (s_max + 1) / (s + 1) / eta**(s_max - s)) cells (n = eta**s_max: Li et al.'s bracket sizes)."""
+
+    def __init__(self, rungs, eta, n):
+        super().__init__(rungs, eta, n)
+        self.brackets = 0  # brackets started
+
+    def _start(self) -> None:
+        s_max = len(self.rungs) - 1
+        s = s_max - self.brackets % (s_max + 1)
+        self.first = s_max - s
+        self.size = max(1, math.ceil(self.n * (s_max + 1) / (s + 1) / self.eta ** (s_max - s)))
+        self.brackets += 1
+        self.bracket = [[]]
+
+
+class ASHA(Scheduler):
+    """Asynchronous successive halving: promote any cell in the top 1/eta of its rung that is not promoted yet,
+    highest rung first; else a new cell at the lowest rung."""
+
+    def next_job(self, pending=()):
+        busy = {j.arch for j in pending}
+        for k in range(len(self.rungs) - 2, -1, -1):
+            done = self.results[k]
+            above = self.results[k + 1]
+            for arch in top(done, len(done) // self.eta):
+                if arch not in above and arch not in busy:
+                    return Job(arch, k + 1)
+        return Job(None, 0)
+
+    def started(self, arch: Arch) -> None:
+        """ASHA keeps no bracket: a new cell is known once reported."""
