@@ -18,6 +18,7 @@ from typing import Iterator, Optional
 from .benchfiles import locate
 from .cost_metrics import canonical_constraints
 from .errors import NasflowError
+from .objectives import canonical_objectives
 
 # numpy's legacy RandomState (the field's permutations) and torch take seeds below 2**32
 MAX_SEED = 2**32 - 1
@@ -38,7 +39,7 @@ DEFAULT_STALE_AFTER = 60.0  # seconds a claim's heartbeat may stand still before
 # cells of constraints, which an edited metrics table would change).
 IDENTITY = ("space", "seed", "searcher", "predictor", "predictor_seed", "dataset", "pool", "batch", "refit_every",
             "warmup", "explore", "predictor_options", "warm_start", "benchmark", "training", "constraints",
-            "metrics_table", "restricted")
+            "metrics_table", "restricted", "objectives")
 
 
 class SpecError(NasflowError, ValueError):
@@ -104,6 +105,9 @@ class RunSpec(Mapping):
     # cells that satisfy them all. None (not an empty tuple) without any, so unconstrained headers stay as they were.
     constraints: Optional[tuple] = None
     metrics_table: Optional[str] = None  # a CSV of measured cost metrics per cell, e.g. nb201_latency_ms.csv
+    # a multi-objective search's objectives ("valid", "-pixel3"; nasflow.objectives), canonical, in their order;
+    # None for a search of valid alone, so single-objective settings stay as they were
+    objectives: Optional[tuple] = None
 
     def __post_init__(self):
         # numpy and torch refuse bad seeds only deep inside a run, after its journal header is written
@@ -121,6 +125,7 @@ class RunSpec(Mapping):
             fill("benchmark", str(locate(self.benchmark, self.space).resolve()))
             fill("training", None)
         fill("constraints", canonical_constraints(self.constraints))
+        fill("objectives", canonical_objectives(self.objectives))
         if self.metrics_table is not None:
             fill("metrics_table", str(locate(self.metrics_table, self.space).resolve()))
         if self.trains and self.dataset != RunSpec.dataset:

@@ -27,6 +27,11 @@ class BaseSearcher:
     # True for a searcher that ranks its own candidates with ``ensemble=`` predictors (BANANAS): a run hands it
     # its predictors, explore share and refit cadence instead of ranking its proposals with a predictor
     takes_ensemble = False
+    # True for a searcher that takes ``objectives=`` (``nasflow.objectives.Objectives``) and searches for their
+    # Pareto front; every other searcher optimises valid alone and a multi-objective run refuses it
+    takes_objectives = False
+    # How many of the run's predictors an ensemble searcher takes; None: the run's default (ENSEMBLE_MEMBERS)
+    ensemble_size: Optional[int] = None
 
     def __init__(self, space, seed: int = 0, initial_design: Sequence[Arch] = ()):
         self.space = space
