@@ -204,6 +204,10 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
                    f"only, and its optimum is the table's best feasible cell")
     click.echo(cmp.format_table(cmp.summary_rows(records), cmp.merit(records)))
     click.echo(cmp.format_anytime(records))
+    if objectives:
+        from nasflow.experiments.fronts import format_hypervolume
+
+        click.echo(format_hypervolume(records))
     paired = cmp.format_paired(cmp.paired_rows(records, kinds))
     if paired:
         click.echo(paired)

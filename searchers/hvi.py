@@ -6,9 +6,11 @@ fine-tuned on a ranking loss, so its scores have no unit; see ``calibrated``). A
 closed form gives is exact for every cell; a live one (``latency``) is predicted by ``nasflow.op_cost.OpCostModel``
 fitted on the cells measured so far. Each ask returns the candidates whose predicted point adds most to the
 hypervolume of the told cells' front (greedily, one after another, for a batch); where none adds any, the
-ones closest to the front. The reference point of the acquisition is the front's nadir pushed out by a tenth
-of the front's range in every objective (BoTorch's ``infer_reference_point`` heuristic), so the whole front is
-sought and its extremes too. Candidates are every untold cell of an enumerable space (one batched prediction
+ones closest to the front. The reference point of the acquisition (``reference``) is by default ``median``:
+the median of the candidates' predicted points (the space's median cell where the pool is the whole space),
+the point nasflow measures a front against (``nasflow.objectives.reference_point``), so queries go to the
+better half of the space in every objective; ``front`` is the front's nadir pushed out by a tenth of its
+range (BoTorch's ``infer_reference_point`` heuristic), which seeks the whole front, its degenerate extremes too. Candidates are every untold cell of an enumerable space (one batched prediction
 per fit, cached until the next), else ``candidates`` mutants of the front's cells and as many uniform samples.
 A share ``explore`` of the asks, evenly spaced, returns plain mutants of the front's cells.
 Without objectives it maximises valid (the improvement over the best told accuracy).
@@ -32,6 +34,11 @@ from .base import BaseSearcher
 # An enumerable space of at most this many cells has them all as candidates: one batched prediction per fit.
 WHOLE_SPACE = 50_000
 REFERENCE_MARGIN = 0.1  # the acquisition's reference: the front's nadir plus this share of its range
+REFERENCES = ("median", "front")
+ACQUISITIONS = ("budget", "hvi")
+# thresholds of the ``budget`` acquisition: a low-discrepancy walk over the cost range (additive recurrence
+# on the golden ratio, and on square roots of primes for further costs), one point per told count
+STEPS = (0.6180339887498949, 0.4142135623730951, 0.7320508075688772, 0.2360679774997898)
 
 
 def calibrated(told_scores, told_values, scores) -> np.ndarray:
@@ -58,7 +65,7 @@ class HypervolumeSearch(BaseSearcher):
 
     def __init__(self, space, seed: int = 0, objectives=None, ensemble: Optional[Sequence] = None, members: int = 3,
                  initial: int = 10, candidates: int = 200, refit_every: int = 1, explore: float = 0.0,
-                 initial_design: Sequence[Arch] = ()):
+                 reference: str = "median", acquisition: str = "budget", initial_design: Sequence[Arch] = ()):
         super().__init__(space, seed, initial_design)
         for option, value, low in (("members", members, 1), ("initial", initial, 2), ("candidates", candidates, 1),
                                    ("refit_every", refit_every, 1)):
@@ -66,7 +73,11 @@ class HypervolumeSearch(BaseSearcher):
                 raise SearcherError(f"hvi {option} must be an integer >= {low}, got {value!r}")
         if isinstance(explore, bool) or not isinstance(explore, (int, float)) or not 0.0 <= explore <= 1.0:
             raise SearcherError(f"hvi explore must be a share between 0 and 1, got {explore!r}")
-        self.objectives = objectives
+        if reference not in REFERENCES:
+            raise SearcherError(f"hvi reference must be 'median' or 'front', got {reference!r}")
+        if acquisition not in ACQUISITIONS:
+            raise SearcherError(f"hvi acquisition must be 'budget' or 'hvi', got {acquisition!r}")
+        self.objectives, self.reference, self.acquisition = objectives, reference, acquisition
         self.ensemble = list(ensemble) if ensemble is not None else [
             RandomFeatureRidge(space, seed=self.seed * 1000 + m) for m in range(members)]
         self.initial, self.candidates, self.explore = initial, candidates, float(explore)
@@ -155,23 +166,47 @@ class HypervolumeSearch(BaseSearcher):
         pool = self._pool(front, rng)
         predicted = self.predicted_points(pool)
         front_points = points[on_front]
+        reference = np.median(predicted, axis=0) if self.reference == "median" else None
         chosen: list[int] = []
-        for _ in range(min(n, len(pool))):
-            scores = acquisition(front_points, predicted)
+        if self.acquisition == "budget" and self.objectives is not None and self.objectives.accuracy is not None:
+            chosen = self._under_budgets(predicted, np.median(predicted, axis=0), n)
+        for _ in range(min(n, len(pool)) - len(chosen)):
+            scores = acquisition(front_points, predicted, reference)
             scores[chosen] = -np.inf
             best = int(np.argmax(scores))  # ties: the first candidate, so the choice is a function of the history
             chosen.append(best)
             front_points = np.vstack([front_points, predicted[best]])  # the next pick adds to the predicted front
         return [pool[i] for i in chosen]
 
+    def _under_budgets(self, predicted: np.ndarray, reference: np.ndarray, n: int) -> list[int]:
+        """The ``budget`` acquisition: for each pick, cost budgets drawn between the cheapest candidate and the
+        reference (a low-discrepancy walk indexed by the told count), and the candidate of highest predicted
+        accuracy within them. It asks the predictor only to rank cells of similar cost, which a ranking loss
+        fits, where the hypervolume gain needs its accuracies on an absolute scale, which it does not."""
+        accuracy = self.objectives.accuracy
+        costs = np.delete(predicted, accuracy, axis=1)
+        low, high = costs.min(axis=0), np.maximum(np.delete(reference, accuracy), costs.min(axis=0))
+        chosen: list[int] = []
+        for k in range(len(self.history), len(self.history) + n):
+            share = np.array([(k * STEPS[j % len(STEPS)]) % 1.0 for j in range(costs.shape[1])])
+            within = np.all(costs <= low + share * (high - low), axis=1)
+            within[chosen] = False
+            if not within.any():
+                break
+            options = np.flatnonzero(within)
+            chosen.append(int(options[np.argmin(predicted[options, accuracy])]))
+        return chosen
 
-def acquisition(front: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """Predicted hypervolume improvement over ``front`` (points, minimised) against the front's nadir pushed out
-    by a tenth of its range; where no candidate improves, minus the distance to the front (normalised by the
-    objectives' ranges: how much a candidate must improve in its best objective to escape domination)."""
+
+def acquisition(front: np.ndarray, candidates: np.ndarray, reference: Optional[np.ndarray] = None) -> np.ndarray:
+    """Predicted hypervolume improvement over ``front`` (points, minimised) against ``reference`` (None: the
+    front's nadir pushed out by a tenth of its range); where no candidate improves, minus the distance to the
+    front (normalised by the objectives' ranges: how much a candidate must improve in its best objective to
+    escape domination)."""
     low, high = front.min(axis=0), front.max(axis=0)
     span = np.where(high > low, high - low, 1.0)
-    reference = high + REFERENCE_MARGIN * span
+    if reference is None:
+        reference = high + REFERENCE_MARGIN * span
     gain = hypervolume_improvement(front, candidates, reference)
     if np.any(gain > 0):
         return gain

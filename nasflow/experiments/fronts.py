@@ -140,3 +140,98 @@ def plot_front(report: dict, path) -> None:
         atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     finally:
         plt.close(fig)
+
+
+# where the printed hypervolume table looks; hypervolume.csv has every n
+HYPERVOLUME_AT = (10, 30, 50, 100, 150, 200)
+
+
+def run_record(report: dict) -> dict:
+    """What a comparison keeps of a run's front report: the hypervolume curve and what it is measured against."""
+    keep = ("objectives", "reference", "reference_note", "hypervolume", "true_hypervolume", "loose_reference_note",
+            "hypervolume_loose", "true_hypervolume_loose")
+    return {k: report[k] for k in keep if k in report}
+
+
+def hypervolume_rows(records: list[dict]) -> list[dict]:
+    """Per combination and n: the hypervolume of the front after n queries, mean and s.e. over seeds, and its
+    share of the table's true front's where known."""
+    from .compare import mean_se
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["searcher"], r["predictor"]), []).append(r)
+    rows = []
+    for (searcher, predictor), runs in groups.items():
+        curves = np.array([r["front"]["hypervolume"] for r in runs], dtype=float)
+        true = runs[0]["front"].get("true_hypervolume")
+        mean, se = mean_se(curves)
+        ratio_mean, ratio_se = mean_se(curves / true) if true else (np.full_like(mean, np.nan),) * 2
+        for q in range(curves.shape[1]):
+            rows.append({"searcher": searcher, "predictor": predictor, "queries": q + 1, "runs": len(runs),
+                         "mean_hypervolume": float(mean[q]), "se_hypervolume": float(se[q]),
+                         "mean_ratio_to_true_front": float(ratio_mean[q]), "se_ratio_to_true_front": float(ratio_se[q])})
+    return rows
+
+
+def format_hypervolume(records: list[dict]) -> str:
+    """The hypervolume table at HYPERVOLUME_AT (and the budget), with the reference point stated."""
+    rows = hypervolume_rows(records)
+    first = records[0]["front"]
+    budget = max(r["queries"] for r in rows)
+    at = sorted({n for n in HYPERVOLUME_AT if n <= budget} | {budget})
+    true = first.get("true_hypervolume")
+    share = true is not None
+    lines = [f"hypervolume of the front of {','.join(first['objectives'])} after n queries, "
+             + ("as a share of the table's true front's, " if share else "")
+             + "mean +- s.e. over seeds",
+             f"reference: {first['reference_note']}" + (f"; true front {true:.6g}" if share else ""),
+             f"{'searcher':10s} {'predictor':10s} " + " ".join(f"{'n=' + str(n):>17s}" for n in at)]
+    by = {(r["searcher"], r["predictor"], r["queries"]): r for r in rows}
+    for key in dict.fromkeys((r["searcher"], r["predictor"]) for r in rows):
+        cells = []
+        for n in at:
+            r = by.get((*key, n))
+            if r is None:
+                cells.append("")
+            elif share:
+                cells.append(f"{r['mean_ratio_to_true_front']:.1%}+-{r['se_ratio_to_true_front']:.1%}")
+            else:
+                cells.append(f"{r['mean_hypervolume']:.4g}+-{r['se_hypervolume']:.2g}")
+        lines.append(f"{key[0]:10s} {key[1]:10s} " + " ".join(f"{c:>17s}" for c in cells))
+    return "\n".join(lines)
+
+
+def write_hypervolume(records: list[dict], out) -> dict:
+    """hypervolume.csv (every combination and n) and hypervolume.png (mean +- s.e. per query) in ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .compare import dicts_csv
+
+    out = Path(out)
+    rows = hypervolume_rows(records)
+    paths = {"hypervolume": out / "hypervolume.csv", "hypervolume_plot": out / "hypervolume.png"}
+    atomic_write(paths["hypervolume"], dicts_csv(rows))
+    share = records[0]["front"].get("true_hypervolume") is not None
+    key = "ratio_to_true_front" if share else "hypervolume"
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for combo in dict.fromkeys((r["searcher"], r["predictor"]) for r in rows):
+        mine = [r for r in rows if (r["searcher"], r["predictor"]) == combo]
+        x = np.array([r["queries"] for r in mine])
+        mean, se = np.array([r[f"mean_{key}"] for r in mine]), np.array([r[f"se_{key}"] for r in mine])
+        (line,) = ax.plot(x, mean, label=f"{combo[0]} + {combo[1]} ({mine[0]['runs']} seeds)")
+        ax.fill_between(x, mean - se, mean + se, alpha=0.2, color=line.get_color())
+    ax.set_xlabel("oracle queries")
+    ax.set_ylabel("hypervolume / the true front's" if share else "hypervolume")
+    ax.set_title(f"reference: {records[0]['front']['reference_note']}", fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    try:
+        atomic_write(paths["hypervolume_plot"], lambda f: fig.savefig(f, format="png", dpi=120))
+    finally:
+        plt.close(fig)
+    return paths
