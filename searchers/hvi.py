@@ -6,12 +6,19 @@ fine-tuned on a ranking loss, so its scores have no unit; see ``calibrated``). A
 closed form gives is exact for every cell; a live one (``latency``) is predicted by ``nasflow.op_cost.OpCostModel``
 fitted on the cells measured so far. Each ask returns the candidates whose predicted point adds most to the
 hypervolume of the told cells' front (greedily, one after another, for a batch); where none adds any, the
-ones closest to the front. The reference point of the acquisition (``reference``) is by default ``median``:
-the median of the candidates' predicted points (the space's median cell where the pool is the whole space),
-the point nasflow measures a front against (``nasflow.objectives.reference_point``), so queries go to the
-better half of the space in every objective; ``front`` is the front's nadir pushed out by a tenth of its
-range (BoTorch's ``infer_reference_point`` heuristic), which seeks the whole front, its degenerate extremes too. Candidates are every untold cell of an enumerable space (one batched prediction
-per fit, cached until the next), else ``candidates`` mutants of the front's cells and as many uniform samples.
+ones closest to the front.
+
+- ``reference``: ``median`` (default) is the median of the candidates' predicted points, close to the space's
+  median cell, the point nasflow measures a front against (``nasflow.objectives.reference_point``), so queries
+  go to the better half of the space in every objective; ``front`` is the front's nadir pushed out by a tenth
+  of its range (BoTorch's ``infer_reference_point`` heuristic), which seeks the whole front, its degenerate
+  extremes too.
+- ``pool``: ``mutation`` (default) is ``candidates`` mutants of the told cells of the best non-dominated
+  ranks (the front first, 10 parents in all) and as many uniform samples; ``space`` is every untold cell of an
+  enumerable space (one batched prediction per fit). On NB-201 (Pixel 3, FGP, 3 seeds) the mutation pool
+  reached 85% of the true front's hypervolume after 100 queries, the whole space 79%: the predictor ranks
+  neighbours of good cells better than it ranks the whole space.
+
 A share ``explore`` of the asks, evenly spaced, returns plain mutants of the front's cells.
 Without objectives it maximises valid (the improvement over the best told accuracy).
 """
@@ -24,7 +31,7 @@ import numpy as np
 from nasflow.core import Arch, exploring
 from nasflow.objectives import ACCURACY
 from nasflow.op_cost import OpCostModel
-from nasflow.pareto import hypervolume_improvement, minimised, pareto_mask
+from nasflow.pareto import hypervolume_improvement, minimised, nondominated_ranks
 from nasflow.step import RefitSchedule
 
 from . import SearcherError
@@ -35,10 +42,8 @@ from .base import BaseSearcher
 WHOLE_SPACE = 50_000
 REFERENCE_MARGIN = 0.1  # the acquisition's reference: the front's nadir plus this share of its range
 REFERENCES = ("median", "front")
-ACQUISITIONS = ("budget", "hvi")
-# thresholds of the ``budget`` acquisition: a low-discrepancy walk over the cost range (additive recurrence
-# on the golden ratio, and on square roots of primes for further costs), one point per told count
-STEPS = (0.6180339887498949, 0.4142135623730951, 0.7320508075688772, 0.2360679774997898)
+POOLS = ("space", "mutation")
+PARENTS = 10
 
 
 def calibrated(told_scores, told_values, scores) -> np.ndarray:
@@ -65,7 +70,8 @@ class HypervolumeSearch(BaseSearcher):
 
     def __init__(self, space, seed: int = 0, objectives=None, ensemble: Optional[Sequence] = None, members: int = 3,
                  initial: int = 10, candidates: int = 200, refit_every: int = 1, explore: float = 0.0,
-                 reference: str = "median", acquisition: str = "budget", initial_design: Sequence[Arch] = ()):
+                 reference: str = "median", pool: str = "mutation",
+                 initial_design: Sequence[Arch] = ()):
         super().__init__(space, seed, initial_design)
         for option, value, low in (("members", members, 1), ("initial", initial, 2), ("candidates", candidates, 1),
                                    ("refit_every", refit_every, 1)):
@@ -75,9 +81,9 @@ class HypervolumeSearch(BaseSearcher):
             raise SearcherError(f"hvi explore must be a share between 0 and 1, got {explore!r}")
         if reference not in REFERENCES:
             raise SearcherError(f"hvi reference must be 'median' or 'front', got {reference!r}")
-        if acquisition not in ACQUISITIONS:
-            raise SearcherError(f"hvi acquisition must be 'budget' or 'hvi', got {acquisition!r}")
-        self.objectives, self.reference, self.acquisition = objectives, reference, acquisition
+        if pool not in POOLS:
+            raise SearcherError(f"hvi pool must be 'space' or 'mutation', got {pool!r}")
+        self.objectives, self.reference, self.pool = objectives, reference, pool
         self.ensemble = list(ensemble) if ensemble is not None else [
             RandomFeatureRidge(space, seed=self.seed * 1000 + m) for m in range(members)]
         self.initial, self.candidates, self.explore = initial, candidates, float(explore)
@@ -141,14 +147,14 @@ class HypervolumeSearch(BaseSearcher):
                 columns.append(model.predict(archs))
         return minimised(np.stack(columns, axis=1), self.senses)
 
-    def _pool(self, front: list[Arch], rng: np.random.Generator) -> list[Arch]:
-        if self.space.enumerable and (self.space.size or 0) <= WHOLE_SPACE:
+    def _pool(self, parents: list[Arch], rng: np.random.Generator) -> list[Arch]:
+        if self.pool == "space" and self.space.enumerable and (self.space.size or 0) <= WHOLE_SPACE:
             if self._cells is None:
                 self._cells = list(self.space.enumerate())
             return [a for a in self._cells if a not in self.history]
-        per_parent = -(-self.candidates // len(front))
+        per_parent = -(-self.candidates // len(parents))
         pool: list[Arch] = []
-        for parent in front:
+        for parent in parents:
             pool += self._fresh(per_parent, lambda r, p=parent: self.space.mutate(p, r), rng)
         pool += self._fresh(self.candidates, self.space.sample, rng)
         return list(dict.fromkeys(pool))
@@ -158,44 +164,26 @@ class HypervolumeSearch(BaseSearcher):
         if len(self.history) < self.initial:
             return self._initial(n, rng)
         archs, points = self.told_points()
-        on_front = pareto_mask(points)
+        ranks = nondominated_ranks(points)
+        on_front = ranks == 0
         front = [a for a, on in zip(archs, on_front) if on]
         if exploring(len(self.history), n, self.explore):
             return self._fresh(n, lambda r: self.space.mutate(front[r.integers(len(front))], r), rng)
         self._refit()
-        pool = self._pool(front, rng)
+        # the parents of a mutation pool: the front, then the next fronts, PARENTS cells in all (a lone best
+        # cell of one objective has too few distinct mutants to fill a pool)
+        pool = self._pool([archs[i] for i in np.argsort(ranks, kind="stable")[:PARENTS]], rng)
         predicted = self.predicted_points(pool)
         front_points = points[on_front]
         reference = np.median(predicted, axis=0) if self.reference == "median" else None
         chosen: list[int] = []
-        if self.acquisition == "budget" and self.objectives is not None and self.objectives.accuracy is not None:
-            chosen = self._under_budgets(predicted, np.median(predicted, axis=0), n)
-        for _ in range(min(n, len(pool)) - len(chosen)):
+        for _ in range(min(n, len(pool))):
             scores = acquisition(front_points, predicted, reference)
             scores[chosen] = -np.inf
             best = int(np.argmax(scores))  # ties: the first candidate, so the choice is a function of the history
             chosen.append(best)
             front_points = np.vstack([front_points, predicted[best]])  # the next pick adds to the predicted front
         return [pool[i] for i in chosen]
-
-    def _under_budgets(self, predicted: np.ndarray, reference: np.ndarray, n: int) -> list[int]:
-        """The ``budget`` acquisition: for each pick, cost budgets drawn between the cheapest candidate and the
-        reference (a low-discrepancy walk indexed by the told count), and the candidate of highest predicted
-        accuracy within them. It asks the predictor only to rank cells of similar cost, which a ranking loss
-        fits, where the hypervolume gain needs its accuracies on an absolute scale, which it does not."""
-        accuracy = self.objectives.accuracy
-        costs = np.delete(predicted, accuracy, axis=1)
-        low, high = costs.min(axis=0), np.maximum(np.delete(reference, accuracy), costs.min(axis=0))
-        chosen: list[int] = []
-        for k in range(len(self.history), len(self.history) + n):
-            share = np.array([(k * STEPS[j % len(STEPS)]) % 1.0 for j in range(costs.shape[1])])
-            within = np.all(costs <= low + share * (high - low), axis=1)
-            within[chosen] = False
-            if not within.any():
-                break
-            options = np.flatnonzero(within)
-            chosen.append(int(options[np.argmin(predicted[options, accuracy])]))
-        return chosen
 
 
 def acquisition(front: np.ndarray, candidates: np.ndarray, reference: Optional[np.ndarray] = None) -> np.ndarray:
