@@ -116,15 +116,22 @@ class HypervolumeSearch(BaseSearcher):
         for member in self.ensemble:
             member.fit(archs, values)
         self.fitted_on = target
-        self._told_scores = self._score(archs)
+        # each member on the scale of its own predictions for the fitted cells, fixed until the next fit: the
+        # same cell gets the same score in whatever batch it is scored
+        told = self._predict(archs)
+        self._scales = (told.mean(axis=1, keepdims=True), told.std(axis=1, keepdims=True) + 1e-12)
+        self._told_scores = self._score(archs, told)
         self._told_values = values
         self._accuracy = {}
 
-    def _score(self, archs: list[Arch]) -> np.ndarray:
-        """The ensemble's mean score, each member standardised on its own scale first."""
-        preds = np.stack([np.asarray(m.predict(archs), dtype=np.float64) for m in self.ensemble])
-        preds = (preds - preds.mean(axis=1, keepdims=True)) / (preds.std(axis=1, keepdims=True) + 1e-12)
-        return preds.mean(axis=0)
+    def _predict(self, archs: list[Arch]) -> np.ndarray:
+        return np.stack([np.asarray(m.predict(archs), dtype=np.float64) for m in self.ensemble])
+
+    def _score(self, archs: list[Arch], predictions: Optional[np.ndarray] = None) -> np.ndarray:
+        """The ensemble's mean score, each member standardised by its fitted cells' predictions."""
+        preds = self._predict(archs) if predictions is None else predictions
+        loc, scale = self._scales
+        return ((preds - loc) / scale).mean(axis=0)
 
     def predicted_accuracy(self, archs: Sequence[Arch]) -> np.ndarray:
         missing = [a for a in dict.fromkeys(archs) if a not in self._accuracy]
