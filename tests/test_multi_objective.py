@@ -264,3 +264,27 @@ def test_the_median_reference_and_the_true_front(nb201, nb201_oracle, latency_cs
     sample = [Evaluation(valid=90.0), Evaluation(valid=80.0)]
     assert objectives.points(cells[:2], sample)[:, 0].tolist() == [-90.0, -80.0]
     assert list(itertools.islice(objectives.names, 2)) == ["valid", "pixel3"]
+
+
+class MeasuredCost(TwoObjectives):
+    """The same objectives, the cost measured per cell (as a live latency is): unknown until queried."""
+
+    def known_without_measuring(self, metric):
+        return False
+
+
+def test_hvi_predicts_a_measured_cost_with_the_op_cost_model_of_the_measured_cells(nb201, nb201_oracle):
+    from nasflow.op_cost import OpCostModel
+    from nasflow.searchers import get_searcher
+
+    objectives = MeasuredCost()
+    searcher = get_searcher("hvi", nb201, seed=1, objectives=objectives, candidates=20, initial=4)
+    for _ in range(6):
+        (arch,) = searcher.ask(1)
+        searcher.tell(arch, nb201_oracle.query(arch))
+    searcher.ask(1)  # fits the ensemble on the told cells
+    unseen = [a for a in nb201.enumerate()[:50] if a not in searcher.history]
+    told = list(searcher.history)
+    expected = OpCostModel(nb201).fit(told, objectives.costs("cost", told)).predict(unseen)
+    assert np.allclose(searcher.predicted_points(unseen)[:, 1], expected)
+    assert not np.allclose(expected, objectives.costs("cost", unseen))  # a model, not the measurement itself
