@@ -8,8 +8,8 @@ fitted on the cells measured so far. Each ask returns the candidates whose predi
 hypervolume of the told cells' front (greedily, one after another, for a batch); where none adds any, the
 ones closest to the front.
 
-- ``reference``: ``median`` (default) is the median of the candidates' predicted points, close to the space's
-  median cell, the point nasflow measures a front against (``nasflow.objectives.reference_point``), so queries
+- ``reference``: ``median`` (default) is the median of the predicted points of 500 uniform cells (drawn once),
+  close to the space's median cell, the point nasflow measures a front against (``nasflow.objectives.reference_point``), so queries
   go to the better half of the space in every objective; ``front`` is the front's nadir pushed out by a tenth
   of its range (BoTorch's ``infer_reference_point`` heuristic), which seeks the whole front, its degenerate
   extremes too.
@@ -45,6 +45,7 @@ REFERENCE_MARGIN = 0.1  # the acquisition's reference: the front's nadir plus th
 REFERENCES = ("median", "front")
 POOLS = ("space", "mutation")
 PARENTS = 10
+REFERENCE_SAMPLE = 500  # uniform cells whose median predicted point is the ``median`` reference
 
 
 def calibrated(told_scores, told_values, scores) -> np.ndarray:
@@ -92,6 +93,7 @@ class HypervolumeSearch(BaseSearcher):
         self.fitted_on = 0
         self._accuracy: dict[Arch, float] = {}  # calibrated predictions of the current fit
         self._cells: Optional[list[Arch]] = None
+        self._uniform: Optional[list[Arch]] = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -155,6 +157,14 @@ class HypervolumeSearch(BaseSearcher):
                 columns.append(model.predict(archs))
         return minimised(np.stack(columns, axis=1), self.senses)
 
+    def _median_cell(self) -> np.ndarray:
+        """The median of the predicted points of REFERENCE_SAMPLE uniform cells drawn once from the seed: the
+        space's median cell as the run sees it (a pool of mutants of good cells would set a tighter box)."""
+        if self._uniform is None:
+            rng = np.random.default_rng([self.seed, REFERENCE_SAMPLE])
+            self._uniform = list(dict.fromkeys(self.space.sample(rng) for _ in range(REFERENCE_SAMPLE)))
+        return np.median(self.predicted_points(self._uniform), axis=0)
+
     def _pool(self, parents: list[Arch], rng: np.random.Generator) -> list[Arch]:
         if self.pool == "space" and self.space.enumerable and (self.space.size or 0) <= WHOLE_SPACE:
             if self._cells is None:
@@ -183,7 +193,7 @@ class HypervolumeSearch(BaseSearcher):
         pool = self._pool([archs[i] for i in np.argsort(ranks, kind="stable")[:PARENTS]], rng)
         predicted = self.predicted_points(pool)
         front_points = points[on_front]
-        reference = np.median(predicted, axis=0) if self.reference == "median" else None
+        reference = self._median_cell() if self.reference == "median" else None
         chosen: list[int] = []
         for _ in range(min(n, len(pool))):
             scores = acquisition(front_points, predicted, reference)
