@@ -125,8 +125,8 @@ def plot_front(report: dict, path) -> None:
     order = np.argsort(found[:, 0])
     ax.step(found[order, 0], found[order, 1], where="post", color="tab:red", marker="o", markersize=4,
             label=f"front of the queried cells ({len(found)})")
-    ref = np.array(report["reference"]) * np.array([-1.0 if o in names and not o.startswith("-") else 1.0
-                                                     for o in report["objectives"]])
+    # the reference is stored minimised: a maximised objective's value negated
+    ref = np.array(report["reference"]) * np.array([1.0 if o.startswith("-") else -1.0 for o in report["objectives"]])
     ax.scatter([ref[x]], [ref[y]], marker="x", color="tab:blue", label="hypervolume reference")
     ax.set_xlabel(names[x])
     ax.set_ylabel(names[y] + (" accuracy (%)" if names[y] == ACCURACY else ""))
