@@ -7,7 +7,7 @@ import click
 
 from nasflow.errors import NasflowError
 from nasflow.experiments.runs import describe_restriction, searcher_pools, warm_start_searchers  # torch-free: keeps --help fast
-from nasflow.searchers import SEARCHERS
+from nasflow.searchers import COMPARED_BY_DEFAULT, SEARCHERS
 from nasflow.spec import (
     DEFAULT, DEFAULT_BUDGET, DEFAULT_POOL, DEFAULT_STALE_AFTER, DEFAULT_WORKERS, PREDICTOR_SEEDS, TRAINING_BUDGET,
 )
@@ -42,6 +42,10 @@ def _loop_options(f):
                      help="Search only cells that satisfy it (repeatable): params or flops of the official network "
                           "(suffixes K, M, G), or a column of --metrics-table; operators <=, <, >=, >, "
                           "e.g. --constraint pixel3<=20 --constraint params<=1.0M"),
+        click.option("--objectives", default=None, metavar="METRIC,-METRIC",
+                     help="Search for the Pareto front of several objectives, '-' to minimise: valid (the oracle's "
+                          "accuracy) and cost metrics as for --constraint, e.g. valid,-pixel3; searchers random, "
+                          "nsga2, tpe (MOTPE) and hvi (predictor-guided)  [default: valid alone]"),
         click.option("--metrics-table", default=None, metavar="PATH",
                      help="CSV of measured cost metrics per cell (an arch column, one metric per numeric column), "
                           "e.g. nb201_latency_ms.csv; found like benchmark files."),
@@ -80,8 +84,8 @@ def _fmt(value, spec=".4f"):
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help=f"Release a claimed cell whose worker's heartbeat stopped this long ago  [default: {DEFAULT_STALE_AFTER:g}]")
 def search(space, searcher, predictor, budget, pool, batch, refit_every, explore, dataset, warm_start, constraints,
-           metrics_table, latency_batch, benchmark, seed, schedule, budget_epochs, out, resume, storage, study,
-           workers, stale_after, **training):
+           objectives, metrics_table, latency_batch, benchmark, seed, schedule, budget_epochs, out, resume, storage,
+           study, workers, stale_after, **training):
     """Search a space for the best cell within a budget of oracle queries."""
     from nasflow.experiments.runs import complete, default_run_dir, resumed, run_search
     from nasflow.paths import output_dir
@@ -89,8 +93,9 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
     given = training_settings(dict(space=space, searcher=searcher, predictor=predictor, budget=budget, pool=pool,
                                    batch=batch, refit_every=refit_every, explore=explore, dataset=dataset,
                                    warm_start=warm_start, constraints=list(constraints) or None,
-                                   metrics_table=metrics_table, latency_batch=latency_batch, benchmark=benchmark,
-                                   seed=seed, schedule=schedule, budget_epochs=budget_epochs, **training))
+                                   objectives=objectives, metrics_table=metrics_table, latency_batch=latency_batch,
+                                   benchmark=benchmark, seed=seed, schedule=schedule, budget_epochs=budget_epochs,
+                                   **training))
     if storage is None and (study is not None or workers is not None or stale_after is not None):
         raise NasflowError("--study, --workers and --stale-after need --storage URL (the shared Optuna storage)")
     if storage is not None and (schedule is not None or budget_epochs is not None):
@@ -155,15 +160,33 @@ def _report(where, settings, result) -> None:
         found = s["queries_to_optimum"]
         click.echo(f"optimum    {feasible}best-valid cell {'found after ' + str(found) + ' queries' if found else 'not found'}")
     click.echo(f"overhead   {s['overhead_per_query_s']:.3f} s per query outside the oracle")
+    if getattr(result, "front", None):
+        _report_front(result.front, where)
     speed = result.config.get("training_speed")
     if speed:
         click.echo(f"training   on {speed['device']}: {speed['images_per_s']:,.0f} images/s on average over "
                    f"{speed['trainings']} training(s) in this session")
 
 
+def _report_front(report: dict, where) -> None:
+    """A multi-objective run's front, one line per cell, and its hypervolume against the table's true front."""
+    names = [o.lstrip("-") for o in report["objectives"]]
+    click.echo(f"front      {len(report['front'])} cells of the {len(report['points'])} queried are on the Pareto "
+               f"front of {','.join(report['objectives'])} (front.csv, front.png in {where}):")
+    click.echo("           " + "  ".join(f"{n:>12s}" for n in names) + f"  {'test':>8s}  cell")
+    for row in report["front"]:
+        click.echo("           " + "  ".join(f"{row[n]:12.6g}" for n in names) + f"  {_fmt(row['test'], '8.3f')}  {row['arch']}")
+    hv = report["hypervolume"][-1]
+    line = f"hypervol.  {hv:.6g} with reference {report['reference_note']}"
+    if "true_hypervolume" in report:
+        line += f"; the table's true front {report['true_hypervolume']:.6g} ({hv / report['true_hypervolume']:.1%})"
+    click.echo(line)
+
+
 @click.command("compare")
 @click.option("--space", default=DEFAULT.space, show_default=True, help="Search space.")
-@click.option("--searchers", default=",".join(SEARCHERS), show_default=True, help="Comma-separated searchers.")
+@click.option("--searchers", default=",".join(COMPARED_BY_DEFAULT), show_default=True,
+              help=f"Comma-separated searchers, of {', '.join(SEARCHERS)}.")
 @click.option("--predictor", "predictors", default="none,scratch,fgp", show_default=True,
               help="Comma-separated predictors: fgp, scratch, none or saved predictor paths.")
 @click.option("--seeds", type=int, default=30, show_default=True, help="Seeds 0..N-1 per combination.")
@@ -179,7 +202,8 @@ def _report(where, settings, result) -> None:
 @click.option("--out", default="compare", show_default=True, metavar="DIR",
               help="Output directory: curves.csv, summary.csv, curves.png, runs/ (finished runs are reused).")
 def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_every, explore, dataset, warm_start,
-            constraints, metrics_table, latency_batch, benchmark, schedules, budget_epochs, predictor_seed, jobs, out):
+            constraints, objectives, metrics_table, latency_batch, benchmark, schedules, budget_epochs, predictor_seed,
+            jobs, out):
     """Every searcher x predictor over seeds: anytime curves (CSV + PNG) and a summary table."""
     import os
 
@@ -193,7 +217,8 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
         raise NasflowError("--searchers and --predictor each need at least one name")
     base = {"space": space, "budget": budget, "pool": pool, "batch": batch, "refit_every": refit_every, "explore": explore,
             "dataset": dataset, "warm_start": warm_start, "benchmark": benchmark, "predictor_seed": predictor_seed,
-            "constraints": list(constraints) or None, "metrics_table": metrics_table, "latency_batch": latency_batch}
+            "constraints": list(constraints) or None, "metrics_table": metrics_table, "latency_batch": latency_batch,
+            "objectives": objectives}
     if benchmark is None:
         from nasflow.spaces import get_space
 
@@ -210,6 +235,10 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
                    f"only, and its optimum is the table's best feasible cell")
     click.echo(cmp.format_table(cmp.summary_rows(records), cmp.merit(records)))
     click.echo(cmp.format_anytime(records))
+    if objectives:
+        from nasflow.experiments.fronts import format_hypervolume
+
+        click.echo(format_hypervolume(records))
     paired = cmp.format_paired(cmp.paired_rows(records, kinds))
     if paired:
         click.echo(paired)

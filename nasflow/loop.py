@@ -43,6 +43,7 @@ class SearchResult:
     resumed_queries: int = 0
     notice: Optional[str] = None
     optimum: dict = field(default_factory=dict)  # the table's best valid/test where known
+    front: Optional[dict] = None  # a multi-objective run's front (nasflow.experiments.fronts.front_report)
 
     @property
     def best(self) -> Query:

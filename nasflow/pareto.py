@@ -97,6 +97,38 @@ def hypervolume(points, reference) -> float:
     return float(_volume(p[pareto_mask(p)], ref))
 
 
+def hypervolume_improvement(front, candidates, reference) -> np.ndarray:
+    """How much each of ``candidates`` (alone) would add to the hypervolume of ``front`` (points, minimised),
+    up to ``reference``: a multi-objective acquisition. Exact; vectorised over the candidates in 2-D, where the
+    part of a candidate's box that ``front`` already dominates is the hypervolume of the points max(f, c)."""
+    c = _points(candidates)
+    ref = np.asarray(reference, dtype=np.float64).reshape(-1)
+    f = np.asarray(front, dtype=np.float64).reshape(-1, c.shape[1])
+    if ref.size != c.shape[1] or not np.all(np.isfinite(ref)):
+        raise DataError(f"the reference point needs {c.shape[1]} finite values, got {list(ref)}")
+    f = f[np.all(f < ref, axis=1)]
+    f = f[pareto_mask(f)] if len(f) else f
+    inside = np.all(c < ref, axis=1)
+    gain = np.zeros(len(c))
+    box = np.prod(ref - c, axis=1)
+    if not len(f):
+        gain[inside] = box[inside]
+        return gain
+    if c.shape[1] != 2:
+        base = hypervolume(f, ref)
+        for i in np.flatnonzero(inside):
+            gain[i] = hypervolume(np.vstack([f, c[i]]), ref) - base
+        return gain
+    f = f[np.lexsort((f[:, 1], f[:, 0]))]  # a staircase: x ascending, y descending
+    cin = c[inside]
+    gx = np.maximum(f[None, :, 0], cin[:, None, 0])
+    gy = np.maximum(f[None, :, 1], cin[:, None, 1])
+    widths = np.diff(np.concatenate([gx, np.full((len(cin), 1), ref[0])], axis=1), axis=1)
+    covered = np.sum(widths * (ref[1] - np.minimum.accumulate(gy, axis=1)), axis=1)
+    gain[inside] = np.maximum(box[inside] - covered, 0.0)
+    return gain
+
+
 def _volume(p: np.ndarray, ref: np.ndarray) -> float:
     if p.shape[1] == 1:
         return float(ref[0] - p[:, 0].min())

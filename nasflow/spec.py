@@ -18,6 +18,7 @@ from typing import Iterator, Optional
 from .benchfiles import locate
 from .cost_metrics import LIVE, canonical_constraints, parse_constraints
 from .errors import NasflowError
+from .objectives import canonical_objectives
 
 # numpy's legacy RandomState (the field's permutations) and torch take seeds below 2**32
 MAX_SEED = 2**32 - 1
@@ -38,7 +39,7 @@ DEFAULT_STALE_AFTER = 60.0  # seconds a claim's heartbeat may stand still before
 # cells of constraints, which an edited metrics table would change).
 IDENTITY = ("space", "seed", "searcher", "predictor", "predictor_seed", "dataset", "pool", "batch", "refit_every",
             "warmup", "explore", "predictor_options", "warm_start", "benchmark", "training", "constraints",
-            "metrics_table", "latency_batch", "restricted", "schedule")
+            "metrics_table", "latency_batch", "restricted", "schedule", "objectives")
 
 
 class SpecError(NasflowError, ValueError):
@@ -111,6 +112,9 @@ class RunSpec(Mapping):
     # default ``budget`` full trainings' worth (budget x max).
     schedule: Optional[str] = None
     budget_epochs: Optional[int] = None
+    # a multi-objective search's objectives ("valid", "-pixel3"; nasflow.objectives), canonical, in their order;
+    # None for a search of valid alone, so single-objective settings stay as they were
+    objectives: Optional[tuple] = None
 
     def __post_init__(self):
         # numpy and torch refuse bad seeds only deep inside a run, after its journal header is written
@@ -128,6 +132,7 @@ class RunSpec(Mapping):
             fill("benchmark", str(locate(self.benchmark, self.space).resolve()))
             fill("training", None)
         fill("constraints", canonical_constraints(self.constraints))
+        fill("objectives", canonical_objectives(self.objectives))
         if self.metrics_table is not None:
             fill("metrics_table", str(locate(self.metrics_table, self.space).resolve()))
         if self.latency_batch is not None:

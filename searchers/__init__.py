@@ -16,7 +16,14 @@ SEARCHERS = {
     "tpe": ("nasflow.searchers.tpe", "TPESearch", "Optuna TPE over the space's categorical encoding"),
     "bananas": ("nasflow.searchers.bananas", "Bananas", "BANANAS-style: ensemble + mutations of the best, UCB"),
     "local": ("nasflow.searchers.local_search", "LocalSearch", "local search (White et al. 2020): climbs, restarts"),
+    "nsga2": ("nasflow.searchers.nsga2", "NSGA2", "NSGA-II: mutations of the non-dominated, least crowded cells"),
+    "hvi": ("nasflow.searchers.hvi", "HypervolumeSearch", "predictor-guided: the cells of highest predicted hypervolume gain"),
 }
+
+# What `nasflow compare` runs when --searchers is not given: the single-objective searchers it always ran. nsga2
+# and hvi search one objective too, but they exist for --objectives, and a default grid is 30 seeds x 3 predictors
+# of each searcher listed here.
+COMPARED_BY_DEFAULT = ("random", "evolution", "tpe", "bananas", "local")
 
 
 class SearcherError(NasflowError, ValueError):
@@ -24,7 +31,8 @@ class SearcherError(NasflowError, ValueError):
 
 
 def searcher_class(name: str) -> type:
-    """The class of searcher ``name``, for what it declares (``default_pool``, ``takes_warm_start``, ``takes_ensemble``)."""
+    """The class of searcher ``name``, for what it declares (``default_pool``, ``takes_warm_start``, ``takes_ensemble``,
+    ``takes_objectives``)."""
     try:
         module, cls, _ = SEARCHERS[name]
     except KeyError:

@@ -30,6 +30,11 @@ class BaseSearcher:
     # Whether a multi-fidelity schedule (nasflow.schedulers) may wrap it: it is then told each cell's first result,
     # at the fidelity the schedule trained it to first
     takes_schedule = True
+    # True for a searcher that takes ``objectives=`` (``nasflow.objectives.Objectives``) and searches for their
+    # Pareto front; every other searcher optimises valid alone and a multi-objective run refuses it
+    takes_objectives = False
+    # How many of the run's predictors an ensemble searcher takes; None: the run's default (ENSEMBLE_MEMBERS)
+    ensemble_size: Optional[int] = None
 
     def __init__(self, space, seed: int = 0, initial_design: Sequence[Arch] = ()):
         self.space = space

@@ -7,6 +7,9 @@ from the history (told to Optuna with the known value) instead of being proposed
 Trials proposed but not chosen by the loop are closed as failed at the next ``ask``, so
 TPE only learns from real evaluations. The sampler is re-seeded from ``(seed, len(history), asks)`` at each ask,
 keeping the searcher's state a function of its seed and its history.
+
+With ``objectives`` (``nasflow.objectives.Objectives``) the study has one direction per objective and is told
+each cell's objective values: Optuna's TPESampler is then MOTPE (Ozaki et al., 2020).
 """
 from __future__ import annotations
 
@@ -39,9 +42,11 @@ class _Encoding:
 class TPESearch(BaseSearcher):
     name = "tpe"
     default_pool = 25  # each Optuna suggestion costs milliseconds, so a step asks TPE for fewer candidates
+    takes_objectives = True
 
-    def __init__(self, space, seed: int = 0, startup: int = 10, multivariate: bool = True):
+    def __init__(self, space, seed: int = 0, startup: int = 10, multivariate: bool = True, objectives=None):
         super().__init__(space, seed)
+        self.objectives = objectives
         if space.categorical is None:
             raise SearcherError(f"tpe needs a space with a categorical encoding; {space.name!r} declares none")
         import optuna
@@ -51,7 +56,11 @@ class TPESearch(BaseSearcher):
         self.startup = startup
         self.multivariate = multivariate
         self.encoding = _Encoding(space.categorical)
-        self.study = optuna.create_study(direction="maximize", sampler=self._sampler(0))
+        if objectives is None:
+            self.study = optuna.create_study(direction="maximize", sampler=self._sampler(0))
+        else:
+            directions = ["maximize" if sense == "max" else "minimize" for sense in objectives.senses]
+            self.study = optuna.create_study(directions=directions, sampler=self._sampler(0))
         self._pending: dict[Arch, object] = {}
 
     def _sampler(self, salt: int):
@@ -77,7 +86,7 @@ class TPESearch(BaseSearcher):
                 self.study.tell(trial, state=fail)
                 continue
             if arch in self.history:
-                self.study.tell(trial, self.history[arch].valid)
+                self.study.tell(trial, self._values(arch))
             elif arch in self._pending:
                 self.study.tell(trial, state=fail)
             else:
@@ -87,13 +96,21 @@ class TPESearch(BaseSearcher):
             out += self._fresh(n - len(out), self.space.sample, rng)
         return out
 
+    def _values(self, arch: Arch):
+        """What the study is told of a told cell: its valid, or its objective values."""
+        if self.objectives is None:
+            return self.history[arch].valid
+        return self.objectives.values([arch], [self.history[arch]])[0].tolist()
+
     def _observe(self, arch: Arch, evaluation: Evaluation) -> None:
         trial = self._pending.pop(arch, None)
         if trial is not None:
-            self.study.tell(trial, evaluation.valid)
+            self.study.tell(trial, self._values(arch))
         else:  # told without being asked (a loop fallback, a warm start): add it as a finished trial
+            value = self._values(arch)
             self.study.add_trial(
                 self._optuna.trial.create_trial(
-                    params=self.encoding.params(arch), distributions=self.encoding.distributions, value=evaluation.valid
+                    params=self.encoding.params(arch), distributions=self.encoding.distributions,
+                    **({"values": value} if isinstance(value, list) else {"value": value}),
                 )
             )

@@ -172,7 +172,7 @@ def test_registry_names_its_spaces():
 
 
 # -------------------------------------------------------------------------------- searchers
-SMALL = {"bananas": {"members": 3, "candidates": 40}}
+SMALL = {"bananas": {"members": 3, "candidates": 40}, "hvi": {"members": 3, "candidates": 20, "pool": "mutation"}}
 
 
 def make(name, space, seed):

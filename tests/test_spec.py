@@ -23,7 +23,7 @@ def test_the_pool_default_is_the_one_the_searcher_declares():
     assert searcher_pools() == {"tpe": 25}
     assert complete({"searcher": "tpe"}).pool == 25 and complete({"searcher": "random"}).pool == DEFAULT_POOL
     assert complete({"searcher": "tpe", "pool": 7}).pool == 7
-    assert warm_start_searchers() == ["evolution", "bananas", "local"]
+    assert warm_start_searchers() == ["evolution", "bananas", "local", "nsga2", "hvi"]
 
 
 def test_a_benchmark_is_resolved_and_replaces_training(tmp_path, monkeypatch):

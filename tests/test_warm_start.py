@@ -78,7 +78,7 @@ def test_search_cli_warm_start_is_journalled_and_kept_on_resume(nb201, nb201_csv
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--searcher", "tpe", "--warm-start", "flops"], "--warm-start applies to evolution, bananas and local, not 'tpe'"),
+        (["--searcher", "tpe", "--warm-start", "flops"], "--warm-start applies to evolution, bananas, local, nsga2 and hvi, not 'tpe'"),
         (["--warm-start", "bogus:10"], "unknown zero-cost proxy 'bogus'"),
         (["--warm-start", "flops:-3"], "samples must be an integer >= 1"),
     ],

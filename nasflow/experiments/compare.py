@@ -68,6 +68,10 @@ def run_one(job: tuple[RunSpec, str]) -> dict:
     }
     if settings.schedule is not None:
         record.update(cost_fields(result))
+    if result.front is not None:  # a multi-objective run: its hypervolume after each query
+        from .fronts import run_record
+
+        record["front"] = run_record(result.front)
     atomic_write(path, json.dumps(record) + "\n")
     return record
 
@@ -159,7 +163,7 @@ def _groups(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return groups
 
 
-def _mean_se(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def mean_se(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = np.sum(~np.isnan(values), axis=0)
     # an all-NaN column (a table without test accuracies) is NaN by design, not worth numpy's warning
     with warnings.catch_warnings():
@@ -185,8 +189,8 @@ def curves_csv(records: list[dict]) -> str:
     writer.writerow(["searcher", "predictor", "queries", "runs", "mean_test", "se_test", "mean_valid", "se_valid"])
     for (searcher, predictor), runs in _groups(records).items():
         test, valid = _curves(runs, "test"), _curves(runs, "valid")
-        mt, st = _mean_se(test)
-        mv, sv = _mean_se(valid)
+        mt, st = mean_se(test)
+        mv, sv = mean_se(valid)
         for q in range(test.shape[1]):
             writer.writerow([searcher, predictor, q + 1, len(runs), f"{mt[q]:.4f}", f"{st[q]:.4f}", f"{mv[q]:.4f}", f"{sv[q]:.4f}"])
     return buf.getvalue()
@@ -202,8 +206,8 @@ def summary_rows(records: list[dict]) -> list[dict]:
         # a run that never found it counts as needing more than the budget
         hits = np.array([budget + 1 if r["queries_to_optimum"] is None else r["queries_to_optimum"] for r in runs])
         median = float(np.median(hits))
-        mean, se = _mean_se(finals[:, None])
-        mean_valid, se_valid = _mean_se(finals_valid[:, None])
+        mean, se = mean_se(finals[:, None])
+        mean_valid, se_valid = mean_se(finals_valid[:, None])
         rows.append({
             "searcher": searcher, "predictor": predictor, "runs": len(runs),
             "mean_final_test": float(mean[0]), "se_final_test": float(se[0]),
@@ -234,7 +238,7 @@ def paired_rows(records: list[dict], predictors: Sequence[str]) -> list[dict]:
                 continue
             diff = np.array([np.subtract(by_key[searcher, other, s]["best_valid"], by_key[searcher, base, s]["best_valid"])
                              for s in seeds], dtype=float)
-            mean, se = _mean_se(diff)
+            mean, se = mean_se(diff)
             for q in range(diff.shape[1]):
                 rows.append({
                     "searcher": searcher, "predictor": other, "minus": base, "queries": q + 1, "seeds": len(seeds),
@@ -290,7 +294,7 @@ def format_anytime(records: list[dict]) -> str:
     lines = [f"anytime: {metric} accuracy of the best-valid cell after n queries, mean +- s.e. over seeds",
              f"{'searcher':10s} {'predictor':10s} " + " ".join(f"{'n=' + str(n):>15s}" for n in at)]
     for (searcher, predictor), runs in _groups(records).items():
-        mean, se = _mean_se(_curves(runs, metric))
+        mean, se = mean_se(_curves(runs, metric))
         cells = [f"{mean[n - 1]:.3f}+-{se[n - 1]:.3f}" if n <= len(mean) else "" for n in at]
         lines.append(f"{searcher:10s} {predictor:10s} " + " ".join(f"{c:>15s}" for c in cells))
     return "\n".join(lines)
@@ -307,7 +311,7 @@ def plot(records: list[dict], path) -> None:
     metric = merit(records)
     fig, ax = plt.subplots(figsize=(8, 5))
     for (searcher, predictor), runs in _groups(records).items():
-        mean, se = _mean_se(_curves(runs, metric))
+        mean, se = mean_se(_curves(runs, metric))
         x = np.arange(1, len(mean) + 1)
         (line,) = ax.plot(x, mean, label=f"{searcher} + {predictor} ({len(runs)} seeds)")
         ax.fill_between(x, mean - se, mean + se, alpha=0.2, color=line.get_color())
@@ -328,7 +332,7 @@ def plot(records: list[dict], path) -> None:
         plt.close(fig)
 
 
-def _dicts_csv(rows: list[dict]) -> str:
+def dicts_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
@@ -342,10 +346,14 @@ def write_outputs(records: list[dict], out, predictors: Sequence[str] = ()) -> d
     out = Path(out)
     paths = {"curves": out / "curves.csv", "summary": out / "summary.csv", "plot": out / "curves.png"}
     atomic_write(paths["curves"], curves_csv(records))
-    atomic_write(paths["summary"], _dicts_csv(summary_rows(records)))
+    atomic_write(paths["summary"], dicts_csv(summary_rows(records)))
     paired = paired_rows(records, predictors)
     if paired:
         paths["paired"] = out / "paired.csv"
-        atomic_write(paths["paired"], _dicts_csv(paired))
+        atomic_write(paths["paired"], dicts_csv(paired))
     plot(records, paths["plot"])
+    if all("front" in r for r in records):
+        from .fronts import write_hypervolume
+
+        paths.update(write_hypervolume(records, out))
     return paths

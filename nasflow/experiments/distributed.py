@@ -227,6 +227,8 @@ def run_study(given: dict, storage_url: str, study_name: str, workers: int = DEF
     built = {}
 
     def validate(settings):
+        if settings["objectives"]:  # a study's trials hold one value and its workers one objective
+            raise DistributedError("--objectives runs in one process: a shared --storage study searches valid alone")
         built["parts"] = build(settings)  # a bad space/searcher/benchmark fails here, before any study exists
         fit_pool(settings["pool"], built["parts"].space)  # as is an absurd pool
 

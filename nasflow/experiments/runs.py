@@ -107,7 +107,10 @@ def make_predictor(space, spec: str, seed: int, options: Optional[dict] = None):
 def run_predictors(space, settings: RunSpec) -> list:
     """The run's predictors: one, or an ensemble searcher's members. Members take consecutive seeds, so each
     has its own pre-training, shared with neighbouring runs' caches. Entries are None for predictor 'none'."""
-    members = ENSEMBLE_MEMBERS if takes_ensemble(settings["searcher"]) else 1
+    from nasflow.searchers import searcher_class
+
+    members = (searcher_class(settings["searcher"]).ensemble_size or ENSEMBLE_MEMBERS
+               if takes_ensemble(settings["searcher"]) else 1)
     seed = settings.resolved_predictor_seed
     return [make_predictor(space, settings["predictor"], seed + m, settings["predictor_options"]) for m in range(members)]
 
@@ -143,6 +146,7 @@ class Built(NamedTuple):
     predictor: Any  # None without one, or when the searcher took the predictors as its ensemble
     description: str  # of the oracle, one line
     setup_seconds: float  # spent making the searcher (e.g. scoring a warm start): the loop counts it as overhead
+    objectives: Any = None  # a multi-objective run's nasflow.objectives.Objectives
 
 
 def build(settings: dict, progress: bool = False, worker: int = 0) -> Built:
@@ -157,14 +161,19 @@ def build(settings: dict, progress: bool = False, worker: int = 0) -> Built:
     check_schedule(settings, oracle)
     searched = constrained(restrict_to_table(space, oracle), settings, progress, oracle)
     check_budget(searched, settings["budget"], constrained_by=settings["constraints"])
+    from .fronts import objectives_for
+
+    objectives = objectives_for(settings, searched, progress)  # checked before the predictors are made
     seed = settings["seed"]
     predictors = run_predictors(space, settings)
     started = time.perf_counter()
     options = searcher_options(settings, predictors, searched, progress)
+    if objectives is not None:
+        options["objectives"] = objectives
     searcher = get_searcher(settings["searcher"], searched, seed=seed, **options)
     setup_seconds = time.perf_counter() - started
     predictor = None if takes_ensemble(settings["searcher"]) else predictors[0]
-    return Built(searched, oracle, searcher, predictor, description, setup_seconds)
+    return Built(searched, oracle, searcher, predictor, description, setup_seconds, objectives)
 
 
 def constrained(space, settings, progress: bool = False, oracle=None) -> Any:
@@ -257,6 +266,12 @@ def run_search(settings: dict, run_dir=None, resume: bool = False, progress: boo
     )
     if run.oracle.speed_summary is not None:
         result.config["training_speed"] = run.oracle.speed_summary()
+    if run.objectives is not None:
+        from .fronts import front_report, write_front
+
+        result.front = front_report(result, run.space, run.oracle, run.objectives)
+        if run_dir is not None:
+            write_front(result.front, run_dir)
     return result
 
 
