@@ -50,7 +50,7 @@ def _loop_options(f):
                      help="CSV of measured cost metrics per cell (an arch column, one metric per numeric column), "
                           "e.g. nb201_latency_ms.csv; found like benchmark files."),
         click.option("--latency-batch", type=click.IntRange(min=1), default=None, metavar="N",
-                     help="Images per timed forward pass of a --constraint on latency (measured live on this machine: "
+                     help="Images per timed forward pass of a latency constraint or objective (measured live on this machine: "
                           "the network a training search trains, on its device, else the official one on the CPU)  "
                           "[default: 1]"),
     ]

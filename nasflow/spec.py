@@ -138,9 +138,10 @@ class RunSpec(Mapping):
         if self.latency_batch is not None:
             if isinstance(self.latency_batch, bool) or not isinstance(self.latency_batch, int) or self.latency_batch < 1:
                 raise SpecError(f"latency batch must be an integer >= 1, got {self.latency_batch!r}")
-            if not any(c.metric in LIVE for c in parse_constraints(self.constraints)):
+            timed = [c.metric for c in parse_constraints(self.constraints)] + [o.lstrip("+-") for o in self.objectives or ()]
+            if not any(metric in LIVE for metric in timed):
                 raise SpecError("--latency-batch sets the batch a live latency is timed on; this run has no "
-                                "constraint on latency (add --constraint 'latency<=MS')")
+                                "constraint or objective on latency (add --constraint 'latency<=MS')")
         if self.trains and self.dataset != RunSpec.dataset:
             # a run that trains reads --data (or the digits): a dataset of a table it never opens was ignored
             raise SpecError(f"--dataset {self.dataset} names a dataset of a benchmark table, but this run trains each "

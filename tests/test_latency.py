@@ -76,3 +76,22 @@ def test_a_training_search_times_the_network_it_trains(nb201, cache, one_thread)
     assert cache_path(nb201, setup).is_file() and not cache_path(nb201, LatencySetup(batch_size=3)).is_file()
     timed = measure_latency(nb201, cells, setup)  # from that cache: the values the constraint was checked on
     assert np.isfinite(timed).all() and (timed > 0).all()
+
+
+def test_a_live_latency_objective_times_the_trained_network_of_each_queried_cell(nb201, cache, tmp_path):
+    import csv
+
+    from clirun import run_cli
+    from nasflow.data import load_digits
+    from nasflow.training import TrainingOracle
+
+    done = run_cli("search", "--searcher", "random", "--objectives", "valid,-latency", "--latency-batch", "4",
+                   "--budget", "4", "--epochs", "1", "--width", "4", "--device", "cpu", "--out", str(tmp_path / "run"),
+                   cache=cache)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(open(tmp_path / "run" / "front.csv")))
+    assert rows and all(float(r["latency"]) > 0 for r in rows)
+    # the values on the front are the cached timings of the network the search trained, on 4 of its images
+    setup = TrainingOracle(nb201, load_digits(), width=4, device="cpu").latency_setup(batch_size=4)
+    cells = [nb201.parse(r["arch"]) for r in rows]
+    np.testing.assert_allclose(measure_latency(nb201, cells, setup), [float(r["latency"]) for r in rows], rtol=1e-6)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..atomic import atomic_write
 from ..core import Evaluation
-from ..cost_metrics import CostMetrics, open_metrics_table
+from ..cost_metrics import CostMetrics
 from ..errors import NasflowError
 from ..objectives import ACCURACY, Objectives, describe_reference, front_of, reference_point, table_points
 from ..pareto import hypervolume
@@ -30,8 +30,8 @@ from ..pareto import hypervolume
 LOOSE = "worst value over every cell of the space"
 
 
-def objectives_for(settings, space, progress: bool = False) -> Optional[Objectives]:
-    """The run's objectives over ``space`` (the searched one, constraints applied), or None without any."""
+def objectives_for(settings, metrics: CostMetrics) -> Optional[Objectives]:
+    """The run's objectives over ``metrics`` (of the searched space, constraints applied), or None without any."""
     if not settings["objectives"]:
         return None
     from nasflow.searchers import SEARCHERS, searcher_class
@@ -40,8 +40,7 @@ def objectives_for(settings, space, progress: bool = False) -> Optional[Objectiv
         able = [name for name in SEARCHERS if searcher_class(name).takes_objectives]
         raise NasflowError(f"searcher {settings['searcher']!r} optimises valid alone; --objectives needs one of "
                            f"{', '.join(able)}")
-    table = open_metrics_table(settings["metrics_table"], space) if settings["metrics_table"] else None
-    return Objectives(settings["objectives"], CostMetrics(space, table, progress))
+    return Objectives(settings["objectives"], metrics)
 
 
 def front_report(result, space, oracle, objectives: Objectives) -> dict:

@@ -163,7 +163,7 @@ def build(settings: dict, progress: bool = False, worker: int = 0) -> Built:
     check_budget(searched, settings["budget"], constrained_by=settings["constraints"])
     from .fronts import objectives_for
 
-    objectives = objectives_for(settings, searched, progress)  # checked before the predictors are made
+    objectives = objectives_for(settings, cost_metrics(searched, settings, progress, oracle))  # before predictors
     seed = settings["seed"]
     predictors = run_predictors(space, settings)
     started = time.perf_counter()
@@ -176,20 +176,26 @@ def build(settings: dict, progress: bool = False, worker: int = 0) -> Built:
     return Built(searched, oracle, searcher, predictor, description, setup_seconds, objectives)
 
 
-def constrained(space, settings, progress: bool = False, oracle=None) -> Any:
-    """``space`` cut down to the cells that satisfy the run's constraints (``nasflow.cost_metrics``), else itself.
-    A metrics table is opened (and checked) whenever one is named, before any work. A live latency times the
-    network the training ``oracle`` trains, on its data and device; with a table, the official network."""
+def cost_metrics(space, settings, progress: bool = False, oracle=None) -> CostMetrics:
+    """The cost metrics of the run's cells: its metrics table (opened and checked whenever one is named, before
+    any work), closed forms, and a live latency that times the network the training ``oracle`` trains, on its
+    data and device (with a table, the official network on the CPU), on ``latency_batch`` images."""
     from ..latency import LatencySetup
     from ..training import TrainingOracle
 
     table = open_metrics_table(settings["metrics_table"], space) if settings["metrics_table"] else None
+    batch = settings.get("latency_batch") or 1
+    latency = oracle.latency_setup(batch) if isinstance(oracle, TrainingOracle) else LatencySetup(batch_size=batch)
+    return CostMetrics(space, table, progress, latency)
+
+
+def constrained(space, settings, progress: bool = False, oracle=None) -> Any:
+    """``space`` cut down to the cells that satisfy the run's constraints (``nasflow.cost_metrics``), else itself."""
+    metrics = cost_metrics(space, settings, progress, oracle)
     constraints = parse_constraints(settings["constraints"])
     if not constraints:
         return space
-    batch = settings.get("latency_batch") or 1
-    latency = oracle.latency_setup(batch) if isinstance(oracle, TrainingOracle) else LatencySetup(batch_size=batch)
-    return feasible_space(space, constraints, CostMetrics(space, table, progress, latency))
+    return feasible_space(space, constraints, metrics)
 
 
 def check_budget(space, budget: int, constrained_by=None) -> None:
