@@ -29,6 +29,10 @@ def check_schedule(settings, oracle) -> None:
         raise NasflowError(f"searcher {settings['searcher']!r} cannot follow a schedule; use {', '.join(able)}")
     if settings["batch"] != 1:
         raise NasflowError(f"a scheduled run trains one cell per step (the schedule picks it); drop --batch {settings['batch']}")
+    if settings.get("objectives"):
+        # the schedule ranks cells by valid at each rung: a front of several objectives is not what it promotes
+        raise NasflowError("a scheduled run promotes cells by valid accuracy alone; --objectives needs a run without "
+                           "--schedule")
     Schedule.parse(settings["schedule"]).rungs(oracle.fidelities)
 
 
