@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..atomic import atomic_write
+from .outputs import dicts_csv, save_png
 from ..devices import torch_threads
 from ..errors import NasflowError
 from ..spec import RunSpec
@@ -326,18 +327,7 @@ def plot(records: list[dict], path) -> None:
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
-    finally:
-        plt.close(fig)
-
-
-def dicts_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+    save_png(fig, path)
 
 
 def write_outputs(records: list[dict], out, predictors: Sequence[str] = ()) -> dict:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
 from ..atomic import atomic_write
+from .outputs import dicts_csv, save_png
 
 # where the printed table looks, as shares of the largest budget; cost_curves.csv has a finer grid
 COST_SHARES = (0.1, 0.2, 1 / 3, 0.5, 1.0)
@@ -161,18 +162,7 @@ def plot(records: list[dict], path, metric: str = "test") -> None:
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
-    finally:
-        plt.close(fig)
-
-
-def dicts_csv(rows: Sequence[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+    save_png(fig, path)
 
 
 def write_outputs(records: list[dict], out, metric: str = "test") -> dict:

@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 
 from ..atomic import atomic_write
+from .outputs import dicts_csv, save_png
 from ..core import Evaluation
 from ..cost_metrics import CostMetrics
 from ..errors import NasflowError
@@ -135,10 +136,7 @@ def plot_front(report: dict, path) -> None:
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
-    finally:
-        plt.close(fig)
+    save_png(fig, path)
 
 
 # where the printed hypervolume table looks; hypervolume.csv has every n
@@ -208,7 +206,6 @@ def write_hypervolume(records: list[dict], out) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .compare import dicts_csv
 
     out = Path(out)
     rows = hypervolume_rows(records)
@@ -229,8 +226,5 @@ def write_hypervolume(records: list[dict], out) -> dict:
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    try:
-        atomic_write(paths["hypervolume_plot"], lambda f: fig.savefig(f, format="png", dpi=120))
-    finally:
-        plt.close(fig)
+    save_png(fig, paths["hypervolume_plot"])
     return paths
