@@ -202,8 +202,11 @@ class RunSpec(Mapping):
         """
         named = [k for k, v in given.items() if v is not None and v != {}]
         # normalised as a new run's would be: resolved paths, checked seeds (an epoch budget is checked against
-        # the stored schedule, not alone)
-        wanted = RunSpec.complete({k: v for k, v in given.items() if k != "budget_epochs"}, pools)
+        # the stored schedule, not alone), on this run's constraints and objectives where none are given, so a
+        # --latency-batch given alone is checked against what this run times
+        stored = {"constraints": self.constraints, "objectives": self.objectives}
+        wanted = RunSpec.complete({**stored, **{k: v for k, v in given.items() if k != "budget_epochs" and v is not None}},
+                                  pools)
         wrong = mismatch(self, {k: wanted[k] for k in named})
         if wrong is not None:
             raise SpecMismatch(wrong)

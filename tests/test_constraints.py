@@ -249,4 +249,6 @@ def test_a_run_timed_on_one_batch_is_not_resumed_on_another():
     assert RunSpec.from_json(stored.to_json()) == stored
     with pytest.raises(SpecMismatch, match="latency_batch=2"):
         stored.continued({"constraints": ["latency<=5"], "latency_batch": 8})
+    with pytest.raises(SpecMismatch, match="latency_batch=2"):  # given alone, as `--resume RUN --latency-batch 8`
+        stored.continued({"latency_batch": 8})
     assert RunSpec.complete({}).latency_batch is None  # a header without it reads as before it existed
