@@ -14,7 +14,7 @@ protocols in ``nasflow.core``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Collection, Optional
+from typing import Collection, Mapping, Optional
 
 import numpy as np
 
@@ -42,6 +42,16 @@ class RefitSchedule:
         if told < self.warmup:
             return 0
         return self.warmup + (told - self.warmup) // self.every * self.every
+
+    def due(self, history: Mapping[Arch, Evaluation], fitted_on: int) -> Optional[tuple[list[Arch], np.ndarray]]:
+        """The cells and valid accuracies a model fitted on the first ``fitted_on`` told cells of ``history``
+        should now be fitted on, or None when no fit is due (the loop's predictor and every ensemble searcher
+        refit by this one rule)."""
+        target = self.target(len(history))
+        if target == fitted_on:
+            return None
+        archs = list(history)[:target]
+        return archs, np.array([history[a].valid for a in archs], dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -120,12 +130,12 @@ class RankedSearcher:
 
     def _refit(self) -> None:
         # a fit restarts from the predictor's initial weights, so one skipped on exploring steps costs nothing
-        target = self.schedule.target(len(self.history))
-        if target == self.fitted_on:
+        due = self.schedule.due(self.history, self.fitted_on)
+        if due is None:
             return
-        archs = list(self.history)[:target]
-        self.predictor.fit(archs, np.array([self.history[a].valid for a in archs], dtype=np.float64))
-        self.fitted_on = target
+        archs, values = due
+        self.predictor.fit(archs, values)
+        self.fitted_on = len(archs)
 
     def _fresh(self, asked: int, needed: int, taken: dict) -> list[Arch]:
         """At least ``needed`` untaken cells: the searcher's ``asked`` proposals, topped up if it is stuck."""

@@ -143,14 +143,13 @@ class Bananas(BaseSearcher):
         self._cells: Optional[list[Arch]] = None
 
     def _refit(self) -> None:
-        target = self.schedule.target(len(self.history))
-        if target == self.fitted_on:
+        due = self.schedule.due(self.history, self.fitted_on)
+        if due is None:
             return
-        archs = list(self.history)[:target]
-        values = np.array([self.history[a].valid for a in archs], dtype=np.float64)
+        archs, values = due
         for member in self.ensemble:
             member.fit(archs, values)
-        self.fitted_on = target
+        self.fitted_on = len(archs)
         self._moments = {}
         if self.standardise:
             preds = self._predict(archs)

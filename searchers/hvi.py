@@ -111,14 +111,13 @@ class HypervolumeSearch(BaseSearcher):
         return archs, self.objectives.points(archs, evaluations)
 
     def _refit(self) -> None:
-        target = self.schedule.target(len(self.history))
-        if target == self.fitted_on:
+        due = self.schedule.due(self.history, self.fitted_on)
+        if due is None:
             return
-        archs = list(self.history)[:target]
-        values = np.array([self.history[a].valid for a in archs], dtype=np.float64)
+        archs, values = due
         for member in self.ensemble:
             member.fit(archs, values)
-        self.fitted_on = target
+        self.fitted_on = len(archs)
         # each member on the scale of its own predictions for the fitted cells, fixed until the next fit: the
         # same cell gets the same score in whatever batch it is scored
         told = self._predict(archs)
