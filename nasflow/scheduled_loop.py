@@ -7,8 +7,8 @@ successive halving and ASHA: the lowest rung, the one every cell has, so its lab
 A promotion is not told again: a searcher's history holds a cell once (``searchers.base``).
 
 Cost: a cell trained to ``f`` epochs costs ``f``; promoted from ``f`` to ``g`` it costs ``g - f`` where the
-oracle ``continues`` (a table stands for a training continued from its checkpoint, as the training oracle
-resumes one), else ``g``. So 12 then 200 epochs on NB-201 cost 200, not 212. A job is started only while it
+oracle ``continues`` (a table stands for a training continued from its checkpoint; the training oracle
+continues one: ``for_schedule``), else ``g``. So 12 then 200 epochs on NB-201 cost 200, not 212. A job is started only while it
 fits in the budget; the run ends at the first that does not.
 
 The best cell so far is the best by validation accuracy among the cells at the highest rung any cell has
@@ -78,6 +78,14 @@ class ScheduledResult(SearchResult):
         return buf.getvalue()
 
 
+def for_schedule(oracle, scheduler):
+    """The oracle a schedule queries: one that trains follows a single learning-rate schedule of the top rung's
+    epochs, so that a promoted cell continues from its state at the rung below (``TrainingOracle.for_schedule``);
+    a table is used as it is."""
+    make = getattr(oracle, "for_schedule", None)
+    return oracle if make is None else make(scheduler.rungs[-1])
+
+
 class Incumbent:
     """The best cell so far: highest rung first, then validation accuracy (strictly better replaces)."""
 
@@ -108,6 +116,7 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
     if resume and run_dir is None:
         raise SearchError("resume needs the run directory to continue")
     scheduler = schedule.scheduler(oracle.fidelities)  # a fidelity the oracle lacks is refused before any work
+    oracle = for_schedule(oracle, scheduler)
     if budget_epochs < scheduler.rungs[0]:
         raise SearchError(f"a budget of {budget_epochs:,d} epochs does not fit one training of {scheduler.rungs[0]} epochs")
     config = {
