@@ -227,6 +227,8 @@ class TrainingOracle:
                      resumed_from_epoch=run["resumed_from_epoch"], trained_epochs=run["trained_epochs"])
         if self.horizon is not None:
             extra["horizon"] = self.horizon
+        if stop is not None:
+            self._drop_kept_states(key, below=stop)
         self._trained.append(extra)
         # a continued training costs the seconds since the state it continued from, as it costs those epochs
         cost = round(run["cost"] - base_seconds, 4)
@@ -236,15 +238,28 @@ class TrainingOracle:
         """Where the state of training ``key`` after ``stop`` epochs is kept for a promotion to continue from."""
         return self.checkpoint_dir / f"{key}@{stop}.safetensors"
 
+    def _kept_states(self, key: str) -> list:
+        """(epochs, path) of the states of training ``key`` kept for promotions, ascending."""
+        found = ((p.name.rsplit("@", 1)[1].split(".")[0], p) for p in self.checkpoint_dir.glob(f"{key}@*.safetensors"))
+        return sorted((int(e), p) for e, p in found if e.isdigit())
+
+    def _drop_kept_states(self, key: str, below: int) -> None:
+        """Remove the kept states of training ``key`` before epoch ``below``: a schedule promotes a cell upwards
+        only, so once a later state is kept (or the training is whole) they only take disk space."""
+        for epoch, path in self._kept_states(key):
+            if epoch < below:
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:  # an unusable cache root: nothing to free
+                    pass
+
     def _continuation(self, key: str, checkpoint, stop: int):
         """(the saved state of training ``key`` to continue from towards ``stop``, or None; the seconds of the
         kept state the continuation began from): the furthest of the kept states at or before ``stop`` and the
         checkpoint of a training interrupted on the way (which itself began from the furthest kept state)."""
         from .checkpoints import training_progress
 
-        kept = [(int(p.name.rsplit("@", 1)[1].split(".")[0]), p) for p in self.checkpoint_dir.glob(f"{key}@*.safetensors")
-                if p.name.rsplit("@", 1)[1].split(".")[0].isdigit()]
-        kept = sorted((e, p) for e, p in kept if e <= stop)
+        kept = [(e, p) for e, p in self._kept_states(key) if e <= stop]
         base_seconds = training_progress(kept[-1][1], key)[1] if kept else 0.0
         start, furthest = (kept[-1][1], kept[-1][0]) if kept else (None, 0)
         if checkpoint.exists():

@@ -39,6 +39,7 @@ def test_a_promotion_continues_and_ends_where_one_training_ends(digits, tmp_path
     # bit for bit on the CPU: the learning rate is a function of the step, the state holds everything else
     assert (high.valid, high.test) == (plain.valid, plain.test)
     assert high.cost < plain.cost + low.cost  # charged the continuation's seconds only, not the first epoch again
+    assert not list(oracle.checkpoint_dir.glob("*@*.safetensors"))  # a whole training needs no kept state
     again = scheduled(digits, tmp_path).query(CONV, 3)  # the top rung is the plain training's result: cached
     assert again.extra["cached"] is True and again.valid == high.valid
 
@@ -47,7 +48,8 @@ def test_an_interrupted_promotion_continues_from_its_checkpoint(digits, tmp_path
     oracle = scheduled(digits, tmp_path)
     oracle.query(CONV, 1)
     oracle.query(CONV, 2)
-    (kept2,) = oracle.checkpoint_dir.glob("*@2.safetensors")
+    (kept2,) = oracle.checkpoint_dir.glob("*@*.safetensors")  # the state at 1 is dropped once the one at 2 is kept
+    assert kept2.name.endswith("@2.safetensors")
     key = kept2.name.split("@")[0]
     # what a promotion from 1 to 3 killed after its second epoch leaves: the state at 2 as its checkpoint
     shutil.move(kept2, oracle.checkpoint_dir / f"{key}.safetensors")
