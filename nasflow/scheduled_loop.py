@@ -144,27 +144,70 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
         return result
 
 
+class Ledger:
+    """What a scheduled run has learnt, one evaluation at a time, in the order they were answered: the
+    scheduler's rungs, the searcher's history (each cell once, its first result), the incumbent, and per
+    evaluation its query row, fidelity and charged epochs. The sequential loop and the workers' share it."""
+
+    def __init__(self, space, oracle, step, scheduler):
+        self.space, self.oracle, self.step, self.scheduler = space, oracle, step, scheduler
+        self.on_table = isinstance(oracle, TabularOracle)
+        self.incumbent = Incumbent()
+        self.queries: list[Query] = []
+        self.fidelities: list[int] = []
+        self.charged: list[int] = []
+        self.spent = 0
+        self.start = time.perf_counter()
+
+    def cost(self, job) -> int:
+        """The epochs ``job`` is charged: the rung's, less those its cell already has where the oracle continues."""
+        rungs = self.scheduler.rungs
+        before = self.scheduler.rung_of(job.arch) if job.arch is not None else -1
+        return rungs[job.rung] - (rungs[before] if before >= 0 and self.oracle.continues else 0)
+
+    def add(self, arch, rung: int, evaluation, cost: int, seconds: float) -> None:
+        if self.scheduler.rung_of(arch) < 0:
+            self.step.tell(arch, evaluation)  # the searcher learns each cell once: its first result
+        self.scheduler.report(arch, rung, evaluation.valid)
+        self.spent += cost
+        text = self.space.format(arch)
+        oracle = self.oracle
+        full_test = (lambda: oracle.query(arch).test) if self.on_table else (lambda: evaluation.test)
+        incumbent = self.incumbent
+        incumbent.offer(text, rung, evaluation.valid, full_test)
+        self.queries.append(Query(n=len(self.queries) + 1, arch=text, valid=evaluation.valid, test=evaluation.test,
+                                  best_valid=incumbent.valid, best_test=incumbent.test, best_arch=incumbent.arch,
+                                  seconds=seconds, wall=time.perf_counter() - self.start))
+        self.fidelities.append(self.scheduler.rungs[rung])
+        self.charged.append(cost)
+
+    def result(self, config, journal, resumed: int, busy_seconds: float) -> ScheduledResult:
+        """The run's result; ``busy_seconds``: time the loop itself counts as overhead (with the setup's)."""
+        new = len(self.queries) - resumed
+        return ScheduledResult(
+            trajectory=self.queries, config=config, overhead_per_query=busy_seconds / new if new else 0.0,
+            resumed_queries=resumed, notice=journal.notice if journal is not None else None,
+            optimum=optimum_of(self.oracle, self.space), fidelities=self.fidelities, epochs=self.charged,
+        )
+
+
 def _run(space, oracle, step, scheduler, config, journal, progress, setup_seconds) -> ScheduledResult:
     from tqdm.auto import tqdm
 
     budget, rungs = config["budget_epochs"], scheduler.rungs
-    continues = oracle.continues
-    on_table = isinstance(oracle, TabularOracle)
     replay = list(journal.records) if journal is not None else []
-    queries, fidelities, charged = [], [], []
-    incumbent = Incumbent()
-    spent, oracle_seconds, start = 0, 0.0, time.perf_counter()
+    ledger = Ledger(space, oracle, step, scheduler)
+    oracle_seconds = 0.0
     bar = tqdm(total=budget, disable=not progress, desc=f"{config['searcher']}+{config['predictor']} {config['schedule']}",
                unit="epoch")
     try:
         while True:
             job = scheduler.next_job()
-            before = scheduler.rung_of(job.arch) if job.arch is not None else -1
-            cost = rungs[job.rung] - (rungs[before] if before >= 0 and continues else 0)
-            if spent + cost > budget:
+            cost = ledger.cost(job)
+            if ledger.spent + cost > budget:
                 break
             arch = job.arch if job.arch is not None else step.ask(1)[0]
-            n = len(queries)
+            n = len(ledger.queries)
             if n < len(replay):
                 record = replay[n]
                 if record["arch"] != space.format(arch) or record.get("fidelity") != rungs[job.rung]:
@@ -182,26 +225,9 @@ def _run(space, oracle, step, scheduler, config, journal, progress, setup_second
                     journal.append(query_record(n, space.format(arch), evaluation, seconds, epochs=cost))
             if job.arch is None:
                 scheduler.started(arch)
-                step.tell(arch, evaluation)  # the searcher learns each cell once: its first result
-            scheduler.report(arch, job.rung, evaluation.valid)
-            spent += cost
-            text = space.format(arch)
-            full_test = (lambda a=arch: oracle.query(a).test) if on_table else (lambda e=evaluation: e.test)
-            incumbent.offer(text, job.rung, evaluation.valid, full_test)
-            queries.append(Query(n=n + 1, arch=text, valid=evaluation.valid, test=evaluation.test,
-                                 best_valid=incumbent.valid, best_test=incumbent.test, best_arch=incumbent.arch,
-                                 seconds=seconds, wall=time.perf_counter() - start))
-            fidelities.append(rungs[job.rung])
-            charged.append(cost)
+            ledger.add(arch, job.rung, evaluation, cost, seconds)
             bar.update(cost)
     finally:
         bar.close()
-    resumed = min(len(replay), len(queries))
-    new = len(queries) - resumed
-    wall = time.perf_counter() - start
-    return ScheduledResult(
-        trajectory=queries, config=config,
-        overhead_per_query=(wall - oracle_seconds + setup_seconds) / new if new else 0.0,
-        resumed_queries=resumed, notice=journal.notice if journal is not None else None,
-        optimum=optimum_of(oracle, space), fidelities=fidelities, epochs=charged,
-    )
+    wall = time.perf_counter() - ledger.start
+    return ledger.result(config, journal, min(len(replay), len(ledger.queries)), wall - oracle_seconds + setup_seconds)
