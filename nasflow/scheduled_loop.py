@@ -24,7 +24,7 @@ import csv
 import io
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from .journal import Journal, JournalError, query_record, record_evaluation
 from .loop import SearchError, SearchResult, fit_pool, optimum_of
 from .runlock import lock_run_dir
 from .schedulers import Schedule
+from .scheduled_workers import check_workers, run_with_workers, was_run_with_workers
 from .step import Query, RankedSearcher, RefitSchedule
 
 
@@ -78,12 +79,12 @@ class ScheduledResult(SearchResult):
         return buf.getvalue()
 
 
-def for_schedule(oracle, scheduler):
+def for_schedule(oracle, top: int):
     """The oracle a schedule queries: one that trains follows a single learning-rate schedule of the top rung's
-    epochs, so that a promoted cell continues from its state at the rung below (``TrainingOracle.for_schedule``);
-    a table is used as it is."""
+    ``top`` epochs, so that a promoted cell continues from its state at the rung below
+    (``TrainingOracle.for_schedule``); a table is used as it is."""
     make = getattr(oracle, "for_schedule", None)
-    return oracle if make is None else make(scheduler.rungs[-1])
+    return oracle if make is None else make(top)
 
 
 class Incumbent:
@@ -104,9 +105,13 @@ class Incumbent:
 def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None, budget_epochs: int = 20_000,
                      pool: Optional[int] = None, refit_every: int = 5, warmup: int = 10, explore: float = 0.2,
                      seed: int = 0, run_dir=None, resume: bool = False, meta: Optional[dict] = None,
-                     progress: bool = False, setup_seconds: float = 0.0) -> ScheduledResult:
+                     progress: bool = False, setup_seconds: float = 0.0, workers: Optional[int] = None,
+                     make_oracle: Optional[Callable] = None) -> ScheduledResult:
     """Search ``space`` under ``schedule`` until the next job does not fit in ``budget_epochs`` epochs of training.
-    The other options are ``nasflow.loop.search``'s (one cell per step: the schedule decides what is trained)."""
+    The other options are ``nasflow.loop.search``'s (one cell per step: the schedule decides what is trained).
+
+    ``workers``: evaluate in that many processes (ASHA only; ``nasflow.scheduled_workers``), each querying the
+    oracle ``make_oracle(worker_index)`` makes (picklable: it is sent to the workers)."""
     for name, value, low in (("budget epochs", budget_epochs, 1), ("refit_every", refit_every, 1),
                              ("warmup", warmup, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -115,8 +120,14 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
     pool, _ = fit_pool(pool, space)
     if resume and run_dir is None:
         raise SearchError("resume needs the run directory to continue")
+    check_workers(schedule, workers)
+    if workers is not None and make_oracle is None:
+        raise SearchError("workers need make_oracle, the (picklable) function that makes each worker's oracle")
+    if resume and workers is None and was_run_with_workers(run_dir):
+        # its journal is in the order results arrived, which one process could not reproduce step by step
+        raise SearchError(f"{run_dir} was run with --workers; resume it with --workers N")
     scheduler = schedule.scheduler(oracle.fidelities)  # a fidelity the oracle lacks is refused before any work
-    oracle = for_schedule(oracle, scheduler)
+    oracle = for_schedule(oracle, scheduler.rungs[-1])
     if budget_epochs < scheduler.rungs[0]:
         raise SearchError(f"a budget of {budget_epochs:,d} epochs does not fit one training of {scheduler.rungs[0]} epochs")
     config = {
@@ -126,8 +137,9 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
         "pool": pool, "refit_every": refit_every, "warmup": warmup, "explore": float(explore), **(meta or {}),
     }
     step = RankedSearcher(searcher, space, predictor, pool, RefitSchedule(warmup, refit_every), float(explore), seed)
+    parallel = None if workers is None else (workers, make_oracle, run_dir)
     if run_dir is None:
-        return _run(space, oracle, step, scheduler, config, None, progress, setup_seconds)
+        return _run(space, oracle, step, scheduler, config, None, progress, setup_seconds, parallel)
     with lock_run_dir(run_dir, create=not resume):
         # the query budget a header may hold is no limit here: the journal is bounded in epochs (checked below)
         header = {k: v for k, v in config.items() if k != "budget"}
@@ -137,7 +149,7 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
             if spent > budget_epochs:
                 raise JournalError(f"{run_dir} already spent {spent:,d} epochs, more than a budget of {budget_epochs:,d}; "
                                    f"resume with --budget-epochs {spent} or more")
-            result = _run(space, oracle, step, scheduler, config, journal, progress, setup_seconds)
+            result = _run(space, oracle, step, scheduler, config, journal, progress, setup_seconds, parallel)
         finally:
             journal.close()
         result.save(run_dir)
@@ -158,6 +170,7 @@ class Ledger:
         self.charged: list[int] = []
         self.spent = 0
         self.start = time.perf_counter()
+        self.notes: list[str] = []  # what the run survived (a worker's death), for its notice
 
     def cost(self, job) -> int:
         """The epochs ``job`` is charged: the rung's, less those its cell already has where the oracle continues."""
@@ -191,43 +204,62 @@ class Ledger:
         )
 
 
-def _run(space, oracle, step, scheduler, config, journal, progress, setup_seconds) -> ScheduledResult:
+def _run(space, oracle, step, scheduler, config, journal, progress, setup_seconds, parallel) -> ScheduledResult:
     from tqdm.auto import tqdm
 
-    budget, rungs = config["budget_epochs"], scheduler.rungs
-    replay = list(journal.records) if journal is not None else []
     ledger = Ledger(space, oracle, step, scheduler)
-    oracle_seconds = 0.0
-    bar = tqdm(total=budget, disable=not progress, desc=f"{config['searcher']}+{config['predictor']} {config['schedule']}",
-               unit="epoch")
+    bar = tqdm(total=config["budget_epochs"], disable=not progress, unit="epoch",
+               desc=f"{config['searcher']}+{config['predictor']} {config['schedule']}")
     try:
-        while True:
-            job = scheduler.next_job()
-            cost = ledger.cost(job)
-            if ledger.spent + cost > budget:
-                break
-            arch = job.arch if job.arch is not None else step.ask(1)[0]
-            n = len(ledger.queries)
-            if n < len(replay):
-                record = replay[n]
-                if record["arch"] != space.format(arch) or record.get("fidelity") != rungs[job.rung]:
-                    raise JournalError(
-                        f"the resumed run chose {space.format(arch)} at {rungs[job.rung]} epochs as evaluation {n + 1} "
-                        f"but the journal has {record['arch']} at {record.get('fidelity')}; the run is not "
-                        f"reproducible (changed code or options?)")
-                evaluation, seconds = record_evaluation(record), float(record["seconds"])
-            else:
-                t0 = time.perf_counter()
-                evaluation = oracle.query(arch, rungs[job.rung])
-                seconds = time.perf_counter() - t0
-                oracle_seconds += seconds
-                if journal is not None:
-                    journal.append(query_record(n, space.format(arch), evaluation, seconds, epochs=cost))
-            if job.arch is None:
-                scheduler.started(arch)
-            ledger.add(arch, job.rung, evaluation, cost, seconds)
-            bar.update(cost)
+        if parallel is None:
+            resumed, oracle_seconds = _one_process(ledger, config, journal, bar)
+        else:
+            workers, make_oracle, run_dir = parallel
+            resumed = len(journal.records) if journal is not None else 0
+            oracle_seconds = run_with_workers(ledger, scheduler, config, journal, run_dir, workers, make_oracle, bar)
+            oracle_seconds /= workers  # the workers' evaluations overlap in the wall time
     finally:
         bar.close()
     wall = time.perf_counter() - ledger.start
-    return ledger.result(config, journal, min(len(replay), len(ledger.queries)), wall - oracle_seconds + setup_seconds)
+    result = ledger.result(config, journal, resumed, wall - oracle_seconds + setup_seconds)
+    if parallel is not None:
+        result.config = {**config, "workers": parallel[0]}
+        if ledger.notes:
+            result.notice = "; ".join(filter(None, [result.notice, *ledger.notes]))
+    return result
+
+
+def _one_process(ledger, config, journal, bar) -> tuple[int, float]:
+    """The schedule in this process, one job after another (deterministic: a resumed run replays its journal
+    and checks that it takes the same decisions). Returns (evaluations replayed, oracle seconds)."""
+    space, oracle, step, scheduler = ledger.space, ledger.oracle, ledger.step, ledger.scheduler
+    budget, rungs = config["budget_epochs"], scheduler.rungs
+    replay = list(journal.records) if journal is not None else []
+    oracle_seconds = 0.0
+    while True:
+        job = scheduler.next_job()
+        cost = ledger.cost(job)
+        if ledger.spent + cost > budget:
+            break
+        arch = job.arch if job.arch is not None else step.ask(1)[0]
+        n = len(ledger.queries)
+        if n < len(replay):
+            record = replay[n]
+            if record["arch"] != space.format(arch) or record.get("fidelity") != rungs[job.rung]:
+                raise JournalError(
+                    f"the resumed run chose {space.format(arch)} at {rungs[job.rung]} epochs as evaluation {n + 1} "
+                    f"but the journal has {record['arch']} at {record.get('fidelity')}; the run is not "
+                    f"reproducible (changed code or options?)")
+            evaluation, seconds = record_evaluation(record), float(record["seconds"])
+        else:
+            t0 = time.perf_counter()
+            evaluation = oracle.query(arch, rungs[job.rung])
+            seconds = time.perf_counter() - t0
+            oracle_seconds += seconds
+            if journal is not None:
+                journal.append(query_record(n, space.format(arch), evaluation, seconds, epochs=cost))
+        if job.arch is None:
+            scheduler.started(arch)
+        ledger.add(arch, job.rung, evaluation, cost, seconds)
+        bar.update(cost)
+    return min(len(replay), len(ledger.queries)), oracle_seconds

@@ -17,7 +17,7 @@ from ..journal import JournalError, read_header
 from ..loop import SearchResult, search
 from ..restricted import restrict_to_table, restriction_of
 from ..spec import RunSpec, SpecMismatch
-from .scheduled import check_schedule, run_scheduled
+from .scheduled import check_schedule, check_workers, run_scheduled
 
 PREDICTOR_KINDS = ("fgp", "scratch", "none")
 # How many predictors a searcher that takes an ensemble (``takes_ensemble``) gets.
@@ -258,11 +258,14 @@ def searcher_options(settings: dict, ensemble, space, progress: bool = False) ->
     return options
 
 
-def run_search(settings: dict, run_dir=None, resume: bool = False, progress: bool = False) -> SearchResult:
+def run_search(settings: dict, run_dir=None, resume: bool = False, progress: bool = False,
+               workers: Optional[int] = None) -> SearchResult:
+    """The run of ``settings``; ``workers``: a scheduled run's local worker processes (None: this process)."""
     settings = complete(settings)
+    check_workers(settings, workers)
     run = build(settings, progress)
     if settings.schedule is not None:
-        return run_scheduled(settings, run, run_dir, resume, progress, meta=run_meta(settings, run))
+        return run_scheduled(settings, run, run_dir, resume, progress, meta=run_meta(settings, run), workers=workers)
     result = search(
         run.space, run.oracle, run.searcher, predictor=run.predictor, budget=settings["budget"],
         pool=settings["pool"], batch=settings["batch"],
