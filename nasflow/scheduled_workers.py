@@ -106,8 +106,18 @@ class _Executor:
         return ProcessPoolExecutor(self.workers, mp_context=self.context, initializer=_start_worker,
                                    initargs=(self.make_oracle, self.top, counter, os.getpid()))
 
-    def submit(self, arch, fidelity: int):
-        return self.pool.submit(_evaluate, arch, fidelity)
+    def submit_all(self, jobs: list, submitted: dict, rungs) -> dict:
+        """``jobs`` (job, epochs) in flight: those in ``submitted`` (future -> (job, epochs)) stay, the others are
+        submitted. A pool broken meanwhile is started again and every job given out again, from its checkpoint."""
+        while True:
+            try:
+                futures = dict(submitted)
+                for pair in jobs[len(futures):]:
+                    futures[self.pool.submit(_evaluate, pair[0].arch, rungs[pair[0].rung])] = pair
+                return futures
+            except BrokenProcessPool as e:
+                self.restart(str(e) or "a worker was killed")
+                submitted = {}
 
     def restart(self, why: str) -> None:
         self.restarts += 1
@@ -184,7 +194,7 @@ def run_with_workers(ledger, scheduler, config, journal, run_dir, workers: int, 
                     break
                 if job.arch is None:
                     job = Job(step.ask(1, pending=[j.arch for j in jobs])[0], job.rung)
-                in_flight[executor.submit(job.arch, rungs[job.rung])] = (job, cost)
+                in_flight = executor.submit_all([*in_flight.values(), (job, cost)], in_flight, rungs)
                 save_in_flight()
             if not in_flight:
                 break
@@ -193,9 +203,8 @@ def run_with_workers(ledger, scheduler, config, journal, run_dir, workers: int, 
             try:
                 results = [(f, f.result()) for f in finished]
             except BrokenProcessPool as e:
-                executor.restart(str(e) or "killed")
-                # every job in flight is given out again, each from its checkpoint
-                in_flight = {executor.submit(job.arch, rungs[job.rung]): (job, cost) for job, cost in in_flight.values()}
+                executor.restart(str(e) or "a worker was killed")
+                in_flight = executor.submit_all(list(in_flight.values()), {}, rungs)
                 continue
             for future, (evaluation, seconds) in results:
                 job, cost = in_flight.pop(future)

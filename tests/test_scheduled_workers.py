@@ -62,6 +62,13 @@ def test_workers_that_cannot_serve_the_run_are_refused(tmp_path, nb201_csv, args
     assert not (tmp_path / "r" / "journal.jsonl").exists()
 
 
+def test_a_scheduled_training_takes_its_epochs_from_the_schedule(tmp_path):
+    done = run_cli("search", "--schedule", "asha:min=1,max=9,eta=3", "--epochs", "5", "--out", str(tmp_path / "r"),
+                   cache=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "--epochs 5 disagrees with the schedule's max=9" in done.stderr
+
+
 def test_a_run_with_workers_resumes_with_workers_only(tmp_path, nb201_csv):
     out = tmp_path / "run"
     args = ("--benchmark", str(nb201_csv), "--schedule", ASHA, "--budget-epochs", "1000")
@@ -149,3 +156,26 @@ def test_a_killed_run_with_workers_resumes_without_training_again(tmp_path):
     # and no (cell, stop) of the cache was trained twice
     lines = [json.loads(line) for line in (cache / "training" / "nb201.v2.jsonl").read_text().splitlines()]
     assert len({r["key"] for r in lines}) == len(lines)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the worker processes")
+def test_a_dead_worker_is_replaced_and_its_job_given_out_again(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "NASFLOW_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "nasflow.cli.main", "search", "--schedule", "asha:min=1,max=3,eta=3",
+                             "--budget-epochs", "12", "--workers", "2", "--out", str(out)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not ((out / "journal.jsonl").exists() and journal(out)):
+            time.sleep(0.02)
+        victims = children(proc.pid)
+        os.kill(max(victims), signal.SIGKILL)  # a worker (the last started), not the search
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "a worker died" in err and "started the workers again" in err
+    check_asha_journal(journal(out), [1, 3], 12)
+    assert sum(r["epochs"] for r in journal(out)) > 9  # it went on to spend the budget
