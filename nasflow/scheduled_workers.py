@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .atomic import atomic_write
+from .devices import torch_threads
 from .errors import NasflowError
 from .journal import JournalError, query_record, record_evaluation
 from .schedulers import ASHA, Job
@@ -63,15 +64,13 @@ def _start_worker(make_oracle: Callable, top: int, counter, parent: int) -> None
     from .scheduled_loop import for_schedule
 
     _oracle = for_schedule(make_oracle(index), top)
-    if getattr(_oracle, "fidelities", ()) is None:  # it trains: workers share the machine's cores
-        import torch
-
-        torch.set_num_threads(1)
 
 
 def _evaluate(arch, fidelity: int):
     started = time.perf_counter()
-    evaluation = _oracle.query(arch, fidelity)
+    # an oracle that trains shares the machine's cores with the other workers: one thread each
+    with torch_threads(1 if getattr(_oracle, "fidelities", ()) is None else None):
+        evaluation = _oracle.query(arch, fidelity)
     return evaluation, time.perf_counter() - started
 
 
