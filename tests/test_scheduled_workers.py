@@ -76,6 +76,10 @@ def test_a_run_with_workers_resumes_with_workers_only(tmp_path, nb201_csv):
     done = run_cli("search", *args, "--budget-epochs", "2000", "--resume", str(out), cache=tmp_path)
     assert done.returncode == 2 and "was run with --workers; resume it with --workers N" in done.stderr
     before = journal(out)
+    (out / "in_flight.json").write_text("[{")
+    done = run_cli("search", *args, "--budget-epochs", "2000", "--resume", str(out), "--workers", "2", cache=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "in_flight.json is damaged" in done.stderr
+    (out / "in_flight.json").write_text("[]")
     done = run_cli("search", *args, "--budget-epochs", "2000", "--resume", str(out), "--workers", "2", cache=tmp_path)
     assert done.returncode == 0, done.stderr
     after = journal(out)
