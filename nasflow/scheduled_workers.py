@@ -75,6 +75,7 @@ def _evaluate(arch, fidelity: int):
 
 
 def check_workers(schedule, workers: Optional[int]) -> None:
+    """Refuse a worker count that is not one, or workers for a schedule that waits for whole rungs."""
     if workers is None:
         return
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -85,6 +86,7 @@ def check_workers(schedule, workers: Optional[int]) -> None:
 
 
 def was_run_with_workers(run_dir) -> bool:
+    """Whether the run in ``run_dir`` was started with workers (its journal is in arrival order)."""
     return run_dir is not None and (Path(run_dir) / IN_FLIGHT).exists()
 
 
