@@ -166,10 +166,14 @@ class Oracle(Protocol):
     them ascending, the last being its full fidelity (``()``: only its full one, unnamed; None: any epoch count,
     it trains). ``query(arch)`` is the full fidelity, exactly as before fidelities existed. ``continues``:
     whether a cell asked at a higher fidelity after a lower one costs only the extra epochs (a table stands for
-    a training continued from its checkpoint; an oracle that retrains from scratch costs the whole fidelity)."""
+    a training continued from its checkpoint; an oracle that retrains from scratch costs the whole fidelity).
+    ``for_schedule(max_epochs)`` (None where the oracle is used as it is, e.g. a table) gives the oracle a
+    multi-fidelity schedule with top rung ``max_epochs`` queries: the training oracle's trains every cell on one
+    schedule of that many epochs, so that a promotion ``continues``."""
 
     best: Optional[Callable[..., tuple[list[Arch], float]]]
     speed_summary: Optional[Callable[[], Optional[dict]]]
+    for_schedule: Optional[Callable[[int], "Oracle"]]
 
     def query(self, arch: Arch) -> Evaluation: ...
 
@@ -251,6 +255,7 @@ class TabularOracle:
     source: str = ""
     dataset: str = ""
     speed_summary = None  # a table trains nothing
+    for_schedule = None  # a schedule queries a table at its fidelities as it is
     # one line saying what ``valid`` and ``test`` are where they are not the dataset's validation and test
     # splits (a table without a validation split); the run summary and ``nasflow info`` print it
     metric_note: Optional[str] = None

@@ -83,8 +83,7 @@ def for_schedule(oracle, top: int):
     """The oracle a schedule queries: one that trains follows a single learning-rate schedule of the top rung's
     ``top`` epochs, so that a promoted cell continues from its state at the rung below
     (``TrainingOracle.for_schedule``); a table is used as it is."""
-    make = getattr(oracle, "for_schedule", None)
-    return oracle if make is None else make(top)
+    return oracle if oracle.for_schedule is None else oracle.for_schedule(top)
 
 
 class Incumbent:

@@ -69,7 +69,7 @@ def _start_worker(make_oracle: Callable, top: int, counter, parent: int) -> None
 def _evaluate(arch, fidelity: int):
     started = time.perf_counter()
     # an oracle that trains shares the machine's cores with the other workers: one thread each
-    with torch_threads(1 if getattr(_oracle, "fidelities", ()) is None else None):
+    with torch_threads(1 if _oracle.fidelities is None else None):
         evaluation = _oracle.query(arch, fidelity)
     return evaluation, time.perf_counter() - started
 

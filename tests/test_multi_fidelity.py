@@ -189,6 +189,7 @@ class CountingOracle:
     def __init__(self, oracle):
         self.oracle, self.calls = oracle, 0
         self.fidelities, self.continues, self.best, self.speed_summary = oracle.fidelities, True, oracle.best, None
+        self.for_schedule = None
 
     def query(self, arch, fidelity=None):
         self.calls += 1
