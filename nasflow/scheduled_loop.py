@@ -103,11 +103,12 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
                              ("warmup", warmup, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise SearchError(f"{name} must be an integer >= {low}, got {value!r}")
-    pool = (1 if predictor is None else 100) if pool is None else pool
-    pool, _ = fit_pool(pool, space)
     if resume and run_dir is None:
         raise SearchError("resume needs the run directory to continue")
     scheduler = schedule.scheduler(oracle.fidelities)  # a fidelity the oracle lacks is refused before any work
+    ranker = with_fidelity_model(space, schedule, scheduler, predictor)
+    pool = (1 if ranker is None else 100) if pool is None else pool
+    pool, _ = fit_pool(pool, space)
     if budget_epochs < scheduler.rungs[0]:
         raise SearchError(f"a budget of {budget_epochs:,d} epochs does not fit one training of {scheduler.rungs[0]} epochs")
     config = {
@@ -116,7 +117,7 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
         "schedule": str(schedule), "budget_epochs": int(budget_epochs), "rungs": list(scheduler.rungs),
         "pool": pool, "refit_every": refit_every, "warmup": warmup, "explore": float(explore), **(meta or {}),
     }
-    step = RankedSearcher(searcher, space, predictor, pool, RefitSchedule(warmup, refit_every), float(explore), seed)
+    step = RankedSearcher(searcher, space, ranker, pool, RefitSchedule(warmup, refit_every), float(explore), seed)
     if run_dir is None:
         return _run(space, oracle, step, scheduler, config, None, progress, setup_seconds)
     with lock_run_dir(run_dir, create=not resume):
@@ -133,6 +134,22 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
             journal.close()
         result.save(run_dir)
         return result
+
+
+def with_fidelity_model(space, schedule: Schedule, scheduler, predictor):
+    """What ranks the searcher's proposals: ``predictor``, or under a schedule with a model the model of every
+    rung's labels (``nasflow.fidelity_model``), which then orders the promotions too."""
+    if schedule.model == "none":
+        return predictor
+    if predictor is not None:
+        raise SearchError(f"schedule model={schedule.model} ranks the proposals itself; drop the predictor "
+                          f"{getattr(predictor, 'name', type(predictor).__name__)!r} or the model")
+    from .fidelity_model import CrossFidelityRidge
+
+    model = CrossFidelityRidge(space, len(scheduler.rungs))
+    labels = scheduler.reported  # every result, at every rung: the cheap ones teach the model
+    scheduler.scorer = lambda rung, results: model.fit(labels).promotion_scores(rung, results) if results else results
+    return model.full_view(labels)
 
 
 def _run(space, oracle, step, scheduler, config, journal, progress, setup_seconds) -> ScheduledResult:
