@@ -68,12 +68,15 @@ class CrossFidelityRidge:
         self._width = self._fitted_width = 0
         self._labels: Sequence = ()
         self._rung_rows: dict[int, tuple[list, np.ndarray]] = {}
+        self._stand_in = list(range(rungs))  # the rung each rung predicts as (itself where it has labels)
 
     def features(self, archs: Sequence[Arch]) -> np.ndarray:
         """phi: each node's operation one-hot, the adjacency (both padded to the widest cell seen), and each
         operation's count (where a space's cells vary in size, as NB-101's, an operation's effect is not
         tied to a node position). Cached per cell."""
         phi = self._phi
+        if not len(archs):
+            return np.zeros((0, self._dim()))
         missing = [a for a in dict.fromkeys(archs) if a not in phi]
         if missing:
             graphs = [self.space.to_graph(a) for a in missing]
@@ -108,7 +111,8 @@ class CrossFidelityRidge:
         new ones are added to the normal equations (a refit at every decision costs one small solve)."""
         if not labels:
             raise FidelityModelError("a fidelity model needs at least one label to fit")
-        if self.coef is not None and labels is self._labels and self.fitted_on == len(labels):
+        if (self.coef is not None and labels is self._labels and self.fitted_on == len(labels)
+                and self._width == self._fitted_width):
             return self  # nothing new since the last fit
         self.features([a for a, _, _ in labels[self.fitted_on:]])
         if self._width != self._fitted_width or self.fitted_on > len(labels) or self._gram is None:
@@ -132,11 +136,8 @@ class CrossFidelityRidge:
         self.coef = np.linalg.solve(self._gram + np.diag(penalty), self._xty)
         # a rung without labels says nothing about the gain of training longer: it predicts as the nearest rung
         # below it that has labels (else above)
-        b = self.coef[d * self.rungs:]
         have = np.flatnonzero(seen)
-        for k in np.flatnonzero(~seen):
-            below = have[have < k]
-            b[k] = b[below[-1] if len(below) else have[0]]
+        self._stand_in = [int(have[have <= k][-1]) if (have <= k).any() else int(have[0]) for k in range(self.rungs)]
         self.fitted_on, self._fitted_width, self._labels = len(labels), self._width, labels
         return self
 
@@ -150,7 +151,7 @@ class CrossFidelityRidge:
             raise FidelityModelError("the fidelity model predicts only after a fit")
         if self._width != self._fitted_width:
             self.fit(self._labels)  # a cell wider than every fitted one changed the layout of the features
-        d = phi.shape[1]
+        d, rung = phi.shape[1], self._stand_in[rung]
         weights = self.coef[:d] + (self.coef[d * rung: d * (rung + 1)] if rung > 0 else 0.0)
         return phi @ weights + self.coef[d * self.rungs + rung]
 
