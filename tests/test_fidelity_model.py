@@ -141,6 +141,9 @@ def test_a_run_with_the_model_is_reproducible_and_differs_from_one_without(table
     assert run("asha:min=12,max=200,eta=3", "plain") != one  # the model changed what was trained
     header = json.loads((tmp_path / "a" / "journal.jsonl").read_text().splitlines()[0])
     assert header["schedule"] == "asha:min=12,max=200,eta=3,model=ridge"
+    other = run_cli("search", "--resume", str(tmp_path / "a"), "--schedule", "asha:min=12,max=200,eta=3",
+                    cache=tmp_path / "cache")
+    assert other.returncode == 2 and "model=ridge', not 'asha:min=12,max=200,eta=3'" in other.stderr
 
 
 @pytest.mark.parametrize("kind", ["sh", "asha"])
