@@ -63,7 +63,7 @@ class CrossFidelityRidge:
     residual its promotion score keeps.
     """
 
-    def __init__(self, space, rungs: int, ridge: float = 1.0, shift_ridge: float = 30.0, keep: float = 0.5):
+    def __init__(self, space, rungs: int, ridge: float = 10.0, shift_ridge: float = 30.0, keep: float = 0.75):
         for name, value in (("ridge", ridge), ("shift_ridge", shift_ridge)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise FidelityModelError(f"fidelity model {name} must be a number > 0, got {value!r}")
