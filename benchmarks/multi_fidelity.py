@@ -48,13 +48,16 @@ def parse_config(text: str) -> tuple[str, str, str, str | None]:
     return searcher, predictor, ":".join(rest[:size]), ":".join(rest[size:]) or None
 
 
-def nasflow_records(config: str, seeds: int, out: Path, jobs: int, space: str, benchmark: str, full: int) -> list[dict]:
+def nasflow_records(config: str, seeds: int, out: Path, jobs: int, space: str, benchmark: str, full: int,
+                    pool=None) -> list[dict]:
     from nasflow.experiments import compare as cmp
 
     searcher, predictor, schedule, warm = parse_config(config)
     base = {"space": space, "benchmark": benchmark, "dataset": "cifar10", "warm_start": warm,
             "schedule": None if schedule == "none" else schedule,
-            "budget_epochs": None if schedule == "none" else REFERENCE_TRAININGS * full, "budget": REFERENCE_TRAININGS}
+            "budget_epochs": None if schedule == "none" else REFERENCE_TRAININGS * full, "budget": REFERENCE_TRAININGS,
+            # only what ranks candidates uses a pool: the other runs keep their settings (and stored records)
+            "pool": pool if predictor != "none" or "model=" in schedule else None}
     folder = out / ("nasflow" if warm is None else f"nasflow-warm-{warm.replace(':', '-')}")
     return cmp.compare([searcher], [predictor], seeds, folder, base=base, jobs=jobs, progress=True)
 
@@ -90,6 +93,10 @@ def main() -> None:
     parser.add_argument("--space", default="nb201", choices=sorted(TABLES))
     parser.add_argument("--benchmark", default=None, help="the table (default: nb201_cifar.csv, nb101_20k.jsonl)")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--pool", type=int, default=None,
+                        help="candidates a predictor or a schedule's model ranks per step, for the configurations that "
+                             "have one (default: the searcher's); on NB-101's table each of evolution's candidates is a "
+                             "nearest-cell search")
     parser.add_argument("--out", default="runs/mf")
     args = parser.parse_args()
 
@@ -105,7 +112,7 @@ def main() -> None:
     out = Path(args.out)
     groups: dict[str, list[dict]] = {}
     for config in (c.strip() for c in args.configs.split(";") if c.strip()):
-        records = nasflow_records(config, args.seeds, out, args.jobs, args.space, benchmark, full)
+        records = nasflow_records(config, args.seeds, out, args.jobs, args.space, benchmark, full, args.pool)
         groups[label(records)] = records
     peers: list[str] = []
     if args.peers:
