@@ -5,6 +5,9 @@ its proposals the same way), the schedule (``nasflow.schedulers``) decides at wh
 trained and which cells are promoted. What the searcher learns: each cell once, its first result (for
 successive halving and ASHA: the lowest rung, the one every cell has, so its labels share one scale).
 A promotion is not told again: a searcher's history holds a cell once (``searchers.base``).
+A schedule with a model (``model=ridge``, ``nasflow.fidelity_model``) learns from every result instead: the
+model, refitted on all rungs' results at each decision, ranks the searcher's proposals in place of a predictor
+and orders each rung's promotions by predicted full-fidelity valid (``Scheduler.scorer``).
 
 Cost: a cell trained to ``f`` epochs costs ``f``; promoted from ``f`` to ``g`` it costs ``g - f`` where the
 oracle ``continues`` (a table stands for a training continued from its checkpoint, as the training oracle
