@@ -80,7 +80,8 @@ def _fmt(value, spec=".4f"):
               help="Share the search through an Optuna storage: sqlite:///file.db, postgresql://..., or a journal file path.")
 @click.option("--study", default=None, metavar="NAME", help="Study name in --storage; joins it if it exists  [default: nasflow]")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help=f"Worker processes on this machine for --storage  [default: {DEFAULT_WORKERS}]")
+              help=f"Worker processes on this machine: for --storage [default: {DEFAULT_WORKERS}], or for an "
+                   f"asha --schedule, whose jobs they train as they free up  [default: none, one process]")
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help=f"Release a claimed cell whose worker's heartbeat stopped this long ago  [default: {DEFAULT_STALE_AFTER:g}]")
 def search(space, searcher, predictor, budget, pool, batch, refit_every, explore, dataset, warm_start, constraints,
@@ -96,8 +97,8 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
                                    objectives=objectives, metrics_table=metrics_table, latency_batch=latency_batch,
                                    benchmark=benchmark, seed=seed, schedule=schedule, budget_epochs=budget_epochs,
                                    **training))
-    if storage is None and (study is not None or workers is not None or stale_after is not None):
-        raise NasflowError("--study, --workers and --stale-after need --storage URL (the shared Optuna storage)")
+    if storage is None and (study is not None or stale_after is not None):
+        raise NasflowError("--study and --stale-after need --storage URL (the shared Optuna storage)")
     if storage is not None and (schedule is not None or budget_epochs is not None):
         raise NasflowError("--schedule runs in one process for now; drop --storage, or --schedule for a shared study")
     if storage is not None:
@@ -125,7 +126,7 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
         run_dir = Path(out) if out is not None else default_run_dir(spec)
         output_dir(run_dir, "run directory")  # before a warm start or pre-training spends minutes
     # the run saves its results in run_dir itself, under the run directory's lock
-    result = run_search(spec, run_dir=run_dir, resume=resume is not None, progress=show_progress())
+    result = run_search(spec, run_dir=run_dir, resume=resume is not None, progress=show_progress(), workers=workers)
     if result.notice:
         click.echo(f"nasflow: warning: {result.notice}", err=True)
     _report(run_dir, spec, result)

@@ -25,14 +25,11 @@ def save_training_state(path: Path, key: str, net, buffers, generator, epoch: in
     save(path, tensors, {"format": FORMAT, "version": VERSION, "key": key, "epoch": int(epoch), "seconds": float(seconds)})
 
 
-def load_training_state(path: Path, key: str, net, buffers, generator) -> tuple[int, float]:
-    """Restore ``net``, ``buffers`` and ``generator`` in place from ``path``; returns (epochs done, seconds)."""
-    import torch
-
+def _read(path: Path, key: str) -> tuple[dict, dict, str]:
+    """(metadata, tensors, how to recover) of a state of training ``key``; any other file is refused in one line."""
     recover = f"delete {path} to train that cell from epoch 0"
     try:
         meta, tensors = load(path, FORMAT, WHAT)
-        groups = unflatten(tensors, ("model", "momentum", "generator"), path)
     except LegacyCheckpointError:  # its advice (convert-checkpoint) is for predictors, not trainings
         raise CheckpointError(f"{path} is a torch pickle file, not a nasflow {WHAT}; {recover}") from None
     except CheckpointError as e:
@@ -41,6 +38,28 @@ def load_training_state(path: Path, key: str, net, buffers, generator) -> tuple[
         raise CheckpointError(f"{path} is a {WHAT} of version {meta.get('version')!r}, not {VERSION}; {recover}")
     if meta.get("key") != key:
         raise CheckpointError(f"{path} belongs to another training (recipe, data or seed differ); {recover}")
+    return meta, tensors, recover
+
+
+def training_progress(path: Path, key: str) -> tuple[int, float]:
+    """(epochs done, seconds) of the state of training ``key`` in ``path``, without restoring it: which saved
+    state a continued training should start from."""
+    meta, _, recover = _read(path, key)
+    try:
+        return int(meta["epoch"]), float(meta["seconds"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{path} does not say how far its training got; {recover}") from None
+
+
+def load_training_state(path: Path, key: str, net, buffers, generator) -> tuple[int, float]:
+    """Restore ``net``, ``buffers`` and ``generator`` in place from ``path``; returns (epochs done, seconds)."""
+    import torch
+
+    meta, tensors, recover = _read(path, key)
+    try:
+        groups = unflatten(tensors, ("model", "momentum", "generator"), path)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; {recover}") from None
     state = net.state_dict()
     if set(groups["model"]) != set(state) or set(groups["momentum"]) != {str(i) for i in range(len(buffers))} \
             or set(groups["generator"]) != {"state"}:

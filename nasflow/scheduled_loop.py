@@ -10,8 +10,8 @@ model, refitted on all rungs' results at each decision, ranks the searcher's pro
 and orders each rung's promotions by predicted full-fidelity valid (``Scheduler.scorer``).
 
 Cost: a cell trained to ``f`` epochs costs ``f``; promoted from ``f`` to ``g`` it costs ``g - f`` where the
-oracle ``continues`` (a table stands for a training continued from its checkpoint, as the training oracle
-resumes one), else ``g``. So 12 then 200 epochs on NB-201 cost 200, not 212. A job is started only while it
+oracle ``continues`` (a table stands for a training continued from its checkpoint; the training oracle
+continues one: ``for_schedule``), else ``g``. So 12 then 200 epochs on NB-201 cost 200, not 212. A job is started only while it
 fits in the budget; the run ends at the first that does not.
 
 The best cell so far is the best by validation accuracy among the cells at the highest rung any cell has
@@ -27,7 +27,7 @@ import csv
 import io
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from .journal import Journal, JournalError, query_record, record_evaluation
 from .loop import SearchError, SearchResult, fit_pool, optimum_of
 from .runlock import lock_run_dir
 from .schedulers import Schedule
+from .scheduled_workers import check_workers, run_with_workers, was_run_with_workers
 from .step import Query, RankedSearcher, RefitSchedule
 
 
@@ -81,6 +82,14 @@ class ScheduledResult(SearchResult):
         return buf.getvalue()
 
 
+def for_schedule(oracle, top: int):
+    """The oracle a schedule queries: one that trains follows a single learning-rate schedule of the top rung's
+    ``top`` epochs, so that a promoted cell continues from its state at the rung below
+    (``TrainingOracle.for_schedule``); a table is used as it is."""
+    make = getattr(oracle, "for_schedule", None)
+    return oracle if make is None else make(top)
+
+
 class Incumbent:
     """The best cell so far: highest rung first, then validation accuracy (strictly better replaces)."""
 
@@ -99,16 +108,27 @@ class Incumbent:
 def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None, budget_epochs: int = 20_000,
                      pool: Optional[int] = None, refit_every: int = 5, warmup: int = 10, explore: float = 0.2,
                      seed: int = 0, run_dir=None, resume: bool = False, meta: Optional[dict] = None,
-                     progress: bool = False, setup_seconds: float = 0.0) -> ScheduledResult:
+                     progress: bool = False, setup_seconds: float = 0.0, workers: Optional[int] = None,
+                     make_oracle: Optional[Callable] = None) -> ScheduledResult:
     """Search ``space`` under ``schedule`` until the next job does not fit in ``budget_epochs`` epochs of training.
-    The other options are ``nasflow.loop.search``'s (one cell per step: the schedule decides what is trained)."""
+    The other options are ``nasflow.loop.search``'s (one cell per step: the schedule decides what is trained).
+
+    ``workers``: evaluate in that many processes (ASHA only; ``nasflow.scheduled_workers``), each querying the
+    oracle ``make_oracle(worker_index)`` makes (picklable: it is sent to the workers)."""
     for name, value, low in (("budget epochs", budget_epochs, 1), ("refit_every", refit_every, 1),
                              ("warmup", warmup, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise SearchError(f"{name} must be an integer >= {low}, got {value!r}")
     if resume and run_dir is None:
         raise SearchError("resume needs the run directory to continue")
+    check_workers(schedule, workers)
+    if workers is not None and make_oracle is None:
+        raise SearchError("workers need make_oracle, the (picklable) function that makes each worker's oracle")
+    if resume and workers is None and was_run_with_workers(run_dir):
+        # its journal is in the order results arrived, which one process could not reproduce step by step
+        raise SearchError(f"{run_dir} was run with --workers; resume it with --workers N")
     scheduler = schedule.scheduler(oracle.fidelities)  # a fidelity the oracle lacks is refused before any work
+    oracle = for_schedule(oracle, scheduler.rungs[-1])
     ranker = with_fidelity_model(space, schedule, scheduler, predictor)
     pool = (1 if ranker is None else 100) if pool is None else pool
     pool, _ = fit_pool(pool, space)
@@ -121,8 +141,9 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
         "pool": pool, "refit_every": refit_every, "warmup": warmup, "explore": float(explore), **(meta or {}),
     }
     step = RankedSearcher(searcher, space, ranker, pool, RefitSchedule(warmup, refit_every), float(explore), seed)
+    parallel = None if workers is None else (workers, make_oracle, run_dir)
     if run_dir is None:
-        return _run(space, oracle, step, scheduler, config, None, progress, setup_seconds)
+        return _run(space, oracle, step, scheduler, config, None, progress, setup_seconds, parallel)
     with lock_run_dir(run_dir, create=not resume):
         # the query budget a header may hold is no limit here: the journal is bounded in epochs (checked below)
         header = {k: v for k, v in config.items() if k != "budget"}
@@ -132,7 +153,7 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
             if spent > budget_epochs:
                 raise JournalError(f"{run_dir} already spent {spent:,d} epochs, more than a budget of {budget_epochs:,d}; "
                                    f"resume with --budget-epochs {spent} or more")
-            result = _run(space, oracle, step, scheduler, config, journal, progress, setup_seconds)
+            result = _run(space, oracle, step, scheduler, config, journal, progress, setup_seconds, parallel)
         finally:
             journal.close()
         result.save(run_dir)
@@ -155,64 +176,110 @@ def with_fidelity_model(space, schedule: Schedule, scheduler, predictor):
     return model.full_view(labels)
 
 
-def _run(space, oracle, step, scheduler, config, journal, progress, setup_seconds) -> ScheduledResult:
+class Ledger:
+    """What a scheduled run has learnt, one evaluation at a time, in the order they were answered: the
+    scheduler's rungs, the searcher's history (each cell once, its first result), the incumbent, and per
+    evaluation its query row, fidelity and charged epochs. The sequential loop and the workers' share it."""
+
+    def __init__(self, space, oracle, step, scheduler):
+        self.space, self.oracle, self.step, self.scheduler = space, oracle, step, scheduler
+        self.on_table = isinstance(oracle, TabularOracle)
+        self.incumbent = Incumbent()
+        self.queries: list[Query] = []
+        self.fidelities: list[int] = []
+        self.charged: list[int] = []
+        self.spent = 0
+        self.start = time.perf_counter()
+        self.notes: list[str] = []  # what the run survived (a worker's death), for its notice
+
+    def cost(self, job) -> int:
+        """The epochs ``job`` is charged: the rung's, less those its cell already has where the oracle continues."""
+        rungs = self.scheduler.rungs
+        before = self.scheduler.rung_of(job.arch) if job.arch is not None else -1
+        return rungs[job.rung] - (rungs[before] if before >= 0 and self.oracle.continues else 0)
+
+    def add(self, arch, rung: int, evaluation, cost: int, seconds: float) -> None:
+        if self.scheduler.rung_of(arch) < 0:
+            self.step.tell(arch, evaluation)  # the searcher learns each cell once: its first result
+        self.scheduler.report(arch, rung, evaluation.valid)
+        self.spent += cost
+        text = self.space.format(arch)
+        oracle = self.oracle
+        full_test = (lambda: oracle.query(arch).test) if self.on_table else (lambda: evaluation.test)
+        incumbent = self.incumbent
+        incumbent.offer(text, rung, evaluation.valid, full_test)
+        self.queries.append(Query(n=len(self.queries) + 1, arch=text, valid=evaluation.valid, test=evaluation.test,
+                                  best_valid=incumbent.valid, best_test=incumbent.test, best_arch=incumbent.arch,
+                                  seconds=seconds, wall=time.perf_counter() - self.start))
+        self.fidelities.append(self.scheduler.rungs[rung])
+        self.charged.append(cost)
+
+    def result(self, config, journal, resumed: int, busy_seconds: float) -> ScheduledResult:
+        """The run's result; ``busy_seconds``: time the loop itself counts as overhead (with the setup's)."""
+        new = len(self.queries) - resumed
+        return ScheduledResult(
+            trajectory=self.queries, config=config, overhead_per_query=busy_seconds / new if new else 0.0,
+            resumed_queries=resumed, notice=journal.notice if journal is not None else None,
+            optimum=optimum_of(self.oracle, self.space), fidelities=self.fidelities, epochs=self.charged,
+        )
+
+
+def _run(space, oracle, step, scheduler, config, journal, progress, setup_seconds, parallel) -> ScheduledResult:
     from tqdm.auto import tqdm
 
-    budget, rungs = config["budget_epochs"], scheduler.rungs
-    continues = oracle.continues
-    on_table = isinstance(oracle, TabularOracle)
-    replay = list(journal.records) if journal is not None else []
-    queries, fidelities, charged = [], [], []
-    incumbent = Incumbent()
-    spent, oracle_seconds, start = 0, 0.0, time.perf_counter()
-    bar = tqdm(total=budget, disable=not progress, desc=f"{config['searcher']}+{config['predictor']} {config['schedule']}",
-               unit="epoch")
+    ledger = Ledger(space, oracle, step, scheduler)
+    bar = tqdm(total=config["budget_epochs"], disable=not progress, unit="epoch",
+               desc=f"{config['searcher']}+{config['predictor']} {config['schedule']}")
     try:
-        while True:
-            job = scheduler.next_job()
-            before = scheduler.rung_of(job.arch) if job.arch is not None else -1
-            cost = rungs[job.rung] - (rungs[before] if before >= 0 and continues else 0)
-            if spent + cost > budget:
-                break
-            arch = job.arch if job.arch is not None else step.ask(1)[0]
-            n = len(queries)
-            if n < len(replay):
-                record = replay[n]
-                if record["arch"] != space.format(arch) or record.get("fidelity") != rungs[job.rung]:
-                    raise JournalError(
-                        f"the resumed run chose {space.format(arch)} at {rungs[job.rung]} epochs as evaluation {n + 1} "
-                        f"but the journal has {record['arch']} at {record.get('fidelity')}; the run is not "
-                        f"reproducible (changed code or options?)")
-                evaluation, seconds = record_evaluation(record), float(record["seconds"])
-            else:
-                t0 = time.perf_counter()
-                evaluation = oracle.query(arch, rungs[job.rung])
-                seconds = time.perf_counter() - t0
-                oracle_seconds += seconds
-                if journal is not None:
-                    journal.append(query_record(n, space.format(arch), evaluation, seconds, epochs=cost))
-            if job.arch is None:
-                scheduler.started(arch)
-                step.tell(arch, evaluation)  # the searcher learns each cell once: its first result
-            scheduler.report(arch, job.rung, evaluation.valid)
-            spent += cost
-            text = space.format(arch)
-            full_test = (lambda a=arch: oracle.query(a).test) if on_table else (lambda e=evaluation: e.test)
-            incumbent.offer(text, job.rung, evaluation.valid, full_test)
-            queries.append(Query(n=n + 1, arch=text, valid=evaluation.valid, test=evaluation.test,
-                                 best_valid=incumbent.valid, best_test=incumbent.test, best_arch=incumbent.arch,
-                                 seconds=seconds, wall=time.perf_counter() - start))
-            fidelities.append(rungs[job.rung])
-            charged.append(cost)
-            bar.update(cost)
+        if parallel is None:
+            resumed, oracle_seconds = _one_process(ledger, config, journal, bar)
+        else:
+            workers, make_oracle, run_dir = parallel
+            resumed = len(journal.records) if journal is not None else 0
+            oracle_seconds = run_with_workers(ledger, scheduler, config, journal, run_dir, workers, make_oracle, bar)
+            oracle_seconds /= workers  # the workers' evaluations overlap in the wall time
     finally:
         bar.close()
-    resumed = min(len(replay), len(queries))
-    new = len(queries) - resumed
-    wall = time.perf_counter() - start
-    return ScheduledResult(
-        trajectory=queries, config=config,
-        overhead_per_query=(wall - oracle_seconds + setup_seconds) / new if new else 0.0,
-        resumed_queries=resumed, notice=journal.notice if journal is not None else None,
-        optimum=optimum_of(oracle, space), fidelities=fidelities, epochs=charged,
-    )
+    wall = time.perf_counter() - ledger.start
+    result = ledger.result(config, journal, resumed, wall - oracle_seconds + setup_seconds)
+    if parallel is not None:
+        result.config = {**config, "workers": parallel[0]}
+        if ledger.notes:
+            result.notice = "; ".join(filter(None, [result.notice, *ledger.notes]))
+    return result
+
+
+def _one_process(ledger, config, journal, bar) -> tuple[int, float]:
+    """The schedule in this process, one job after another (deterministic: a resumed run replays its journal
+    and checks that it takes the same decisions). Returns (evaluations replayed, oracle seconds)."""
+    space, oracle, step, scheduler = ledger.space, ledger.oracle, ledger.step, ledger.scheduler
+    budget, rungs = config["budget_epochs"], scheduler.rungs
+    replay = list(journal.records) if journal is not None else []
+    oracle_seconds = 0.0
+    while True:
+        job = scheduler.next_job()
+        cost = ledger.cost(job)
+        if ledger.spent + cost > budget:
+            break
+        arch = job.arch if job.arch is not None else step.ask(1)[0]
+        n = len(ledger.queries)
+        if n < len(replay):
+            record = replay[n]
+            if record["arch"] != space.format(arch) or record.get("fidelity") != rungs[job.rung]:
+                raise JournalError(
+                    f"the resumed run chose {space.format(arch)} at {rungs[job.rung]} epochs as evaluation {n + 1} "
+                    f"but the journal has {record['arch']} at {record.get('fidelity')}; the run is not "
+                    f"reproducible (changed code or options?)")
+            evaluation, seconds = record_evaluation(record), float(record["seconds"])
+        else:
+            t0 = time.perf_counter()
+            evaluation = oracle.query(arch, rungs[job.rung])
+            seconds = time.perf_counter() - t0
+            oracle_seconds += seconds
+            if journal is not None:
+                journal.append(query_record(n, space.format(arch), evaluation, seconds, epochs=cost))
+        if job.arch is None:
+            scheduler.started(arch)
+        ledger.add(arch, job.rung, evaluation, cost, seconds)
+        bar.update(cost)
+    return min(len(replay), len(ledger.queries)), oracle_seconds

@@ -186,12 +186,18 @@ class _Step:
 
 def train_network(net, data: Dataset, recipe: Recipe, hardware: Hardware, seed: int, *,
                   checkpoint: Optional[Path] = None, checkpoint_key: str = "", checkpoint_every: float = 300.0,
+                  start: Optional[Path] = None, stop: Optional[int] = None, keep: Optional[Path] = None,
                   progress: bool = False, desc: str = "training", warn: Optional[Callable[[str], None]] = None) -> dict:
     """Train ``net`` on ``data`` by ``recipe``; returns valid/test accuracy, seconds, images/s and what ran.
 
     With ``checkpoint``, the state is saved there (atomically) at the end of an epoch once ``checkpoint_every``
-    seconds have passed since the last save, training continues from it if it exists, and it is deleted when
-    the training is done.
+    seconds have passed since the last save, training continues from it if it exists (or from ``start``, a
+    state of the same training saved earlier; with ``stop``, from ``start`` only), and it is deleted when the
+    training is done.
+
+    ``stop``: train only the first ``stop`` of the recipe's epochs (its learning-rate schedule still spans them
+    all) and evaluate there; ``keep`` then receives the state at ``stop``, from which a later call with a higher
+    ``stop`` continues (``start=keep``) exactly as if the training had never paused (a promotion, issue 20).
     """
     import torch
     from tqdm.auto import tqdm
@@ -214,16 +220,22 @@ def train_network(net, data: Dataset, recipe: Recipe, hardware: Hardware, seed: 
         lr = torch.zeros((), dtype=torch.float32, device=hardware.device)
         generator = torch.Generator(device=hardware.device).manual_seed(int(seed))
         start_epoch, seconds_before = 0, 0.0
-        if checkpoint is not None and checkpoint.exists():
-            start_epoch, seconds_before = load_training_state(checkpoint, checkpoint_key, net, buffers, generator)
+        stop = recipe.epochs if stop is None else int(stop)
+        if start is None and stop == recipe.epochs and checkpoint is not None and checkpoint.exists():
+            start = checkpoint  # a caller that stops early chooses its start itself (the checkpoint may be past it)
+        if start is not None:
+            start_epoch, seconds_before = load_training_state(start, checkpoint_key, net, buffers, generator)
+            if start_epoch > stop:
+                raise ValueError(f"{start} is past epoch {stop}: a caller chooses a state at or before the stop")
         augment = None
         if recipe.augment == "standard":
             from .augment import standard_augment as augment
+        owns_checkpoint = start is not None and start == checkpoint  # removed at the end if continued or written here
         step = _Step(net, params, buffers, lr, recipe, hardware, (batch,) + tuple(x.shape[1:]), warn)
         started = time.perf_counter()
         last_save, epoch_seconds = started, []
-        bar = tqdm(range(start_epoch, recipe.epochs), desc=desc[:60], unit="epoch", leave=False,
-                   disable=not progress, initial=start_epoch, total=recipe.epochs)
+        bar = tqdm(range(start_epoch, stop), desc=desc[:60], unit="epoch", leave=False,
+                   disable=not progress, initial=start_epoch, total=stop)
         for epoch in bar:
             epoch_started = time.perf_counter()
             order = torch.randperm(n, generator=generator, device=hardware.device)
@@ -238,18 +250,27 @@ def train_network(net, data: Dataset, recipe: Recipe, hardware: Hardware, seed: 
             seconds = time.perf_counter() - epoch_started
             epoch_seconds.append(seconds)
             bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{steps_per_epoch * batch / seconds:,.0f}")
-            done = epoch + 1 == recipe.epochs
+            done = epoch + 1 == stop
             if checkpoint is not None and not done and time.perf_counter() - last_save >= checkpoint_every:
                 elapsed = seconds_before + time.perf_counter() - started
                 try:
                     save_training_state(checkpoint, checkpoint_key, net, buffers, generator, epoch + 1, elapsed)
+                    owns_checkpoint = True
                 except OSError as e:  # a checkpoint only shortens a resumed training; this one goes on without
                     report_unwritable(checkpoint, e)
                 last_save = time.perf_counter()
         bar.close()
+        elapsed = seconds_before + time.perf_counter() - started
+        if keep is not None and stop < recipe.epochs:
+            # saved before evaluating: evaluation changes nothing a continuation reads (eval mode keeps the
+            # batch-norm statistics), but a kill during it should not cost the epochs just trained
+            try:
+                save_training_state(keep, checkpoint_key, net, buffers, generator, stop, elapsed)
+            except OSError as e:  # a promotion then trains this part again: slower, never another result
+                report_unwritable(keep, e)
         valid = accuracy(net, tensors["x_valid"], tensors["y_valid"], hardware)
         test = accuracy(net, tensors["x_test"], tensors["y_test"], hardware)
-    if checkpoint is not None:
+    if checkpoint is not None and owns_checkpoint:
         try:
             checkpoint.unlink(missing_ok=True)
         except OSError:  # under an unusable cache root there is nothing to remove
@@ -259,5 +280,5 @@ def train_network(net, data: Dataset, recipe: Recipe, hardware: Hardware, seed: 
         "images_per_s": round(len(epoch_seconds) * steps_per_epoch * batch / sum(epoch_seconds), 1)
         if epoch_seconds else None,
         "epoch_seconds": epoch_seconds, "images_per_epoch": steps_per_epoch * batch,
-        "resumed_from_epoch": start_epoch, "cuda_graph": step.graph is not None,
+        "resumed_from_epoch": start_epoch, "trained_epochs": stop - start_epoch, "cuda_graph": step.graph is not None,
     }

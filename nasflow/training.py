@@ -51,8 +51,9 @@ class TrainingOracle:
     best = None  # no table: the optimum is unknown
     fidelities = None  # any epoch count (nasflow.core.Oracle)
     # a cell asked at more epochs is trained again from scratch: its learning-rate schedule spans the whole
-    # training, so a checkpoint of a shorter one is no prefix of the longer (continuing one is the seam of issue 20)
+    # training, so a checkpoint of a shorter one is no prefix of the longer; ``for_schedule`` makes one that continues
     continues = False
+    horizon: Optional[int] = None  # for_schedule's top rung: every fidelity is a stop on one schedule of this many epochs
 
     def __init__(self, space, data: Dataset, recipe: Union[str, Recipe, None] = None, *, epochs=None, width=None,
                  cells=None, batch_size=None, learning_rate=None, weight_decay=None, augment=None, seed: int = 0,
@@ -160,17 +161,35 @@ class TrainingOracle:
         other.config = {**self.config, **other.recipe.as_dict()}
         return other
 
+    def for_schedule(self, max_epochs: int) -> "TrainingOracle":
+        """This oracle as a multi-fidelity schedule whose top rung is ``max_epochs`` trains (issue 20): every cell
+        on one learning-rate schedule of ``max_epochs`` epochs, fidelity ``f`` being the network after its first
+        ``f`` of them, and a cell promoted from ``f`` to ``g`` continuing from its state at ``f`` (``continues``:
+        it costs ``g - f`` epochs). At ``max_epochs`` a result is the plain training's, in the same cache."""
+        other = copy.copy(self.at_epochs(max_epochs))
+        other.horizon, other.continues = int(max_epochs), True
+        return other
+
     def query(self, arch: Arch, fidelity: Optional[int] = None) -> Evaluation:
-        if fidelity is not None:
-            if isinstance(fidelity, bool) or not isinstance(fidelity, int) or fidelity < 1:
-                raise NasflowError(f"a training fidelity is a number of epochs >= 1, got {fidelity!r}")
+        if fidelity is None:
+            return self._query(arch)
+        if isinstance(fidelity, bool) or not isinstance(fidelity, int) or fidelity < 1:
+            raise NasflowError(f"a training fidelity is a number of epochs >= 1, got {fidelity!r}")
+        if self.horizon is None:
             return dataclasses.replace(self.at_epochs(fidelity).query(arch), fidelity=fidelity)
-        key = self._key(arch)
+        if fidelity > self.horizon:
+            raise NasflowError(f"fidelity {fidelity} is past the schedule's top rung of {self.horizon} epochs")
+        return dataclasses.replace(self._query(arch, fidelity), fidelity=fidelity)
+
+    def _query(self, arch: Arch, stop: Optional[int] = None) -> Evaluation:
+        """The result of ``arch`` after ``stop`` epochs of the recipe's (all of them: None), from the cache or trained."""
+        whole = stop is None or stop == self.recipe.epochs
+        key = self._key(arch) if whole else _stop_key(self._key(arch), stop)
         rec = self._cache.get(key)
         if rec is not None and (rec.get("space"), rec.get("arch")) != (self.space.name, arch.key):
             rec = None  # a record filed under this cell's key but for another cell: never report its numbers
         if rec is None:
-            rec = {"key": key, "space": self.space.name, "arch": arch.key, **self.train(arch)}
+            rec = {"key": key, "space": self.space.name, "arch": arch.key, **self.train(arch, stop)}
             self._cache[key] = rec
             self._append(rec)
             cached = False
@@ -179,8 +198,9 @@ class TrainingOracle:
         return Evaluation(valid=rec["valid"], test=rec["test"], cost=rec["cost"],
                           extra={**rec["extra"], "cached": cached})
 
-    def train(self, arch: Arch) -> dict:
-        """Train ``arch`` (no result cache; a checkpoint of an interrupted training is continued)."""
+    def train(self, arch: Arch, stop: Optional[int] = None) -> dict:
+        """Train ``arch`` (no result cache; a checkpoint of an interrupted training is continued); with ``stop``,
+        only its first ``stop`` epochs, from the latest state of this training saved at or before them."""
         import torch
 
         from .proxies import count_macs, count_params
@@ -190,20 +210,68 @@ class TrainingOracle:
             torch.manual_seed(self.seed)  # the same initial weights on every device
             net = self.space.network(arch, num_classes=data.num_classes, in_channels=data.in_channels,
                                      width=recipe.width, cells=recipe.cells)
-        extra = {"params": count_params(net), "flops": count_macs(net, data.image_shape), "epochs": recipe.epochs}
-        key = self._key(arch)
+        extra = {"params": count_params(net), "flops": count_macs(net, data.image_shape),
+                 "epochs": recipe.epochs if stop is None else stop}
+        key = self._key(arch)  # the whole training's: its states at every stop are filed under it
         hardware = self.hardware
         if hardware.threads is None and extra["flops"] * recipe.batch_size < MULTITHREAD_MACS:
             hardware = dataclasses.replace(hardware, threads=1)
+        checkpoint = self.checkpoint_dir / f"{key}.safetensors"
+        start, base_seconds = (None, 0.0) if stop is None else self._continuation(key, checkpoint, stop)
         run = train_network(net, data, recipe, hardware, self.seed,
-                            checkpoint=self.checkpoint_dir / f"{key}.safetensors", checkpoint_key=key,
-                            checkpoint_every=self.checkpoint_every, progress=self.progress,
-                            desc=f"training {arch.key}", warn=self.warn)
+                            checkpoint=checkpoint, checkpoint_key=key, checkpoint_every=self.checkpoint_every,
+                            start=start, stop=stop, keep=None if stop is None else self._kept_state(key, stop),
+                            progress=self.progress, desc=f"training {arch.key}", warn=self.warn)
         extra.update(device=self.config["device_class"], precision=self.hardware.precision,
                      cuda_graph=run["cuda_graph"], images_per_s=run["images_per_s"],
-                     resumed_from_epoch=run["resumed_from_epoch"])
+                     resumed_from_epoch=run["resumed_from_epoch"], trained_epochs=run["trained_epochs"])
+        if self.horizon is not None:
+            extra["horizon"] = self.horizon
+        if stop is not None:
+            self._drop_kept_states(key, below=stop)
         self._trained.append(extra)
-        return {"valid": run["valid"], "test": run["test"], "cost": run["cost"], "extra": extra}
+        # a continued training costs the seconds since the state it continued from, as it costs those epochs
+        cost = round(run["cost"] - base_seconds, 4)
+        return {"valid": run["valid"], "test": run["test"], "cost": cost, "extra": extra}
+
+    def _kept_state(self, key: str, stop: int):
+        """Where the state of training ``key`` after ``stop`` epochs is kept for a promotion to continue from."""
+        return self.checkpoint_dir / f"{key}@{stop}.safetensors"
+
+    def _kept_states(self, key: str) -> list:
+        """(epochs, path) of the states of training ``key`` kept for promotions, ascending."""
+        found = ((p.name.rsplit("@", 1)[1].split(".")[0], p) for p in self.checkpoint_dir.glob(f"{key}@*.safetensors"))
+        return sorted((int(e), p) for e, p in found if e.isdigit())
+
+    def _drop_kept_states(self, key: str, below: int) -> None:
+        """Remove the kept states of training ``key`` before epoch ``below``: a schedule promotes a cell upwards
+        only, so once a later state is kept (or the training is whole) they only take disk space."""
+        for epoch, path in self._kept_states(key):
+            if epoch < below:
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:  # an unusable cache root: nothing to free
+                    pass
+
+    def _continuation(self, key: str, checkpoint, stop: int):
+        """(the saved state of training ``key`` to continue from towards ``stop``, or None; the seconds of the
+        kept state the continuation began from): the furthest of the kept states at or before ``stop`` and the
+        checkpoint of a training interrupted on the way (which itself began from the furthest kept state)."""
+        from .checkpoints import training_progress
+
+        kept = [(e, p) for e, p in self._kept_states(key) if e <= stop]
+        base_seconds = training_progress(kept[-1][1], key)[1] if kept else 0.0
+        start, furthest = (kept[-1][1], kept[-1][0]) if kept else (None, 0)
+        if checkpoint.exists():
+            epoch, _ = training_progress(checkpoint, key)
+            if furthest < epoch <= stop:
+                start = checkpoint
+        return start, base_seconds
+
+
+def _stop_key(key: str, stop: int) -> str:
+    """The result key of training ``key`` evaluated after ``stop`` of its epochs."""
+    return hashlib.sha256(json.dumps([key, "stop", int(stop)]).encode()).hexdigest()
 
 
 def speed_summary(extras) -> Optional[dict]:

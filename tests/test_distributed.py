@@ -236,7 +236,8 @@ def test_mismatched_study_is_one_line(tmp_path, nb201_csv):
 @pytest.mark.parametrize("args,message", [
     (("--storage", "bogus://x"), "cannot open storage bogus://x"),
     (("--storage", "/no/such/dir/study.log"), "directory /no/such/dir does not exist"),
-    (("--workers", "2"), "need --storage"),
+    (("--workers", "2"), "--workers needs --storage URL (a shared study), or --schedule asha"),
+    (("--study", "s"), "need --storage"),
     (("--storage", "{tmp}/j.log", "--resume", "{tmp}"), "--resume continues a run directory"),
     (("--storage", "{tmp}/j.log", "--batch", "2"), "--batch does not apply"),
     (("--storage", "{tmp}/j.log", "--workers", "0"), "--workers"),

@@ -16,8 +16,9 @@ from ..errors import NasflowError
 from ..journal import JournalError, read_header
 from ..loop import SearchResult, search
 from ..restricted import restrict_to_table, restriction_of
+from ..schedulers import Schedule
 from ..spec import RunSpec, SpecMismatch
-from .scheduled import check_schedule, run_scheduled
+from .scheduled import check_schedule, check_workers, run_scheduled
 
 PREDICTOR_KINDS = ("fgp", "scratch", "none")
 # How many predictors a searcher that takes an ensemble (``takes_ensemble``) gets.
@@ -126,6 +127,13 @@ def open_oracle(space, spec: RunSpec, progress: bool = False, worker: int = 0):
         hardware = spec.hardware or {}
         devices = parse_devices(hardware.get("devices"))
         options = {k: v for k, v in training.items() if k not in ("data", "lr")}
+        if spec.schedule is not None:
+            # a scheduled training runs one learning-rate schedule of the top rung's epochs (for_schedule)
+            top = Schedule.parse(spec.schedule).max
+            if options.get("epochs") not in (None, top):
+                raise NasflowError(f"--epochs {options['epochs']} disagrees with the schedule's max={top}: a scheduled "
+                                   f"training's epochs are its top rung's; drop --epochs")
+            options["epochs"] = top
         return default_training_oracle(
             space, data_path=training.get("data"), seed=spec.seed, progress=progress,
             learning_rate=training.get("lr"), cuda_graph=hardware.get("cuda_graph"),
@@ -258,11 +266,14 @@ def searcher_options(settings: dict, ensemble, space, progress: bool = False) ->
     return options
 
 
-def run_search(settings: dict, run_dir=None, resume: bool = False, progress: bool = False) -> SearchResult:
+def run_search(settings: dict, run_dir=None, resume: bool = False, progress: bool = False,
+               workers: Optional[int] = None) -> SearchResult:
+    """The run of ``settings``; ``workers``: a scheduled run's local worker processes (None: this process)."""
     settings = complete(settings)
+    check_workers(settings, workers)
     run = build(settings, progress)
     if settings.schedule is not None:
-        return run_scheduled(settings, run, run_dir, resume, progress, meta=run_meta(settings, run))
+        return run_scheduled(settings, run, run_dir, resume, progress, meta=run_meta(settings, run), workers=workers)
     result = search(
         run.space, run.oracle, run.searcher, predictor=run.predictor, budget=settings["budget"],
         pool=settings["pool"], batch=settings["batch"],

@@ -53,13 +53,39 @@ def check_schedule(settings, oracle) -> None:
     schedule.rungs(oracle.fidelities)
 
 
-def run_scheduled(settings, run, run_dir=None, resume: bool = False, progress: bool = False, meta=None):
-    """The scheduled search of complete ``settings`` with its built parts ``run`` (``runs.build``)."""
+def check_workers(settings, workers) -> None:
+    """Refuse, before any work, local workers for a run they cannot serve: one without a schedule, or with a
+    schedule that waits for whole rungs."""
+    if workers is None:
+        return
+    if settings["schedule"] is None:
+        raise NasflowError("--workers needs --storage URL (a shared study), or --schedule asha:... (local workers)")
+    from ..scheduled_workers import check_workers as check
+
+    check(Schedule.parse(settings["schedule"]), workers)
+
+
+def worker_oracle(settings, index: int):
+    """The oracle of worker ``index`` of a run with workers (its device from ``--devices``)."""
+    from nasflow.spaces import get_space
+
+    from .runs import open_oracle
+
+    return open_oracle(get_space(settings["space"]), settings, worker=index)[0]
+
+
+def run_scheduled(settings, run, run_dir=None, resume: bool = False, progress: bool = False, meta=None,
+                  workers=None):
+    """The scheduled search of complete ``settings`` with its built parts ``run`` (``runs.build``), in ``workers``
+    processes (None: in this one)."""
+    from functools import partial
+
     from ..scheduled_loop import scheduled_search
 
     return scheduled_search(
         run.space, run.oracle, run.searcher, Schedule.parse(settings["schedule"]), predictor=run.predictor,
         budget_epochs=settings["budget_epochs"], pool=settings["pool"], refit_every=settings["refit_every"],
         warmup=settings["warmup"], explore=settings["explore"], seed=settings["seed"], run_dir=run_dir,
-        resume=resume, meta=meta, progress=progress, setup_seconds=run.setup_seconds,
+        resume=resume, meta=meta, progress=progress, setup_seconds=run.setup_seconds, workers=workers,
+        make_oracle=None if workers is None else partial(worker_oracle, settings),
     )
