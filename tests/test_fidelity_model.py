@@ -180,3 +180,15 @@ def test_a_model_beside_another_ranker_is_one_line(table, tmp_path, extra, messa
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_workers_follow_asha_with_the_model(table, tmp_path):
+    from test_scheduled_workers import check_asha_journal, journal
+
+    out = tmp_path / "run"
+    done = run_cli("search", "--benchmark", str(table), "--searcher", "evolution", "--pool", "10",
+                   "--schedule", "asha:min=12,max=200,eta=3,model=ridge", "--budget-epochs", "2000", "--workers", "2",
+                   "--out", str(out), cache=tmp_path / "cache")
+    assert done.returncode == 0, done.stderr
+    seen = check_asha_journal(journal(out), [12, 200], 2000)
+    assert sum(len(v) == 2 for v in seen.values()) >= 3  # the model's promotions went out to the workers
