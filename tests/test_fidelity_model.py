@@ -192,3 +192,40 @@ def test_workers_follow_asha_with_the_model(table, tmp_path):
     assert done.returncode == 0, done.stderr
     seen = check_asha_journal(journal(out), [12, 200], 2000)
     assert sum(len(v) == 2 for v in seen.values()) >= 3  # the model's promotions went out to the workers
+
+
+class FixedSearcher:
+    name = "fixed"
+
+    def __init__(self, archs):
+        self.archs, self.told = archs, []
+
+    def ask(self, n):
+        return self.archs[:n]
+
+    def tell(self, arch, evaluation):
+        self.told.append(arch)
+
+
+def test_the_models_best_untried_cells_join_the_searchers_proposals(space):
+    from nasflow.fidelity_model import ModelProposals
+
+    archs, full, low = additive_labels(space, 300, seed=3)
+    labels = []
+    searcher = FixedSearcher(archs[-3:])
+    model = CrossFidelityRidge(space, 2)
+    proposals = ModelProposals(searcher, model, space, labels, extra=4)
+    assert proposals.ask(2) == archs[-3:-1]  # nothing learnt yet: the searcher's own
+    labels += [(a, 0, v) for a, v in zip(archs[:200], low[:200])]
+    asked = proposals.ask(2)
+    assert asked[:2] == archs[-3:-1] and len(asked) == 6
+    extra = asked[2:]
+    tried = set(archs[:200])
+    assert not tried & set(extra)
+    # they are the model's best cells of the whole space among those without a result
+    cells = space.enumerate()
+    scores = model.predict(cells, 1)
+    best = [cells[i] for i in np.argsort(-scores, kind="stable") if cells[i] not in tried and cells[i] not in asked[:2]]
+    assert extra == best[:4]
+    proposals.tell(archs[0], None)
+    assert searcher.told == [archs[0]]
