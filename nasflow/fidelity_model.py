@@ -19,9 +19,8 @@ better than their 12-epoch valid does (Spearman 0.56-0.61 against 0.50); it puts
 2nd to 4th in the whole space, and the promotion score 8th to 9th among those 100 cells, where its 12-epoch valid
 puts it 17th (session 12, helper mf2; a ridge with edge pairs overfits such labels: 0.40-0.49).
 
-Three uses (``nasflow.scheduled_loop``): ``ModelProposals`` adds the model's best untried cells of the space
-to a searcher's proposals, ``full_view`` ranks the proposals by their predicted full-fidelity valid, and
-``promotion_scores`` orders a rung's cells for promotion by
+Two uses (``nasflow.scheduled_loop``): ``full_view`` ranks a searcher's proposals by their predicted
+full-fidelity valid, and ``promotion_scores`` orders a rung's cells for promotion by
 ``model(x, top) + keep * (observed - model(x, k))``: the predicted full-fidelity valid with a share
 ``keep`` of the cell's own residual at its rung kept (1: its label plus the predicted gain, 0: the model
 alone).
