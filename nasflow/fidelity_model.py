@@ -166,10 +166,6 @@ class CrossFidelityRidge:
             return np.zeros(0)
         return self._predict(self.features(archs), rung)
 
-    def predict_features(self, phi: np.ndarray, rung: int) -> np.ndarray:
-        """``predict`` of cells given by their ``features`` (kept by a caller that scores the same cells often)."""
-        return self._predict(phi, rung)
-
     def _predict(self, phi: np.ndarray, rung: int) -> np.ndarray:
         if self.coef is None:
             raise FidelityModelError("the fidelity model predicts only after a fit")
@@ -231,51 +227,3 @@ class FullFidelityView:
 
     def predict(self, archs) -> np.ndarray:
         return self.model.predict(list(archs), self.model.rungs - 1)
-
-
-# the model's own proposals join a searcher's only where every cell can be scored at each step in milliseconds
-MAX_SCORED_CELLS = 50_000
-
-
-class ModelProposals:
-    """``searcher`` whose proposals are joined by the ``extra`` best cells of the whole space by the model's
-    predicted full-fidelity valid, among those without a result yet (``labels``, the run's list).
-
-    Ranking only the searcher's proposals leaves the search where the searcher goes: evolution with the model's
-    ranking stayed in one basin of NB-201 for 20,000 epochs in one of 30 runs (seed 29), never training the
-    table's best cell, which the model itself ranks among the space's top few. With the model's best cells in
-    the pool, the steps that rank take the model's best untried cell; the exploring steps
-    (``RankedSearcher``'s ``explore``) still take the searcher's own proposal. Only for a space small enough to
-    score every cell (``MAX_SCORED_CELLS``; a table's restricted space qualifies); else the searcher alone.
-    """
-
-    def __init__(self, searcher, model: CrossFidelityRidge, space, labels: list, extra: int = 10):
-        self.searcher, self.model, self.labels, self.extra = searcher, model, labels, extra
-        self.name = getattr(searcher, "name", type(searcher).__name__)
-        self.cells = space.enumerate() if space.enumerable and (space.size or 0) <= MAX_SCORED_CELLS else []
-        self._phi = None  # every cell's features, computed on the first ask after a fit
-        self._tried: set = set()
-        self._counted = 0  # labels already in _tried
-
-    def tell(self, arch, evaluation) -> None:
-        self.searcher.tell(arch, evaluation)
-
-    def ask(self, n: int) -> list:
-        own = self.searcher.ask(n)
-        if not self.cells or not self.labels:
-            return own
-        self.model.fit(self.labels)
-        for arch, _, _ in self.labels[self._counted:]:
-            self._tried.add(arch)
-        self._counted = len(self.labels)
-        if self._phi is None or self._phi.shape[1] != len(self.model.features(self.cells[:1])[0]):
-            self._phi = self.model.features(self.cells)
-        scores = self.model.predict_features(self._phi, self.model.rungs - 1)
-        picks = []
-        for i in np.argsort(-scores, kind="stable"):
-            if self.cells[i] not in self._tried and self.cells[i] not in own:
-                picks.append(self.cells[i])
-                if len(picks) == self.extra:
-                    break
-        return own + picks
-

@@ -129,7 +129,7 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
         raise SearchError(f"{run_dir} was run with --workers; resume it with --workers N")
     scheduler = schedule.scheduler(oracle.fidelities)  # a fidelity the oracle lacks is refused before any work
     oracle = for_schedule(oracle, scheduler.rungs[-1])
-    searcher, ranker = with_fidelity_model(space, schedule, scheduler, searcher, predictor)
+    ranker = with_fidelity_model(space, schedule, scheduler, predictor)
     pool = (1 if ranker is None else 100) if pool is None else pool
     pool, _ = fit_pool(pool, space)
     if budget_epochs < scheduler.rungs[0]:
@@ -160,21 +160,20 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
         return result
 
 
-def with_fidelity_model(space, schedule: Schedule, scheduler, searcher, predictor):
-    """(what proposes, what ranks the proposals): ``searcher`` and ``predictor``, or under a schedule with a model
-    the model of every rung's labels (``nasflow.fidelity_model``), which then orders the promotions too and adds
-    its own best untried cells to the searcher's proposals."""
+def with_fidelity_model(space, schedule: Schedule, scheduler, predictor):
+    """What ranks the searcher's proposals: ``predictor``, or under a schedule with a model the model of every
+    rung's labels (``nasflow.fidelity_model``), which then orders the promotions too."""
     if schedule.model == "none":
-        return searcher, predictor
+        return predictor
     if predictor is not None:
         raise SearchError(f"schedule model={schedule.model} ranks the proposals itself; drop the predictor "
                           f"{getattr(predictor, 'name', type(predictor).__name__)!r} or the model")
-    from .fidelity_model import CrossFidelityRidge, ModelProposals
+    from .fidelity_model import CrossFidelityRidge
 
     model = CrossFidelityRidge(space, len(scheduler.rungs))
     labels = scheduler.reported  # every result, at every rung: the cheap ones teach the model
     scheduler.scorer = lambda rung, results: model.fit(labels).promotion_scores(rung, results) if results else results
-    return ModelProposals(searcher, model, space, labels), model.full_view(labels)
+    return model.full_view(labels)
 
 
 class Ledger:
