@@ -1,20 +1,26 @@
-"""Multi-fidelity search on NB-201 CIFAR-10 (issue 20): nasflow's schedules against its best full-fidelity search
-and the peers, all in training epochs.
+"""Multi-fidelity search on NB-201 CIFAR-10 and NB-101 (issue 20): nasflow's schedules against its best full-fidelity
+search and the peers, all in training epochs.
 
 Runs each ``--configs`` entry ``SEARCHER:PREDICTOR:SCHEDULE[:WARM_START]`` over seeds 0..N-1 (``nasflow compare``'s
 runs, stored under OUT/nasflow, so a stopped benchmark resumes; SCHEDULE ``none`` is a full-fidelity run whose
-queries cost 200 epochs each), reads the peers' records (``benchmarks/multi_fidelity_peers.py``'s OUT) and the
+queries cost the full fidelity each), reads the peers' records (``benchmarks/multi_fidelity_peers.py``'s OUT) and the
 reference's (``--reference``: a ``nasflow compare`` output of the full-fidelity reference, BANANAS+FGP with the
 zero-cost warm start; its mean final test may be given instead with ``--reference-test`` where its 30 runs are
-recorded elsewhere, e.g. docs/RESULTS.md). Prints, per configuration, the mean +- s.e. test accuracy (full
-fidelity) of the best cell after 2k, 4k, 6.7k, 10k and 20k epochs, the epochs until the mean curve reaches the
-reference's mean final test (to the 3 decimals it is reported with), and whether the issue's targets hold:
+recorded elsewhere, e.g. docs/RESULTS.md; ``--reference-config SEARCHER:PREDICTOR`` picks one configuration of a
+grid's folder). Prints, per configuration, the mean +- s.e. test accuracy (full fidelity) of the best cell after
+1/10, 1/5, 1/3, 1/2 and all of the reference's budget (100 full trainings: NB-201 2k, 4k, 6.7k, 10k and 20k
+epochs), the epochs until the mean curve reaches the reference's mean test after its budget (to the 3 decimals
+it is reported with), and whether the issue's targets hold:
 
 - the best nasflow configuration reaches the reference's mean final test with <= 1/3 of its epochs;
 - it is ahead of every peer at every cost point from 2,000 epochs on (mean; and paired by seed where both have it).
 
     python benchmarks/multi_fidelity.py --seeds 30 --configs evolution:none:asha:min=12,max=200,eta=27 \\
         --peers runs/mf/peers --reference-test 94.373 --out runs/mf
+
+``--space nb101`` searches the 20,001 labelled cells of nb101_20k.jsonl (4/12/36/108 epochs). That table has no
+test accuracies: the figure of merit is then the best cell's validation accuracy at 108 epochs (the one searched
+on, as the NB-101 search results of docs/RESULTS.md report it).
 """
 from __future__ import annotations
 
@@ -25,8 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-COSTS = (2000, 4000, 6667, 10000, 20000)
-REFERENCE_EPOCHS = 20_000  # 100 full trainings of 200 epochs
+SHARES = (0.1, 0.2, 1 / 3, 0.5, 1.0)  # cost points as shares of the reference's budget
+REFERENCE_TRAININGS = 100  # the reference's budget: 100 full trainings (NB-201: 20,000 epochs)
+TABLES = {"nb201": "nb201_cifar.csv", "nb101": "nb101_20k.jsonl"}
+
+
+def cost_points(reference_epochs: int) -> tuple[int, ...]:
+    return tuple(int(round(share * reference_epochs)) for share in SHARES)
 
 
 def parse_config(text: str) -> tuple[str, str, str, str | None]:
@@ -37,13 +48,16 @@ def parse_config(text: str) -> tuple[str, str, str, str | None]:
     return searcher, predictor, ":".join(rest[:size]), ":".join(rest[size:]) or None
 
 
-def nasflow_records(config: str, seeds: int, out: Path, jobs: int) -> list[dict]:
+def nasflow_records(config: str, seeds: int, out: Path, jobs: int, space: str, benchmark: str, full: int,
+                    pool=None) -> list[dict]:
     from nasflow.experiments import compare as cmp
 
     searcher, predictor, schedule, warm = parse_config(config)
-    base = {"space": "nb201", "benchmark": "nb201_cifar.csv", "dataset": "cifar10", "warm_start": warm,
-            "schedule": None if schedule == "none" else schedule, "budget_epochs": None if schedule == "none" else REFERENCE_EPOCHS,
-            "budget": REFERENCE_EPOCHS // 200}
+    base = {"space": space, "benchmark": benchmark, "dataset": "cifar10", "warm_start": warm,
+            "schedule": None if schedule == "none" else schedule,
+            "budget_epochs": None if schedule == "none" else REFERENCE_TRAININGS * full, "budget": REFERENCE_TRAININGS,
+            # only what ranks candidates uses a pool: the other runs keep their settings (and stored records)
+            "pool": pool if predictor != "none" or "model=" in schedule else None}
     folder = out / ("nasflow" if warm is None else f"nasflow-warm-{warm.replace(':', '-')}")
     return cmp.compare([searcher], [predictor], seeds, folder, base=base, jobs=jobs, progress=True)
 
@@ -58,31 +72,47 @@ def label(records: list[dict]) -> str:
     return f"{r['searcher']}+{r['predictor']} {r.get('schedule') or 'none'}" + (f" ws={warm}" if warm else "")
 
 
-def curves(records: list[dict], costs) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+def curves(records: list[dict], costs, full: int, metric: str) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     from nasflow.experiments.cost_compare import at_costs
 
-    values = {r["seed"]: at_costs(r, np.asarray(costs), 200) for r in records}
+    values = {r["seed"]: at_costs(r, np.asarray(costs), full, metric) for r in records}
     return np.array(list(values.values())), values
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=30)
-    parser.add_argument("--configs", default="random:none:sh:min=12,max=200,eta=9,evolution:none:asha:min=12,max=200,eta=27",
+    parser.add_argument("--configs", default="random:none:sh:min=12,max=200,eta=9;evolution:none:asha:min=12,max=200,eta=27",
                         help="SEARCHER:PREDICTOR:SCHEDULE[:WARM_START], separated by ';'")
     parser.add_argument("--peers", default=None, help="folder of benchmarks/multi_fidelity_peers.py's records")
     parser.add_argument("--reference", default=None, help="nasflow compare output folder of the full-fidelity reference")
-    parser.add_argument("--reference-test", type=float, default=None, help="the reference's mean final test, if given")
+    parser.add_argument("--reference-config", default=None,
+                        help="SEARCHER:PREDICTOR of the reference among --reference's runs (default: all of its runs)")
+    parser.add_argument("--reference-test", type=float, default=None,
+                        help="the reference's mean test after its budget, if given (NB-101: its valid)")
+    parser.add_argument("--space", default="nb201", choices=sorted(TABLES))
+    parser.add_argument("--benchmark", default=None, help="the table (default: nb201_cifar.csv, nb101_20k.jsonl)")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--pool", type=int, default=None,
+                        help="candidates a predictor or a schedule's model ranks per step, for the configurations that "
+                             "have one (default: the searcher's); on NB-101's table each of evolution's candidates is a "
+                             "nearest-cell search")
     parser.add_argument("--out", default="runs/mf")
     args = parser.parse_args()
 
+    from nasflow import get_space
     from nasflow.experiments.cost_compare import mean_se
 
+    benchmark = args.benchmark or TABLES[args.space]
+    oracle = get_space(args.space).open_oracle(benchmark, "cifar10", progress=True)
+    full = oracle.fidelities[-1]
+    reference_epochs = REFERENCE_TRAININGS * full
+    costs = cost_points(reference_epochs)
+    metric = "test" if oracle.query(oracle.archs()[0]).test is not None else "valid"
     out = Path(args.out)
     groups: dict[str, list[dict]] = {}
     for config in (c.strip() for c in args.configs.split(";") if c.strip()):
-        records = nasflow_records(config, args.seeds, out, args.jobs)
+        records = nasflow_records(config, args.seeds, out, args.jobs, args.space, benchmark, full, args.pool)
         groups[label(records)] = records
     peers: list[str] = []
     if args.peers:
@@ -92,21 +122,23 @@ def main() -> None:
     peers = list(dict.fromkeys(peers))
     reference_final = args.reference_test
     if args.reference:
-        ref = [r for r in read_records(Path(args.reference)) if r.get("schedule") is None]
+        ref = [r for r in read_records(Path(args.reference)) if r.get("schedule") is None and (
+            args.reference_config is None or f"{r['searcher']}:{r['predictor']}" == args.reference_config)]
         if ref:
             groups[label(ref) + " (reference)"] = ref
-            if reference_final is None:
-                reference_final = float(np.mean([r["best_test"][-1] for r in ref]))
-    grid = np.arange(100, REFERENCE_EPOCHS + 1, 100)
+            if reference_final is None:  # its mean after its budget (a grid's runs may have gone on further)
+                reference_final = float(np.mean(curves(ref, [reference_epochs], full, metric)[0]))
+    grid = np.arange(1, 201) * reference_epochs // 200
     rows = []
-    print(f"NB-201 CIFAR-10, fidelities 12 and 200 epochs: test (full fidelity) of the best cell after E epochs, "
-          f"mean +- s.e. over seeds; reference final test {reference_final}")
-    print("| configuration | runs | " + " | ".join(f"E={c:,d}" for c in COSTS) + " | epochs to reference final |")
-    print("|---|---|" + "---|" * len(COSTS) + "---|")
+    print(f"{args.space} {benchmark}, fidelities {', '.join(map(str, oracle.fidelities))} epochs: {metric} (full fidelity) "
+          f"of the best cell after E epochs, mean +- s.e. over seeds; reference {metric} after "
+          f"{reference_epochs:,d} epochs: {reference_final}")
+    print("| configuration | runs | " + " | ".join(f"E={c:,d}" for c in costs) + " | epochs to reference final |")
+    print("|---|---|" + "---|" * len(costs) + "---|")
     for name, records in groups.items():
-        values, _ = curves(records, COSTS)
+        values, _ = curves(records, costs, full, metric)
         mean, se = mean_se(values)
-        fine, _ = curves(records, grid)
+        fine, _ = curves(records, grid, full, metric)
         fine_mean, _ = mean_se(fine)
         reach = None
         if reference_final is not None:
@@ -118,21 +150,21 @@ def main() -> None:
     mine = [r for r in rows if r["config"] not in peers and not r["config"].endswith("(reference)")]
     if mine and reference_final is not None:
         best = min(mine, key=lambda r: (r["epochs_to_reference"] or np.inf, -r["mean"][2]))
-        ok = best["epochs_to_reference"] is not None and best["epochs_to_reference"] <= REFERENCE_EPOCHS / 3
-        print(f"target 1 (reference final {reference_final:.3f} within {REFERENCE_EPOCHS // 3:,d} epochs): "
+        ok = best["epochs_to_reference"] is not None and best["epochs_to_reference"] <= reference_epochs / 3
+        print(f"target 1 (reference final {reference_final:.3f} within {reference_epochs // 3:,d} epochs): "
               f"{'met' if ok else 'not met'} by the best, {best['config']} "
               f"({best['epochs_to_reference'] or 'not reached'})")
         for peer in peers:
             p = next(r for r in rows if r["config"] == peer)
             ahead = [b > q for b, q in zip(best["mean"], p["mean"])]
-            _, mine_seeds = curves(groups[best["config"]], COSTS)
-            _, peer_seeds = curves(groups[peer], COSTS)
+            _, mine_seeds = curves(groups[best["config"]], costs, full, metric)
+            _, peer_seeds = curves(groups[peer], costs, full, metric)
             shared = sorted(set(mine_seeds) & set(peer_seeds))
             diff = np.array([mine_seeds[s] - peer_seeds[s] for s in shared])
-            dm, ds = mean_se(diff) if len(shared) > 1 else (np.full(len(COSTS), np.nan),) * 2
+            dm, ds = mean_se(diff) if len(shared) > 1 else (np.full(len(costs), np.nan),) * 2
             print(f"target 2 vs {peer}: ahead at " + ", ".join(f"{c:,d}: {'yes' if a else 'NO'} "
                                                               f"(paired {m:+.3f} ± {s:.3f})"
-                                                              for c, a, m, s in zip(COSTS, ahead, dm, ds)))
+                                                              for c, a, m, s in zip(costs, ahead, dm, ds)))
     out.mkdir(parents=True, exist_ok=True)
     (out / "multi_fidelity.json").write_text(json.dumps(rows, indent=2) + "\n")
 

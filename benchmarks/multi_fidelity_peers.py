@@ -1,18 +1,22 @@
-"""Multi-fidelity peers on NB-201 (issue 20): Optuna's TPE with its HyperbandPruner and SuccessiveHalvingPruner.
+"""Multi-fidelity peers on NB-201 and NB-101 (issue 20): Optuna's TPE with its HyperbandPruner and SuccessiveHalvingPruner.
 
-Each trial suggests NB-201's six edges as categorical parameters (TPESampler(seed=seed), its defaults), is
-trained to the low fidelity (``--min``, 12 epochs: it reports that validation accuracy as its intermediate
-value at step 12) and, unless the pruner prunes it there, is continued to the full fidelity (``--max``, 200)
-and returns that validation accuracy. The cost accounting is nasflow's (``nasflow.scheduled_loop``): a trial
-costs 12 epochs, 200 if continued (the table stands for a training continued from its checkpoint, not
-12 + 200); a cell suggested again is trained again and paid again, as an Optuna study would. A study stops at
+Each trial suggests the space's categorical parameters (NB-201's six edges; TPESampler(seed=seed), its defaults),
+is trained to the lowest fidelity (``--min``, 12 epochs on NB-201: it reports that validation accuracy as its
+intermediate value at step 12) and, unless the pruner prunes it there, is continued rung by rung (the table's
+fidelities: NB-101 4/12/36/108) to the full fidelity (``--max``, 200) and returns that validation accuracy. The
+cost accounting is nasflow's (``nasflow.scheduled_loop``): a trial costs 12 epochs, 200 if continued (the table
+stands for a training continued from its checkpoint, not 12 + 200); a cell suggested again is trained again and
+paid again, as an Optuna study would. On NB-101's 20k table (``--space nb101``) a suggestion decodes to the
+nearest labelled cell, as nasflow's TPE's do (``nasflow.restricted``); that table has no test accuracies, so
+its records' best_test is None and the benchmark reads best_valid. A study stops at
 the first training that does not fit in the budget (``--budget-epochs``), as nasflow's loop does. The best cell so far is nasflow's rule:
 the best valid among the cells trained furthest, reported by its full-fidelity test accuracy.
 
     python benchmarks/multi_fidelity_peers.py --seeds 30 --budget-epochs 20000 --out runs/mf/peers
+    python benchmarks/multi_fidelity_peers.py --space nb101 --seeds 30 --budget-epochs 10800 --out runs/mf/peers101
 
-Pruners: ``HyperbandPruner(min_resource=12, max_resource=200, reduction_factor=3)`` and
-``SuccessiveHalvingPruner(min_resource=12, reduction_factor=3)``. Records are compare records (the same
+Pruners: ``HyperbandPruner(min_resource=MIN, max_resource=MAX, reduction_factor=3)`` and
+``SuccessiveHalvingPruner(min_resource=MIN, reduction_factor=3)``. Records are compare records (the same
 fields as ``nasflow compare --schedule``'s, searcher ``optuna-tpe``, schedule the pruner), stored under
 OUT/runs, so a stopped benchmark resumes and ``benchmarks/multi_fidelity.py`` tabulates them beside nasflow's.
 """
@@ -26,18 +30,23 @@ from pathlib import Path
 import numpy as np
 
 PRUNERS = ("hyperband", "sh")
+TABLES = {"nb201": "nb201_cifar.csv", "nb101": "nb101_20k.jsonl"}
 
 
-def optuna_run(pruner_name, seed, low, full, budget, space, oracle, optimum, out) -> dict:
+def optuna_run(pruner_name, seed, rungs, budget, space, oracle, optimum, out) -> dict:
     import optuna
 
+    low, full = rungs[0], rungs[-1]
     path = Path(out) / "runs" / f"optuna-tpe-{pruner_name}-{low}-{full}-b{budget}-seed{seed}.json"
     if path.is_file():
         return json.loads(path.read_text())
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = (optuna.pruners.HyperbandPruner(min_resource=low, max_resource=full, reduction_factor=3)
               if pruner_name == "hyperband" else optuna.pruners.SuccessiveHalvingPruner(min_resource=low, reduction_factor=3))
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+    # a fixed name: HyperbandPruner draws each trial's bracket from a hash of the study name, which is random unless
+    # given, so its runs were not reproducible
+    study = optuna.create_study(study_name=f"seed{seed}", direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=pruner)
     encoding = space.categorical
     spent, epochs, best_valid, best_test = 0, [], [], []
     incumbent = {"key": None, "valid": None, "test": None}
@@ -51,24 +60,28 @@ def optuna_run(pruner_name, seed, low, full, budget, space, oracle, optimum, out
         epochs.append(spent)
         best_valid.append(incumbent["valid"])
         best_test.append(incumbent["test"])
-        if level == 1 and found[0] is None and valid >= optimum["valid"]:
+        if level == len(rungs) - 1 and found[0] is None and valid >= optimum["valid"]:
             found[0] = spent
 
-    while spent + low <= budget:  # as nasflow's loop: stop at the first training that does not fit
+    stop = False
+    while not stop and spent + rungs[0] <= budget:  # as nasflow's loop: stop at the first training that does not fit
         trial = study.ask()
         arch = encoding.decode({name: trial.suggest_categorical(name, list(values))
                                 for name, values in encoding.choices.items()})
-        screened = oracle.query(arch, low).valid
-        evaluated(arch, 0, screened, low)
-        trial.report(screened, low)
-        if trial.should_prune():
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            continue
-        if spent + full - low > budget:
-            break
-        valid = oracle.query(arch, full).valid
-        evaluated(arch, 1, valid, full - low)
-        study.tell(trial, valid)
+        for level, fidelity in enumerate(rungs):
+            cost = fidelity - (rungs[level - 1] if level else 0)  # continued from the rung below's checkpoint
+            if level and spent + cost > budget:
+                stop = True
+                break
+            valid = oracle.query(arch, fidelity).valid
+            evaluated(arch, level, valid, cost)
+            if level == len(rungs) - 1:
+                study.tell(trial, valid)
+                break
+            trial.report(valid, fidelity)
+            if trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
     record = {"searcher": "optuna-tpe", "predictor": "none", "seed": seed, "schedule": f"optuna-{pruner_name}",
               "best_valid": best_valid, "best_test": best_test, "epochs": epochs, "full_epochs": full,
               "budget_epochs": budget, "epochs_to_optimum": found[0], "optimum": optimum}
@@ -80,7 +93,7 @@ def optuna_run(pruner_name, seed, low, full, budget, space, oracle, optimum, out
 SYNE_TUNE = ("st-asha", "st-hyperband", "st-bohb")
 
 
-def syne_tune_run(name, seed, low, full, budget, space, oracle, optimum, out) -> dict:
+def syne_tune_run(name, seed, rungs, budget, space, oracle, optimum, out) -> dict:
     """One Syne Tune scheduler driven by hand: ``suggest`` a trial, report its low-fidelity result
     (``on_trial_result``: CONTINUE or STOP, the stopping-type ASHA rule), and continue a trial it keeps to full
     fidelity (``on_trial_complete``). st-asha: ``ASHA`` (random proposals, one bracket); st-hyperband: the
@@ -92,6 +105,7 @@ def syne_tune_run(name, seed, low, full, budget, space, oracle, optimum, out) ->
     from syne_tune.optimizer.baselines import ASHA, BOHB
     from syne_tune.optimizer.scheduler import SchedulerDecision
 
+    low, full = rungs[0], rungs[-1]
     path = Path(out) / "runs" / f"{name}-{low}-{full}-b{budget}-seed{seed}.json"
     if path.is_file():
         return json.loads(path.read_text())
@@ -110,18 +124,19 @@ def syne_tune_run(name, seed, low, full, budget, space, oracle, optimum, out) ->
         trial = Trial(trial_id=trial_id, config=config, creation_time=datetime.datetime.now())
         trial_id += 1
         scheduler.on_trial_add(trial)
-        for level, fidelity in ((0, low), (1, full)):
-            if level == 1 and spent + full - low > budget:
+        for level, fidelity in enumerate(rungs):
+            cost = fidelity - (rungs[level - 1] if level else 0)
+            if level and spent + cost > budget:
                 stop = True
                 break
             valid = oracle.query(arch, fidelity).valid
-            spent += fidelity - (low if level else 0)
+            spent += cost
             if incumbent["key"] is None or (level, valid) > incumbent["key"]:
                 incumbent.update(key=(level, valid), valid=valid, test=oracle.query(arch).test)
             epochs.append(spent)
             best_valid.append(incumbent["valid"])
             best_test.append(incumbent["test"])
-            if level == 1:
+            if level == len(rungs) - 1:
                 found = spent if found is None and valid >= optimum["valid"] else found
                 scheduler.on_trial_complete(trial, {"valid": valid, "epoch": fidelity})
             elif scheduler.on_trial_result(trial, {"valid": valid, "epoch": fidelity}) == SchedulerDecision.STOP:
@@ -138,8 +153,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--budget-epochs", type=int, default=20_000)
-    parser.add_argument("--min", type=int, default=12)
-    parser.add_argument("--max", type=int, default=200)
+    parser.add_argument("--space", default="nb201", choices=sorted(TABLES))
+    parser.add_argument("--benchmark", default=None, help="the table (default: nb201_cifar.csv, nb101_20k.jsonl)")
+    parser.add_argument("--min", type=int, default=None, help="lowest fidelity (default: the table's lowest)")
+    parser.add_argument("--max", type=int, default=None, help="highest fidelity (default: the table's full one)")
     parser.add_argument("--pruners", default=",".join(PRUNERS),
                         help=f"Optuna pruners ({', '.join(PRUNERS)}) and Syne Tune schedulers ({', '.join(SYNE_TUNE)}, "
                              f"where syne-tune is installed)  [default: %(default)s]")
@@ -151,15 +168,23 @@ def main() -> None:
     from nasflow import get_space
     from nasflow.experiments import cost_compare
     from nasflow.loop import optimum_of
+    from nasflow.restricted import restrict_to_table
 
-    space = get_space("nb201")
-    oracle = space.open_oracle("nb201_cifar.csv", "cifar10")
+    oracle = get_space(args.space).open_oracle(args.benchmark or TABLES[args.space], "cifar10", progress=True)
+    # a partial table (NB-101's 20k cells) is searched among its cells: suggestions decode to the nearest labelled
+    # cell, as nasflow's TPE gets them (nasflow.restricted)
+    space = restrict_to_table(get_space(args.space), oracle)
+    low = oracle.fidelities[0] if args.min is None else args.min
+    full = oracle.fidelities[-1] if args.max is None else args.max
+    rungs = [f for f in oracle.fidelities if low <= f <= full]
+    if not rungs or rungs[0] != low or rungs[-1] != full:
+        parser.error(f"--min and --max must be fidelities of the table ({', '.join(map(str, oracle.fidelities))})")
     optimum = optimum_of(oracle)
     records = []
     for pruner in (p.strip() for p in args.pruners.split(",") if p.strip()):
         for seed in tqdm(range(args.seeds), desc=pruner if pruner in SYNE_TUNE else f"optuna-tpe + {pruner}", unit="run"):
             run = syne_tune_run if pruner in SYNE_TUNE else optuna_run
-            records.append(run(pruner, seed, args.min, args.max, args.budget_epochs, space, oracle, optimum, args.out))
+            records.append(run(pruner, seed, rungs, args.budget_epochs, space, oracle, optimum, args.out))
     print(cost_compare.format_table(cost_compare.summary_rows(records)))
     cost_compare.write_outputs(records, args.out)
 

@@ -81,9 +81,10 @@ def show_progress() -> bool:
     return sys.stderr.isatty() or os.environ.get("NASFLOW_PROGRESS") == "1"
 
 
-SCHEDULE_HELP = ("Multi-fidelity schedule KIND:min=EPOCHS,max=EPOCHS,eta=ETA[,n=CELLS]; KIND is sh (successive "
-                 "halving), hyperband or asha, e.g. sh:min=12,max=200,eta=3 on NB-201 (12 and 200 epochs). The "
-                 "budget is then training epochs, a promotion costing only its extra epochs")
+SCHEDULE_HELP = ("Multi-fidelity schedule KIND:min=EPOCHS,max=EPOCHS,eta=ETA[,n=CELLS][,model=ridge]; KIND is sh "
+                 "(successive halving), hyperband or asha, e.g. sh:min=12,max=200,eta=3 on NB-201 (12 and 200 epochs). "
+                 "The budget is then training epochs, a promotion costing only its extra epochs. model=ridge: a model "
+                 "fitted on every rung's results ranks the proposals and the promotions by predicted full-fidelity valid")
 budget_epochs_option = click.option(
     "--budget-epochs", type=click.IntRange(min=1), default=None, metavar="EPOCHS",
     help="Training epochs a scheduled run may spend  [default: --budget full trainings, budget x the schedule's max]")

@@ -5,6 +5,9 @@ its proposals the same way), the schedule (``nasflow.schedulers``) decides at wh
 trained and which cells are promoted. What the searcher learns: each cell once, its first result (for
 successive halving and ASHA: the lowest rung, the one every cell has, so its labels share one scale).
 A promotion is not told again: a searcher's history holds a cell once (``searchers.base``).
+A schedule with a model (``model=ridge``, ``nasflow.fidelity_model``) learns from every result instead: the
+model, refitted on all rungs' results at each decision, ranks the searcher's proposals in place of a predictor
+and orders each rung's promotions by predicted full-fidelity valid (``Scheduler.scorer``).
 
 Cost: a cell trained to ``f`` epochs costs ``f``; promoted from ``f`` to ``g`` it costs ``g - f`` where the
 oracle ``continues`` (a table stands for a training continued from its checkpoint; the training oracle
@@ -115,8 +118,6 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
                              ("warmup", warmup, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise SearchError(f"{name} must be an integer >= {low}, got {value!r}")
-    pool = (1 if predictor is None else 100) if pool is None else pool
-    pool, _ = fit_pool(pool, space)
     if resume and run_dir is None:
         raise SearchError("resume needs the run directory to continue")
     check_workers(schedule, workers)
@@ -127,6 +128,9 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
         raise SearchError(f"{run_dir} was run with --workers; resume it with --workers N")
     scheduler = schedule.scheduler(oracle.fidelities)  # a fidelity the oracle lacks is refused before any work
     oracle = for_schedule(oracle, scheduler.rungs[-1])
+    ranker = with_fidelity_model(space, schedule, scheduler, predictor)
+    pool = (1 if ranker is None else 100) if pool is None else pool
+    pool, _ = fit_pool(pool, space)
     if budget_epochs < scheduler.rungs[0]:
         raise SearchError(f"a budget of {budget_epochs:,d} epochs does not fit one training of {scheduler.rungs[0]} epochs")
     config = {
@@ -135,7 +139,7 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
         "schedule": str(schedule), "budget_epochs": int(budget_epochs), "rungs": list(scheduler.rungs),
         "pool": pool, "refit_every": refit_every, "warmup": warmup, "explore": float(explore), **(meta or {}),
     }
-    step = RankedSearcher(searcher, space, predictor, pool, RefitSchedule(warmup, refit_every), float(explore), seed)
+    step = RankedSearcher(searcher, space, ranker, pool, RefitSchedule(warmup, refit_every), float(explore), seed)
     parallel = None if workers is None else (workers, make_oracle, run_dir)
     if run_dir is None:
         return _run(space, oracle, step, scheduler, config, None, progress, setup_seconds, parallel)
@@ -153,6 +157,22 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
             journal.close()
         result.save(run_dir)
         return result
+
+
+def with_fidelity_model(space, schedule: Schedule, scheduler, predictor):
+    """What ranks the searcher's proposals: ``predictor``, or under a schedule with a model the model of every
+    rung's labels (``nasflow.fidelity_model``), which then orders the promotions too."""
+    if schedule.model == "none":
+        return predictor
+    if predictor is not None:
+        raise SearchError(f"schedule model={schedule.model} ranks the proposals itself; drop the predictor "
+                          f"{getattr(predictor, 'name', type(predictor).__name__)!r} or the model")
+    from .fidelity_model import CrossFidelityRidge
+
+    model = CrossFidelityRidge(space, len(scheduler.rungs))
+    labels = scheduler.reported  # every result, at every rung: the cheap ones teach the model
+    scheduler.scorer = lambda rung, results: model.fit(labels).promotion_scores(rung, results) if results else results
+    return model.full_view(labels)
 
 
 class Ledger:

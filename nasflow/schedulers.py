@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Collection, NamedTuple, Optional
+from typing import Callable, Collection, NamedTuple, Optional
 
 from .core import Arch
 from .errors import NasflowError
 
 KINDS = ("sh", "hyperband", "asha")
 KEYS = ("min", "max", "eta", "n")
+# a schedule's fidelity model (``nasflow.fidelity_model``): none, as before it existed, or one fitted on every rung
+MODELS = ("none", "ridge")
 
 
 class ScheduleError(NasflowError, ValueError):
@@ -39,14 +41,17 @@ class ScheduleError(NasflowError, ValueError):
 
 @dataclass(frozen=True)
 class Schedule:
-    """``KIND:min=MIN,max=MAX,eta=ETA[,n=N]``: the rule, the lowest and highest fidelity (epochs), the promotion
-    ratio, and the cells a bracket starts at its lowest rung (sh, hyperband; default ``eta ** (rungs - 1)``)."""
+    """``KIND:min=MIN,max=MAX,eta=ETA[,n=N][,model=MODEL]``: the rule, the lowest and highest fidelity (epochs), the
+    promotion ratio, the cells a bracket starts at its lowest rung (sh, hyperband; default ``eta ** (rungs - 1)``),
+    and the model of every rung's labels that ranks the searcher's proposals and the promotions (``ridge``:
+    ``nasflow.fidelity_model``; ``none``, the default: the searcher's own order and each rung's valid)."""
 
     kind: str
     min: int
     max: int
     eta: int = 3
     n: Optional[int] = None
+    model: str = "none"
 
     @classmethod
     def parse(cls, text: str) -> "Schedule":
@@ -54,11 +59,15 @@ class Schedule:
         if kind not in KINDS:
             raise ScheduleError(f"unknown schedule {kind!r} in {text!r}; use {', '.join(KINDS)}, "
                                 f"e.g. sh:min=12,max=200,eta=3")
-        values: dict[str, int] = {}
+        values: dict = {}
         for part in filter(None, (p.strip() for p in rest.split(","))):
             key, eq, value = part.partition("=")
+            if key == "model" and eq:
+                values[key] = value.strip()
+                continue
             if key not in KEYS or not eq:
-                raise ScheduleError(f"bad schedule option {part!r} in {text!r}; options are {', '.join(KEYS)} as KEY=INTEGER")
+                raise ScheduleError(f"bad schedule option {part!r} in {text!r}; options are {', '.join(KEYS)} as KEY=INTEGER "
+                                    f"and model={'|'.join(MODELS)}")
             try:
                 values[key] = int(value)
             except ValueError:
@@ -77,10 +86,13 @@ class Schedule:
             raise ScheduleError(f"schedule eta must be at least 2 (the share promoted is 1/eta), got {self.eta}")
         if self.n is not None and self.n < 1:
             raise ScheduleError(f"schedule n must be at least 1 cell, got {self.n}")
+        if self.model not in MODELS:
+            raise ScheduleError(f"unknown schedule model {self.model!r}; use {', '.join(MODELS)}")
 
     def __str__(self) -> str:
         n = "" if self.n is None else f",n={self.n}"
-        return f"{self.kind}:min={self.min},max={self.max},eta={self.eta}{n}"
+        model = "" if self.model == "none" else f",model={self.model}"  # so texts of before models stay as they were
+        return f"{self.kind}:min={self.min},max={self.max},eta={self.eta}{n}{model}"
 
     def rungs(self, fidelities: Optional[tuple[int, ...]]) -> tuple[int, ...]:
         """The fidelities cells are trained to, ascending. ``fidelities``: the oracle's (``Oracle.fidelities``),
@@ -117,14 +129,26 @@ def top(results: dict[Arch, float], k: int) -> list[Arch]:
 
 
 class Scheduler:
-    """Shared state: each rung's results (cell -> validation accuracy, in report order)."""
+    """Shared state: each rung's results (cell -> validation accuracy, in report order).
+
+    ``scorer``: None promotes by validation accuracy at the rung; else a function ``(rung, results) -> scores``
+    of a rung's results, by which its cells are promoted instead (``nasflow.fidelity_model``: the predicted
+    full-fidelity valid). How many cells a rung promotes stays the rule's.
+    """
 
     def __init__(self, rungs: tuple[int, ...], eta: int, n: int):
         self.rungs, self.eta, self.n = tuple(rungs), int(eta), int(n)
         self.results: list[dict[Arch, float]] = [{} for _ in self.rungs]
+        self.reported: list[tuple[Arch, int, float]] = []  # every (cell, rung, valid) in report order
+        self.scorer: Optional[Callable[[int, dict[Arch, float]], dict[Arch, float]]] = None
+
+    def ranked(self, rung: int, results: dict[Arch, float]) -> dict[Arch, float]:
+        """What ``results`` (cells of ``rung``) are promoted by: their valid, or the scorer's scores."""
+        return results if self.scorer is None else self.scorer(rung, results)
 
     def report(self, arch: Arch, rung: int, valid: float) -> None:
         self.results[rung][arch] = float(valid)
+        self.reported.append((arch, rung, float(valid)))
 
     def next_job(self, pending: Collection[Job] = ()) -> Optional[Job]:  # pragma: no cover - abstract
         """The next job; None: wait for a pending one (never in one process, whose jobs are all reported)."""
@@ -165,7 +189,7 @@ class SuccessiveHalving(Scheduler):
                 if level == 0:
                     return Job(None, rung)
                 below = {a: self.results[rung - 1][a] for a in self.bracket[level - 1]}
-                arch = next(a for a in top(below, sizes[level]) if a not in cells)
+                arch = next(a for a in top(self.ranked(rung - 1, below), sizes[level]) if a not in cells)
                 cells.append(arch)
                 return Job(arch, rung)
             if any(a in busy or a not in self.results[rung] for a in cells):
@@ -206,7 +230,7 @@ class ASHA(Scheduler):
         for k in range(len(self.rungs) - 2, -1, -1):
             done = self.results[k]
             above = self.results[k + 1]
-            for arch in top(done, len(done) // self.eta):
+            for arch in top(self.ranked(k, done), len(done) // self.eta):
                 if arch not in above and arch not in busy:
                     return Job(arch, k + 1)
         return Job(None, 0)

@@ -17,6 +17,15 @@ def takes_schedule(searcher: str) -> bool:
     return searcher_class(searcher).takes_schedule
 
 
+def model_searchers() -> list[str]:
+    """The searchers a schedule's model can rank the proposals of (not one ranking them with its own ensemble)."""
+    from nasflow.searchers import SEARCHERS
+
+    from .runs import takes_ensemble
+
+    return [name for name in SEARCHERS if takes_schedule(name) and not takes_ensemble(name)]
+
+
 def check_schedule(settings, oracle) -> None:
     """Refuse, before a warm start or pre-training, a schedule this run cannot follow: one on a searcher that
     cannot take it, with a batch (a schedule decides each job itself), or at a fidelity the oracle lacks."""
@@ -33,7 +42,15 @@ def check_schedule(settings, oracle) -> None:
         # the schedule ranks cells by valid at each rung: a front of several objectives is not what it promotes
         raise NasflowError("a scheduled run promotes cells by valid accuracy alone; --objectives needs a run without "
                            "--schedule")
-    Schedule.parse(settings["schedule"]).rungs(oracle.fidelities)
+    schedule = Schedule.parse(settings["schedule"])
+    if schedule.model != "none" and settings["predictor"] != "none":
+        # the model of every rung's labels ranks the proposals; a second ranker would overrule it
+        raise NasflowError(f"schedule model={schedule.model} ranks the proposals itself; drop --predictor "
+                           f"{settings['predictor']} or the schedule's model")
+    if schedule.model != "none" and settings["searcher"] not in model_searchers():
+        raise NasflowError(f"searcher {settings['searcher']!r} ranks its proposals with its own ensemble; schedule "
+                           f"model={schedule.model} needs a searcher without one ({', '.join(model_searchers())})")
+    schedule.rungs(oracle.fidelities)
 
 
 def check_workers(settings, workers) -> None:
