@@ -14,7 +14,7 @@ import pytest
 from nasflow.checkpoints import training_progress
 from nasflow.spaces.nb201 import NB201Space
 from nasflow.training import default_training_oracle
-from tests.clirun import run_cli
+from clirun import run_cli
 
 ASHA = "asha:min=12,max=200,eta=3"
 

@@ -7,7 +7,10 @@ import pytest
 from nasflow.data import load_digits
 from nasflow.errors import NasflowError
 from nasflow.training import TrainingOracle
-from tests.test_training import CONV, space
+from nasflow.spaces.nb201 import NB201Space
+
+space = NB201Space()
+CONV = space.parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
 
 
 @pytest.fixture(scope="module")
