@@ -33,6 +33,33 @@ PRUNERS = ("hyperband", "sh")
 TABLES = {"nb201": "nb201_cifar.csv", "nb101": "nb101_20k.jsonl"}
 
 
+class CostCurve:
+    """A peer run as nasflow records a scheduled one: after each training the epochs spent and the best cell so far
+    (the best valid among the cells trained furthest, reported by its full-fidelity test accuracy), and the epochs
+    until the table's best-valid cell was trained to full fidelity."""
+
+    def __init__(self, oracle, rungs, optimum):
+        self.oracle, self.top, self.full, self.optimum = oracle, len(rungs) - 1, rungs[-1], optimum
+        self.spent, self.epochs, self.best_valid, self.best_test, self.found = 0, [], [], [], None
+        self.key, self.valid, self.test = None, None, None
+
+    def add(self, arch, level: int, valid: float, cost: int) -> None:
+        self.spent += cost
+        if self.key is None or (level, valid) > self.key:
+            self.key, self.valid, self.test = (level, valid), valid, self.oracle.query(arch).test
+        self.epochs.append(self.spent)
+        self.best_valid.append(self.valid)
+        self.best_test.append(self.test)
+        if level == self.top and self.found is None and valid >= self.optimum["valid"]:
+            self.found = self.spent
+
+    def record(self, searcher: str, schedule: str, seed: int, budget: int) -> dict:
+        return {"searcher": searcher, "predictor": "none", "seed": seed, "schedule": schedule,
+                "best_valid": self.best_valid, "best_test": self.best_test, "epochs": self.epochs,
+                "full_epochs": self.full, "budget_epochs": budget, "epochs_to_optimum": self.found,
+                "optimum": self.optimum}
+
+
 def optuna_run(pruner_name, seed, rungs, budget, space, oracle, optimum, out) -> dict:
     import optuna
 
@@ -48,33 +75,19 @@ def optuna_run(pruner_name, seed, rungs, budget, space, oracle, optimum, out) ->
     study = optuna.create_study(study_name=f"seed{seed}", direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=pruner)
     encoding = space.categorical
-    spent, epochs, best_valid, best_test = 0, [], [], []
-    incumbent = {"key": None, "valid": None, "test": None}
-    found = [None]
-
-    def evaluated(arch, level, valid, cost):
-        nonlocal spent
-        spent += cost
-        if incumbent["key"] is None or (level, valid) > incumbent["key"]:
-            incumbent.update(key=(level, valid), valid=valid, test=oracle.query(arch).test)
-        epochs.append(spent)
-        best_valid.append(incumbent["valid"])
-        best_test.append(incumbent["test"])
-        if level == len(rungs) - 1 and found[0] is None and valid >= optimum["valid"]:
-            found[0] = spent
-
+    curve = CostCurve(oracle, rungs, optimum)
     stop = False
-    while not stop and spent + rungs[0] <= budget:  # as nasflow's loop: stop at the first training that does not fit
+    while not stop and curve.spent + rungs[0] <= budget:  # as nasflow's loop: stop at the first training that does not fit
         trial = study.ask()
         arch = encoding.decode({name: trial.suggest_categorical(name, list(values))
                                 for name, values in encoding.choices.items()})
         for level, fidelity in enumerate(rungs):
             cost = fidelity - (rungs[level - 1] if level else 0)  # continued from the rung below's checkpoint
-            if level and spent + cost > budget:
+            if level and curve.spent + cost > budget:
                 stop = True
                 break
             valid = oracle.query(arch, fidelity).valid
-            evaluated(arch, level, valid, cost)
+            curve.add(arch, level, valid, cost)
             if level == len(rungs) - 1:
                 study.tell(trial, valid)
                 break
@@ -82,9 +95,7 @@ def optuna_run(pruner_name, seed, rungs, budget, space, oracle, optimum, out) ->
             if trial.should_prune():
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 break
-    record = {"searcher": "optuna-tpe", "predictor": "none", "seed": seed, "schedule": f"optuna-{pruner_name}",
-              "best_valid": best_valid, "best_test": best_test, "epochs": epochs, "full_epochs": full,
-              "budget_epochs": budget, "epochs_to_optimum": found[0], "optimum": optimum}
+    record = curve.record("optuna-tpe", f"optuna-{pruner_name}", seed, budget)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record) + "\n")
     return record
@@ -115,10 +126,9 @@ def syne_tune_run(name, seed, rungs, budget, space, oracle, optimum, out) -> dic
     options = dict(config_space=config_space, metric="valid", time_attr="epoch", max_t=full, grace_period=low,
                    reduction_factor=3, do_minimize=False, random_seed=seed, brackets=3 if name == "st-hyperband" else 1)
     scheduler = BOHB(**options) if name == "st-bohb" else ASHA(**options)
-    spent, epochs, best_valid, best_test, found = 0, [], [], [], None
-    incumbent = {"key": None, "valid": None, "test": None}
+    curve = CostCurve(oracle, rungs, optimum)
     trial_id, stop = 0, False
-    while not stop and spent + low <= budget:  # as nasflow's loop: stop at the first training that does not fit
+    while not stop and curve.spent + low <= budget:  # as nasflow's loop: stop at the first training that does not fit
         config = scheduler.suggest().config
         arch = encoding.decode({k: config[k] for k in encoding.choices})
         trial = Trial(trial_id=trial_id, config=config, creation_time=datetime.datetime.now())
@@ -126,24 +136,16 @@ def syne_tune_run(name, seed, rungs, budget, space, oracle, optimum, out) -> dic
         scheduler.on_trial_add(trial)
         for level, fidelity in enumerate(rungs):
             cost = fidelity - (rungs[level - 1] if level else 0)
-            if level and spent + cost > budget:
+            if level and curve.spent + cost > budget:
                 stop = True
                 break
             valid = oracle.query(arch, fidelity).valid
-            spent += cost
-            if incumbent["key"] is None or (level, valid) > incumbent["key"]:
-                incumbent.update(key=(level, valid), valid=valid, test=oracle.query(arch).test)
-            epochs.append(spent)
-            best_valid.append(incumbent["valid"])
-            best_test.append(incumbent["test"])
+            curve.add(arch, level, valid, cost)
             if level == len(rungs) - 1:
-                found = spent if found is None and valid >= optimum["valid"] else found
                 scheduler.on_trial_complete(trial, {"valid": valid, "epoch": fidelity})
             elif scheduler.on_trial_result(trial, {"valid": valid, "epoch": fidelity}) == SchedulerDecision.STOP:
                 break
-    record = {"searcher": name, "predictor": "none", "seed": seed, "schedule": name, "best_valid": best_valid,
-              "best_test": best_test, "epochs": epochs, "full_epochs": full, "budget_epochs": budget,
-              "epochs_to_optimum": found, "optimum": optimum}
+    record = curve.record(name, name, seed, budget)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record) + "\n")
     return record
