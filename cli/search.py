@@ -100,7 +100,8 @@ def search(space, searcher, predictor, budget, pool, batch, refit_every, explore
     if storage is None and (study is not None or stale_after is not None):
         raise NasflowError("--study and --stale-after need --storage URL (the shared Optuna storage)")
     if storage is not None and (schedule is not None or budget_epochs is not None):
-        raise NasflowError("--schedule runs in one process for now; drop --storage, or --schedule for a shared study")
+        raise NasflowError("--schedule runs on one machine, not on a shared study: drop --storage (an asha schedule takes "
+                           "--workers N), or --schedule for a shared study")
     if storage is not None:
         if resume is not None:
             raise NasflowError("--resume continues a run directory; a --storage study resumes by running it again")

@@ -248,7 +248,7 @@ def test_search_with_a_schedule_through_the_cli_resumes_and_keeps_its_schedule(t
     (("--schedule", "sh:min=12,max=200", "--searcher", "local"), "searcher 'local' cannot follow a schedule"),
     (("--schedule", "sh:min=12,max=200", "--batch", "4"), "one cell per step"),
     (("--searcher", "random"), "needs a schedule"),
-    (("--schedule", "asha:min=12,max=200", "--storage", "study.db"), "runs in one process for now"),
+    (("--schedule", "asha:min=12,max=200", "--storage", "study.db"), "runs on one machine, not on a shared study"),
     (("--schedule", "asha:min=12,max=200", "--searcher", "nsga2", "--objectives", "valid,-params"),
      "--objectives needs a run without --schedule"),
 ])

@@ -54,7 +54,7 @@ def test_workers_follow_asha_on_a_table(tmp_path, nb201_csv):
 @pytest.mark.parametrize("args,message", [
     (("--workers", "2", "--schedule", "sh:min=12,max=200,eta=3"), "waits for whole rungs: use asha:min=12,max=200,eta=3"),
     (("--workers", "2"), "--workers needs --storage URL (a shared study), or --schedule asha"),
-    (("--workers", "2", "--schedule", ASHA, "--storage", "x.db"), "--schedule runs in one process"),
+    (("--workers", "2", "--schedule", ASHA, "--storage", "x.db"), "--schedule runs on one machine, not on a shared study"),
 ])
 def test_workers_that_cannot_serve_the_run_are_refused(tmp_path, nb201_csv, args, message):
     done = run_cli("search", "--benchmark", str(nb201_csv), "--out", str(tmp_path / "r"), *args, cache=tmp_path)
