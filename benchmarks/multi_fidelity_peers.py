@@ -39,7 +39,8 @@ class CostCurve:
     until the table's best-valid cell was trained to full fidelity."""
 
     def __init__(self, oracle, rungs, optimum):
-        self.oracle, self.top, self.full, self.optimum = oracle, len(rungs) - 1, rungs[-1], optimum
+        self.oracle, self.rungs, self.optimum = oracle, rungs, optimum
+        self.top, self.full = len(rungs) - 1, rungs[-1]
         self.spent, self.epochs, self.best_valid, self.best_test, self.found = 0, [], [], [], None
         self.key, self.valid, self.test = None, None, None
 
@@ -52,6 +53,20 @@ class CostCurve:
         self.best_test.append(self.test)
         if level == self.top and self.found is None and valid >= self.optimum["valid"]:
             self.found = self.spent
+
+    def climb(self, arch, budget: int, decide) -> bool:
+        """Train ``arch`` rung by rung, each rung continued from the one below's checkpoint (charged its extra
+        epochs), while the peer's ``decide(level, fidelity, valid)`` says to go on (it hears the top rung's result
+        too). False once a rung does not fit in ``budget``: the run ends there, as nasflow's loop does."""
+        for level, fidelity in enumerate(self.rungs):
+            cost = fidelity - (self.rungs[level - 1] if level else 0)
+            if level and self.spent + cost > budget:
+                return False
+            valid = self.oracle.query(arch, fidelity).valid
+            self.add(arch, level, valid, cost)
+            if not decide(level, fidelity, valid):
+                break
+        return True
 
     def record(self, searcher: str, schedule: str, seed: int, budget: int) -> dict:
         return {"searcher": searcher, "predictor": "none", "seed": seed, "schedule": schedule,
@@ -81,20 +96,18 @@ def optuna_run(pruner_name, seed, rungs, budget, space, oracle, optimum, out) ->
         trial = study.ask()
         arch = encoding.decode({name: trial.suggest_categorical(name, list(values))
                                 for name, values in encoding.choices.items()})
-        for level, fidelity in enumerate(rungs):
-            cost = fidelity - (rungs[level - 1] if level else 0)  # continued from the rung below's checkpoint
-            if level and curve.spent + cost > budget:
-                stop = True
-                break
-            valid = oracle.query(arch, fidelity).valid
-            curve.add(arch, level, valid, cost)
+
+        def decide(level, fidelity, valid):
             if level == len(rungs) - 1:
                 study.tell(trial, valid)
-                break
+                return False
             trial.report(valid, fidelity)
             if trial.should_prune():
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                break
+                return False
+            return True
+
+        stop = not curve.climb(arch, budget, decide)
     record = curve.record("optuna-tpe", f"optuna-{pruner_name}", seed, budget)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record) + "\n")
@@ -134,17 +147,14 @@ def syne_tune_run(name, seed, rungs, budget, space, oracle, optimum, out) -> dic
         trial = Trial(trial_id=trial_id, config=config, creation_time=datetime.datetime.now())
         trial_id += 1
         scheduler.on_trial_add(trial)
-        for level, fidelity in enumerate(rungs):
-            cost = fidelity - (rungs[level - 1] if level else 0)
-            if level and curve.spent + cost > budget:
-                stop = True
-                break
-            valid = oracle.query(arch, fidelity).valid
-            curve.add(arch, level, valid, cost)
+
+        def decide(level, fidelity, valid):
             if level == len(rungs) - 1:
                 scheduler.on_trial_complete(trial, {"valid": valid, "epoch": fidelity})
-            elif scheduler.on_trial_result(trial, {"valid": valid, "epoch": fidelity}) == SchedulerDecision.STOP:
-                break
+                return False
+            return scheduler.on_trial_result(trial, {"valid": valid, "epoch": fidelity}) != SchedulerDecision.STOP
+
+        stop = not curve.climb(arch, budget, decide)
     record = curve.record(name, name, seed, budget)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record) + "\n")
