@@ -24,6 +24,14 @@ REPO = Path(__file__).resolve().parents[1]
 NO_BENCHMARKS = "benchmark tables not found (set NASFLOW_BENCHMARKS)"
 
 
+
+@pytest.fixture(scope="session")
+def digits():
+    """The embedded digits dataset (read-only here), loaded once for every training test."""
+    from nasflow.data import load_digits
+
+    return load_digits()
+
 def _benchmarks_dir():
     env = os.environ.get("NASFLOW_BENCHMARKS")
     candidates = [Path(env)] if env else []

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from nasflow import checkpoints
-from nasflow.data import load_digits
 from nasflow.devices import (check_cuda_graph, parse_devices, resolve_device, resolve_precision, torch_threads,
                              worker_device)
 from nasflow.errors import CheckpointError, NasflowError
@@ -19,11 +18,6 @@ from nasflow.training import TrainingOracle
 space = NB201Space()
 CELL = space.parse("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|")
 NO_CUDA = not torch.cuda.is_available()
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits()
 
 
 def _net(seed=0):

@@ -18,11 +18,6 @@ CUT = space.make(["nor_conv_3x3", "nor_conv_3x3", "skip_connect", "none", "none"
 
 
 @pytest.fixture(scope="session")
-def digits():
-    return load_digits()
-
-
-@pytest.fixture(scope="session")
 def trained(digits, tmp_path_factory):
     """One oracle and cache shared by the tests: 3 epochs of a small network."""
     cache = tmp_path_factory.mktemp("training-cache")

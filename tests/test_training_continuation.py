@@ -4,18 +4,12 @@ import shutil
 
 import pytest
 
-from nasflow.data import load_digits
 from nasflow.errors import NasflowError
 from nasflow.training import TrainingOracle
 from nasflow.spaces.nb201 import NB201Space
 
 space = NB201Space()
 CONV = space.parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits()
 
 
 @pytest.fixture(scope="module")

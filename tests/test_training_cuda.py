@@ -7,7 +7,6 @@ its fallback, memory refusals, and resuming within noise.
 import pytest
 import torch
 
-from nasflow.data import load_digits
 from nasflow.devices import check_fits, device_class, resolve_device
 from nasflow.errors import NasflowError, NasflowWarning
 from nasflow.recipes import get_recipe
@@ -19,11 +18,6 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 space = NB201Space()
 CELL = space.parse("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|")
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits()
 
 
 def _net():
