@@ -74,6 +74,7 @@ def main(argv=None):
             print(f"skipped {repeats} run(s) already given by an earlier file (same encoder, pre-training, options, "
                   f"ratio, permutation and seed)", file=sys.stderr)  # fmt: skip
         print(format_table(summarise(runs)))
+        _print_paired(runs)
         return 0
 
     import torch
@@ -120,6 +121,7 @@ def main(argv=None):
     )  # fmt: skip
     print(f"\nprotocol: {len(runs)} runs in {time.perf_counter() - start:.0f} s; options {options or 'defaults'}\n")
     print(format_table(summarise(runs)))
+    _print_paired(runs)
 
     pretrain_times = {}
     for r in runs:
@@ -132,6 +134,15 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump([r.to_dict() for r in runs], f, indent=1)
     return 0
+
+
+def _print_paired(runs):
+    from nasflow.predictors.protocol import format_paired, paired
+
+    rows = paired(runs)
+    if rows:
+        print("\nPaired by permutation and seed, FGP minus no pre-training: mean ± s.e. (FGP wins/losses)\n")
+        print(format_paired(rows))
 
 
 def _time_prediction(space, archs, values, encoders, options):

@@ -113,3 +113,23 @@ def test_finetune_seed_varies_fine_tuning_only(nb201, small_benchmark):
             for fs in (None, 4, 9)}  # fmt: skip
     np.testing.assert_array_equal(fits[None], fits[4])
     assert not np.allclose(fits[None], fits[9])
+
+
+def test_paired_compares_fgp_with_none_run_by_run_and_only_where_both_ran():
+    from nasflow.predictors.protocol import ProtocolRun, format_paired, paired
+
+    base = dict(encoder="gatedgcn", ratio=0.01, n_train=72, rho=0.8, p5=0.4, fit_seconds=1.0, pretrain_seconds=0.0)
+    runs = []
+    # FGP's P@1% is below none's on the mean of the first permutation's runs but wins 2 of the 3 pairs
+    for perm, seed, none_p1, fgp_p1 in ((1, 21, 0.10, 0.12), (2, 21, 0.30, 0.31), (3, 21, 0.20, 0.05)):
+        runs.append(ProtocolRun(pretrain="none", perm_seed=perm, seed=seed, tau=0.60, p1=none_p1, **base))
+        runs.append(ProtocolRun(pretrain="fgp", perm_seed=perm, seed=seed, tau=0.65, p1=fgp_p1, **base))
+    runs.append(ProtocolRun(pretrain="fgp", perm_seed=4, seed=21, tau=0.9, p1=0.9, **base))  # no none twin: left out
+    (row,) = paired(runs)
+    assert (row["pairs"], row["perms"], row["seeds"]) == (3, 3, 1)
+    assert row["tau"]["mean"] == pytest.approx(0.05) and (row["tau"]["wins"], row["tau"]["losses"]) == (3, 0)
+    d = np.array([0.02, 0.01, -0.15])
+    assert row["p1"]["mean"] == pytest.approx(d.mean())
+    assert row["p1"]["se"] == pytest.approx(d.std(ddof=1) / np.sqrt(3))
+    assert (row["p1"]["wins"], row["p1"]["losses"]) == (2, 1)
+    assert "| 0.01 | gatedgcn | 3 (3 x 1) | +0.050 ± 0.000 (3/0) | -0.040 ±" in format_paired([row])
