@@ -40,20 +40,23 @@ def cost_points(reference_epochs: int) -> tuple[int, ...]:
     return tuple(int(round(share * reference_epochs)) for share in SHARES)
 
 
-def parse_config(text: str) -> tuple[str, str, str, str | None]:
-    """(searcher, predictor, schedule, warm start or None) of SEARCHER:PREDICTOR:SCHEDULE[:PROXY:SAMPLES], where
-    SCHEDULE is none or KIND:OPTIONS."""
+def parse_config(text: str) -> tuple[str, str, str, str | None, dict | None]:
+    """(searcher, predictor, schedule, warm start or None, searcher options or None) of
+    SEARCHER[,KEY=VALUE...]:PREDICTOR:SCHEDULE[:PROXY:SAMPLES], where SCHEDULE is none or KIND:OPTIONS, e.g.
+    evolution,population=40:none:asha:min=12,max=200,eta=27,local=2,model=ridge:synflow:1000."""
     searcher, predictor, *rest = text.split(":")
+    searcher, *pairs = searcher.split(",")
+    options = {k: int(v) for k, _, v in (p.partition("=") for p in pairs)} or None
     size = 1 if rest[0] == "none" else 2
-    return searcher, predictor, ":".join(rest[:size]), ":".join(rest[size:]) or None
+    return searcher, predictor, ":".join(rest[:size]), ":".join(rest[size:]) or None, options
 
 
 def nasflow_records(config: str, seeds: int, out: Path, jobs: int, space: str, benchmark: str, full: int,
                     pool=None) -> list[dict]:
     from nasflow.experiments import compare as cmp
 
-    searcher, predictor, schedule, warm = parse_config(config)
-    base = {"space": space, "benchmark": benchmark, "dataset": "cifar10", "warm_start": warm,
+    searcher, predictor, schedule, warm, options = parse_config(config)
+    base = {"space": space, "benchmark": benchmark, "dataset": "cifar10", "warm_start": warm, "searcher_options": options,
             "schedule": None if schedule == "none" else schedule,
             "budget_epochs": None if schedule == "none" else REFERENCE_TRAININGS * full, "budget": REFERENCE_TRAININGS,
             # only what ranks candidates uses a pool: the other runs keep their settings (and stored records)
@@ -69,7 +72,8 @@ def read_records(folder: Path) -> list[dict]:
 def label(records: list[dict]) -> str:
     r = records[0]
     warm = (r.get("settings") or {}).get("warm_start")
-    return f"{r['searcher']}+{r['predictor']} {r.get('schedule') or 'none'}" + (f" ws={warm}" if warm else "")
+    options = "".join(f",{k}={v}" for k, v in ((r.get("settings") or {}).get("searcher_options") or {}).items())
+    return f"{r['searcher']}{options}+{r['predictor']} {r.get('schedule') or 'none'}" + (f" ws={warm}" if warm else "")
 
 
 def curves(records: list[dict], costs, full: int, metric: str) -> tuple[np.ndarray, dict[int, np.ndarray]]:

@@ -6,7 +6,9 @@ from pathlib import Path
 import click
 
 from nasflow.errors import NasflowError
-from nasflow.experiments.runs import describe_restriction, searcher_pools, warm_start_searchers  # torch-free: keeps --help fast
+from nasflow.experiments.runs import (  # torch-free: keeps --help fast
+    describe_restriction, searcher_declared_options, searcher_pools, warm_start_searchers,
+)
 from nasflow.searchers import COMPARED_BY_DEFAULT, SEARCHERS
 from nasflow.spec import (
     DEFAULT, DEFAULT_BUDGET, DEFAULT_POOL, DEFAULT_STALE_AFTER, DEFAULT_WORKERS, PREDICTOR_SEEDS, TRAINING_BUDGET,
@@ -19,9 +21,27 @@ from .options import (
 _PREDICTOR_HELP = "fgp (FGP-pretrained GIN fine-tuned online), scratch (same GIN, random init), none, or a saved predictor PATH."
 
 
+def _searcher_options(ctx, param, items) -> dict | None:
+    """{'population': 40} from ('population=40',): an integer, else a number, else the text; the searcher checks them."""
+    options = {}
+    for item in items:
+        key, eq, text = (part.strip() for part in item.partition("="))
+        if not eq or not key:
+            raise NasflowError(f"--searcher-option {item!r} is not KEY=VALUE, e.g. population=40")
+        try:
+            options[key] = int(text)
+        except ValueError:
+            try:
+                options[key] = float(text)
+            except ValueError:
+                options[key] = text
+    return options or None
+
+
 def _loop_options(f):
     pools = "".join(f"; {pool} for {name}" for name, pool in searcher_pools().items())
     warm = warm_start_searchers()
+    declared = "; ".join(f"{name}: {', '.join(opts)}" for name, opts in searcher_declared_options().items())
     options = [
         click.option("--budget", type=int, default=None,
                      help=f"Oracle queries  [default: {DEFAULT_BUDGET}; {TRAINING_BUDGET} when training on data]"),
@@ -33,6 +53,10 @@ def _loop_options(f):
         click.option("--explore", type=float, default=None,
                      help=f"Share of queries that take the searcher's own proposal, not the predictor's pick  "
                           f"[default: {DEFAULT.explore}]"),
+        click.option("--searcher-option", "searcher_options", multiple=True, metavar="KEY=VALUE",
+                     callback=_searcher_options,
+                     help=f"An option of the searcher (repeatable), e.g. population=40 ({declared})  "
+                          f"[default: the searcher's]"),
         click.option("--dataset", default=None,
                      help=f"Benchmark dataset; search on its valid split  [default: {DEFAULT.dataset}]"),
         click.option("--warm-start", default=None, metavar="PROXY[:SAMPLES]",
@@ -84,15 +108,16 @@ def _fmt(value, spec=".4f"):
                    f"asha --schedule, whose jobs they train as they free up  [default: none, one process]")
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help=f"Release a claimed cell whose worker's heartbeat stopped this long ago  [default: {DEFAULT_STALE_AFTER:g}]")
-def search(space, searcher, predictor, budget, pool, batch, refit_every, explore, dataset, warm_start, constraints,
-           objectives, metrics_table, latency_batch, benchmark, seed, schedule, budget_epochs, out, resume, storage,
-           study, workers, stale_after, **training):
+def search(space, searcher, predictor, budget, pool, batch, refit_every, explore, searcher_options, dataset, warm_start,
+           constraints, objectives, metrics_table, latency_batch, benchmark, seed, schedule, budget_epochs, out, resume,
+           storage, study, workers, stale_after, **training):
     """Search a space for the best cell within a budget of oracle queries."""
     from nasflow.experiments.runs import complete, default_run_dir, resumed, run_search
     from nasflow.paths import output_dir
 
     given = training_settings(dict(space=space, searcher=searcher, predictor=predictor, budget=budget, pool=pool,
-                                   batch=batch, refit_every=refit_every, explore=explore, dataset=dataset,
+                                   batch=batch, refit_every=refit_every, explore=explore,
+                                   searcher_options=searcher_options, dataset=dataset,
                                    warm_start=warm_start, constraints=list(constraints) or None,
                                    objectives=objectives, metrics_table=metrics_table, latency_batch=latency_batch,
                                    benchmark=benchmark, seed=seed, schedule=schedule, budget_epochs=budget_epochs,
@@ -137,7 +162,9 @@ def _report(where, settings, result) -> None:
     """The summary of a finished run; ``settings`` is its spec, or a study's result config (the spec's JSON and more)."""
     s = result.summary()
     click.echo(f"run        {where}")
-    click.echo(f"search     {settings['space']} with {settings['searcher']} + predictor {settings['predictor']}, seed {settings['seed']}")
+    options = settings.get("searcher_options") or {}
+    searcher = settings["searcher"] + (f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else "")
+    click.echo(f"search     {settings['space']} with {searcher} + predictor {settings['predictor']}, seed {settings['seed']}")
     click.echo(f"oracle     {result.config.get('oracle', '')}")
     restricted = describe_restriction(result.config)
     if restricted:
@@ -203,8 +230,8 @@ def _report_front(report: dict, where) -> None:
 @click.option("--jobs", type=int, default=None, help="Worker processes  [default: min(2, CPUs)]")
 @click.option("--out", default="compare", show_default=True, metavar="DIR",
               help="Output directory: curves.csv, summary.csv, curves.png, runs/ (finished runs are reused).")
-def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_every, explore, dataset, warm_start,
-            constraints, objectives, metrics_table, latency_batch, benchmark, schedules, budget_epochs, predictor_seed,
+def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_every, explore, searcher_options, dataset,
+            warm_start, constraints, objectives, metrics_table, latency_batch, benchmark, schedules, budget_epochs, predictor_seed,
             jobs, out):
     """Every searcher x predictor over seeds: anytime curves (CSV + PNG) and a summary table."""
     import os
@@ -218,7 +245,7 @@ def compare(space, searchers, predictors, seeds, budget, pool, batch, refit_ever
     if not names or not kinds:
         raise NasflowError("--searchers and --predictor each need at least one name")
     base = {"space": space, "budget": budget, "pool": pool, "batch": batch, "refit_every": refit_every, "explore": explore,
-            "dataset": dataset, "warm_start": warm_start, "benchmark": benchmark, "predictor_seed": predictor_seed,
+            "searcher_options": searcher_options, "dataset": dataset, "warm_start": warm_start, "benchmark": benchmark, "predictor_seed": predictor_seed,
             "constraints": list(constraints) or None, "metrics_table": metrics_table, "latency_batch": latency_batch,
             "objectives": objectives}
     if benchmark is None:

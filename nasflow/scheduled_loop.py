@@ -127,6 +127,7 @@ def scheduled_search(space, oracle, searcher, schedule: Schedule, predictor=None
         # its journal is in the order results arrived, which one process could not reproduce step by step
         raise SearchError(f"{run_dir} was run with --workers; resume it with --workers N")
     scheduler = schedule.scheduler(oracle.fidelities)  # a fidelity the oracle lacks is refused before any work
+    scheduler.neighbours = space.neighbours  # local=...: a cell's neighbours in the space searched
     oracle = for_schedule(oracle, scheduler.rungs[-1])
     ranker = with_fidelity_model(space, schedule, scheduler, predictor)
     pool = (1 if ranker is None else 100) if pool is None else pool

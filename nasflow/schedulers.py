@@ -12,6 +12,13 @@ A schedule wraps any searcher: the searcher proposes new cells, the schedule dec
   It never waits for a rung to fill, so workers never idle; in one process its jobs run one after another,
   but the rule is ASHA's, so a shared study's workers can take their jobs from it (``pending``).
 
+``local=W`` (ASHA only) adds a local search at full fidelity: before a new cell is started, a cell of the
+rung below the top that is a neighbour (one edit, ``space.neighbours``) of the best full-fidelity cell so far
+is promoted if it is in the top ``W/eta`` of its rung, a window ``W`` times the rule's. Why: on NB-201 the
+table's best cell and its neighbour that is best at 12 epochs swap order between 12 and 200 epochs (84.38
+against 84.75 at 12, 91.61 against 91.55 at 200), so the best cell, once screened, waited thousands of
+epochs for its turn (docs/RESULTS.md, issue 20).
+
 Rungs: on a table, its fidelities between ``min`` and ``max`` (both must be among them): NB-201 has 12 and
 200 epochs, NB-101 4/12/36/108. For an oracle that trains any epoch count: ``min * eta**k`` below ``max``, then
 ``max``. ``eta`` is always the promotion ratio.
@@ -30,7 +37,7 @@ from .core import Arch
 from .errors import NasflowError
 
 KINDS = ("sh", "hyperband", "asha")
-KEYS = ("min", "max", "eta", "n")
+KEYS = ("min", "max", "eta", "n", "local")
 # a schedule's fidelity model (``nasflow.fidelity_model``): none, as before it existed, or one fitted on every rung
 MODELS = ("none", "ridge")
 
@@ -41,9 +48,10 @@ class ScheduleError(NasflowError, ValueError):
 
 @dataclass(frozen=True)
 class Schedule:
-    """``KIND:min=MIN,max=MAX,eta=ETA[,n=N][,model=MODEL]``: the rule, the lowest and highest fidelity (epochs), the
-    promotion ratio, the cells a bracket starts at its lowest rung (sh, hyperband; default ``eta ** (rungs - 1)``),
-    and the model of every rung's labels that ranks the searcher's proposals and the promotions (``ridge``:
+    """``KIND:min=MIN,max=MAX,eta=ETA[,n=N][,local=W][,model=MODEL]``: the rule, the lowest and highest fidelity
+    (epochs), the promotion ratio, the cells a bracket starts at its lowest rung (sh, hyperband; default
+    ``eta ** (rungs - 1)``), the window of the local search at full fidelity (asha; 0, the default: none), and the
+    model of every rung's labels that ranks the searcher's proposals and the promotions (``ridge``:
     ``nasflow.fidelity_model``; ``none``, the default: the searcher's own order and each rung's valid)."""
 
     kind: str
@@ -52,6 +60,7 @@ class Schedule:
     eta: int = 3
     n: Optional[int] = None
     model: str = "none"
+    local: int = 0
 
     @classmethod
     def parse(cls, text: str) -> "Schedule":
@@ -88,11 +97,16 @@ class Schedule:
             raise ScheduleError(f"schedule n must be at least 1 cell, got {self.n}")
         if self.model not in MODELS:
             raise ScheduleError(f"unknown schedule model {self.model!r}; use {', '.join(MODELS)}")
+        if self.local < 0:
+            raise ScheduleError(f"schedule local must be 0 (none) or a window of at least 1, got {self.local}")
+        if self.local and self.kind != "asha":
+            raise ScheduleError(f"schedule local={self.local} is a rule of asha, not of {self.kind}")
 
     def __str__(self) -> str:
         n = "" if self.n is None else f",n={self.n}"
+        local = f",local={self.local}" if self.local else ""
         model = "" if self.model == "none" else f",model={self.model}"  # so texts of before models stay as they were
-        return f"{self.kind}:min={self.min},max={self.max},eta={self.eta}{n}{model}"
+        return f"{self.kind}:min={self.min},max={self.max},eta={self.eta}{n}{local}{model}"
 
     def rungs(self, fidelities: Optional[tuple[int, ...]]) -> tuple[int, ...]:
         """The fidelities cells are trained to, ascending. ``fidelities``: the oracle's (``Oracle.fidelities``),
@@ -113,7 +127,9 @@ class Schedule:
     def scheduler(self, fidelities: Optional[tuple[int, ...]]) -> "Scheduler":
         rungs = self.rungs(fidelities)
         n = self.eta ** (len(rungs) - 1) if self.n is None else self.n
-        return {"sh": SuccessiveHalving, "hyperband": Hyperband, "asha": ASHA}[self.kind](rungs, self.eta, n)
+        scheduler = {"sh": SuccessiveHalving, "hyperband": Hyperband, "asha": ASHA}[self.kind](rungs, self.eta, n)
+        scheduler.local = self.local
+        return scheduler
 
 
 class Job(NamedTuple):
@@ -141,6 +157,9 @@ class Scheduler:
         self.results: list[dict[Arch, float]] = [{} for _ in self.rungs]
         self.reported: list[tuple[Arch, int, float]] = []  # every (cell, rung, valid) in report order
         self.scorer: Optional[Callable[[int, dict[Arch, float]], dict[Arch, float]]] = None
+        self.local = 0  # ASHA's local search window at full fidelity (Schedule.local); 0: none
+        # a cell's neighbours (one edit), for the local search: the loop sets it to the space's
+        self.neighbours: Optional[Callable[[Arch], Collection[Arch]]] = None
 
     def ranked(self, rung: int, results: dict[Arch, float]) -> dict[Arch, float]:
         """What ``results`` (cells of ``rung``) are promoted by: their valid, or the scorer's scores."""
@@ -233,7 +252,24 @@ class ASHA(Scheduler):
             for arch in top(self.ranked(k, done), len(done) // self.eta):
                 if arch not in above and arch not in busy:
                     return Job(arch, k + 1)
-        return Job(None, 0)
+        local = self._local_job(busy)
+        return local if local is not None else Job(None, 0)
+
+    def _local_job(self, busy) -> Optional[Job]:
+        """A neighbour of the best full-fidelity cell, promoted to full fidelity from the top ``local/eta`` of
+        the rung below (None: no local search, no full-fidelity cell yet, or no such neighbour)."""
+        full = self.results[-1]
+        if not self.local or not full or len(self.rungs) < 2:
+            return None
+        if self.neighbours is None:
+            raise ValueError("a schedule with local=... needs the space's neighbours (Scheduler.neighbours)")
+        best = max(full, key=full.get)  # ties to the first reported, as top()
+        near = set(self.neighbours(best))
+        below = self.results[-2]
+        for arch in top(self.ranked(len(self.rungs) - 2, below), self.local * (len(below) // self.eta)):
+            if arch in near and arch not in full and arch not in busy:
+                return Job(arch, len(self.rungs) - 1)
+        return None
 
     def started(self, arch: Arch) -> None:
         """ASHA keeps no bracket: a new cell is known once reported."""

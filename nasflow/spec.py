@@ -38,7 +38,7 @@ DEFAULT_STALE_AFTER = 60.0  # seconds a claim's heartbeat may stand still before
 # restricted to, which an edited table file would change under the same benchmark path (or the feasible
 # cells of constraints, which an edited metrics table would change).
 IDENTITY = ("space", "seed", "searcher", "predictor", "predictor_seed", "dataset", "pool", "batch", "refit_every",
-            "warmup", "explore", "predictor_options", "warm_start", "benchmark", "training", "constraints",
+            "warmup", "explore", "predictor_options", "searcher_options", "warm_start", "benchmark", "training", "constraints",
             "metrics_table", "latency_batch", "restricted", "schedule", "objectives")
 
 
@@ -101,6 +101,9 @@ class RunSpec(Mapping):
     hardware: Optional[dict] = None  # {device, devices, cuda_graph, checkpoint_every}: how trainings run; not identity
     predictor_options: Optional[dict] = None  # extra Predictor keyword options for fgp/scratch, e.g. {"dim": 32}
     warm_start: Optional[str] = None  # "PROXY[:SAMPLES]": start from the best of SAMPLES uniform cells by a proxy
+    # options of the searcher it declares (``BaseSearcher.options``), e.g. {"population": 40} for evolution; None
+    # without any, so the headers of runs made before it existed stay as they were
+    searcher_options: Optional[dict] = None
     # "METRIC<=BOUND" strings (nasflow.cost_metrics), kept canonical and sorted: every searcher proposes only the
     # cells that satisfy them all. None (not an empty tuple) without any, so unconstrained headers stay as they were.
     constraints: Optional[tuple] = None
@@ -124,9 +127,14 @@ class RunSpec(Mapping):
                     isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED):
                 raise SpecError(f"{key.replace('_', ' ')} must be an integer in 0..{MAX_SEED}, got {value!r}")
         fill = self._fill
-        for key in ("training", "hardware", "predictor_options"):
+        for key in ("training", "hardware", "predictor_options", "searcher_options"):
             if getattr(self, key) is not None:
                 fill(key, dict(getattr(self, key)))  # a copy: the caller's dict may change later
+        if self.searcher_options is not None:
+            if not self.searcher_options:
+                fill("searcher_options", None)  # no options is the default, however it was given
+            else:
+                fill("searcher_options", dict(sorted(self.searcher_options.items())))  # one JSON for equal options
         if self.benchmark is not None:
             # resolved once, so a run resumed from another working directory names the same file
             fill("benchmark", str(locate(self.benchmark, self.space).resolve()))

@@ -24,6 +24,8 @@ class BaseSearcher:
     default_pool: Optional[int] = None
     # Whether the searcher starts from uniform samples that a zero-cost warm start replaces (``initial_design``).
     takes_warm_start = False
+    # Constructor options a user may set (``--searcher-option KEY=VALUE``, ``RunSpec.searcher_options``).
+    options: tuple[str, ...] = ()
     # True for a searcher that ranks its own candidates with ``ensemble=`` predictors (BANANAS): a run hands it
     # its predictors, explore share and refit cadence instead of ranking its proposals with a predictor
     takes_ensemble = False

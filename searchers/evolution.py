@@ -17,6 +17,7 @@ from .base import BaseSearcher
 class RegularizedEvolution(BaseSearcher):
     name = "evolution"
     takes_warm_start = True
+    options = ("population", "sample")
 
     def __init__(self, space, seed: int = 0, population: int = 20, sample: int = 5, initial_design=()):
         super().__init__(space, seed, initial_design)

@@ -18,12 +18,14 @@ from nasflow.spaces import get_space
 CELLS = 300
 
 
-def write_tables(folder, cells=CELLS):
+def write_tables(folder, cells=CELLS, archs=None):
     """nb201_cifar.csv (200 epochs) and nb201_12epoch.csv beside it: the low fidelity is the high one, noisier
-    and 10 points lower, so the two rank cells alike but not identically."""
+    and 10 points lower, so the two rank cells alike but not identically. ``archs``: the cells (default: the
+    first ``cells`` of the space)."""
     space = get_space("nb201")
     rng = np.random.default_rng(0)
-    archs = space.enumerate()[:cells]
+    archs = space.enumerate()[:cells] if archs is None else archs
+    cells = len(archs)
     high = 80 + 12 * rng.random(cells)
     low = high - 10 + rng.normal(0, 1.5, cells)
     folder.mkdir(parents=True, exist_ok=True)
@@ -134,6 +136,25 @@ def test_asha_promotes_as_soon_as_a_cell_is_in_the_top_third_of_its_rung():
     assert scheduler.next_job(pending=[Job(6, 0)]).arch is None  # a free worker never waits
 
 
+def test_asha_local_promotes_the_best_full_cells_neighbours_from_a_wider_window():
+    assert str(Schedule.parse("asha:min=12,max=200,eta=3,model=ridge,local=2")) == "asha:min=12,max=200,eta=3,local=2,model=ridge"
+    assert str(Schedule.parse("asha:min=12,max=200,local=0")) == "asha:min=12,max=200,eta=3"  # 0: none, as before
+    with pytest.raises(ScheduleError, match="local must be 0"):
+        Schedule.parse("asha:min=12,max=200,local=-1")
+    valid = {0: 9.0, 1: 5.0, 2: 4.0, 3: 6.0, 4: 3.0, 5: 2.0, 6: 1.0}
+    plain = play(Schedule.parse("asha:min=12,max=200,eta=3").scheduler((12, 200)), valid.get, 9)
+    local = Schedule.parse("asha:min=12,max=200,eta=3,local=2").scheduler((12, 200))
+    local.neighbours = lambda arch: {0: (2, 6)}.get(arch, ())  # cell 0's neighbours (one edit) are 2 and 6
+    jobs = play(local, valid.get, 9)
+    assert [(a, r) for a, r, _ in plain] == [(0, 0), (1, 0), (2, 0), (0, 1), (3, 0), (4, 0), (5, 0), (3, 1), (6, 0)]
+    # the same until 6 cells are screened; then the best full-fidelity cell is 0 and the window is the top
+    # 2 * (6 // 3) = 4 at 12 epochs (0, 3, 1, 2): its neighbour 2 is promoted where plain ASHA starts a new cell;
+    # its neighbour 6, last at 12 epochs, is not (before that the window of 2 held no neighbour)
+    assert [(a, r) for a, r, _ in jobs] == [(0, 0), (1, 0), (2, 0), (0, 1), (3, 0), (4, 0), (5, 0), (3, 1), (2, 1)]
+    with pytest.raises(ValueError, match="needs the space's neighbours"):
+        play(Schedule.parse("asha:min=12,max=200,eta=3,local=2").scheduler((12, 200)), valid.get, 9)
+
+
 def search(table, schedule, budget_epochs=3000, seed=0):
     from nasflow.experiments.runs import run_search
 
@@ -196,7 +217,7 @@ class CountingOracle:
         return self.oracle.query(arch, fidelity)
 
 
-@pytest.mark.parametrize("kind", ["sh", "asha"])
+@pytest.mark.parametrize("kind", ["sh", "asha", "asha-local"])
 def test_a_killed_scheduled_run_resumes_without_repeating_an_evaluation(table, oracle, tmp_path, kind):
     from nasflow.schedulers import Schedule
     from nasflow.scheduled_loop import scheduled_search
@@ -206,7 +227,7 @@ def test_a_killed_scheduled_run_resumes_without_repeating_an_evaluation(table, o
     from nasflow.restricted import restrict_to_table
 
     searched = restrict_to_table(space, oracle)
-    schedule = Schedule.parse(f"{kind}:min=12,max=200,eta=3")
+    schedule = Schedule.parse("asha:min=12,max=200,eta=3,local=2" if kind == "asha-local" else f"{kind}:min=12,max=200,eta=3")
     whole = scheduled_search(searched, oracle, get_searcher("evolution", searched, seed=3), schedule, budget_epochs=2500, seed=3)
     first = scheduled_search(searched, oracle, get_searcher("evolution", searched, seed=3), schedule,
                              budget_epochs=1200, seed=3, run_dir=tmp_path / "r")
@@ -219,6 +240,38 @@ def test_a_killed_scheduled_run_resumes_without_repeating_an_evaluation(table, o
     assert resumed.fidelities == whole.fidelities and resumed.epochs == whole.epochs
     journal = (tmp_path / "r" / "journal.jsonl").read_text().splitlines()[1:]
     assert [json.loads(line)["fidelity"] for line in journal] == whole.fidelities
+
+
+def test_asha_local_search_promotes_neighbours_of_the_best_full_fidelity_cell(tmp_path):
+    from nasflow.restricted import restrict_to_table
+    from nasflow.scheduled_loop import scheduled_search
+    from nasflow.searchers import get_searcher
+
+    space = get_space("nb201")
+    ball = [space.enumerate()[0]]  # cells within a few edits of one: each has neighbours in the table
+    for arch in ball:
+        ball += [b for b in space.neighbours(arch) if b not in ball][: 400 - len(ball)]
+        if len(ball) == 400:
+            break
+    oracle = space.open_oracle(str(write_tables(tmp_path, archs=ball)))
+    searched = restrict_to_table(space, oracle)
+
+    def run(text):
+        return scheduled_search(searched, oracle, get_searcher("evolution", searched, seed=1), Schedule.parse(text),
+                                budget_epochs=4000, seed=1)
+
+    plain, local = run("asha:min=12,max=200,eta=9"), run("asha:min=12,max=200,eta=9,local=3")
+    local_jobs = 0
+    best = None  # the best full-fidelity cell before each job
+    for q, f in zip(local.trajectory, local.fidelities):
+        arch = searched.parse(q.arch)
+        if f == 200:
+            local_jobs += best is not None and arch in searched.neighbours(best[0])
+            if best is None or q.valid > best[1]:
+                best = (arch, q.valid)
+    plain_full = sum(f == 200 for f in plain.fidelities)
+    assert local_jobs >= 1 and sum(f == 200 for f in local.fidelities) > plain_full
+    assert local.total_epochs()[-1] <= 4000
 
 
 def cli(table, tmp_path, *args):
@@ -249,6 +302,7 @@ def test_search_with_a_schedule_through_the_cli_resumes_and_keeps_its_schedule(t
     (("--schedule", "sh:min=12,max=200", "--batch", "4"), "one cell per step"),
     (("--searcher", "random"), "needs a schedule"),
     (("--schedule", "asha:min=12,max=200", "--storage", "study.db"), "runs on one machine, not on a shared study"),
+    (("--schedule", "sh:min=12,max=200,local=2"), "local=2 is a rule of asha, not of sh"),
     (("--schedule", "asha:min=12,max=200", "--searcher", "nsga2", "--objectives", "valid,-params"),
      "--objectives needs a run without --schedule"),
 ])

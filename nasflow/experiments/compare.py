@@ -23,14 +23,21 @@ from ..devices import torch_threads
 from ..errors import NasflowError
 from ..spec import RunSpec
 from .cost_compare import cost_fields
-from .runs import complete, pretrain_for, run_search, searcher_pools, takes_ensemble, takes_warm_start
+from .runs import (
+    checked_searcher_options, complete, pretrain_for, run_search, searcher_pools, takes_ensemble, takes_warm_start,
+)
 
 
 def _run_file(out: Path, spec: RunSpec) -> Path:
+    def slug(text: str) -> str:
+        return "".join(c if c.isalnum() else "-" for c in text)
+
+    searcher = spec.searcher  # runs without searcher options keep the names they always had
+    if spec.searcher_options:
+        searcher += "-" + slug(",".join(f"{k}={v}" for k, v in spec.searcher_options.items()))
     if spec.schedule is not None:  # a run at full fidelity keeps the name it always had
-        slug = "".join(c if c.isalnum() else "-" for c in spec.schedule)
-        return out / "runs" / f"{spec.searcher}-{spec.predictor}-{slug}-seed{spec.seed}.json"
-    return out / "runs" / f"{spec.searcher}-{spec.predictor}-seed{spec.seed}.json"
+        return out / "runs" / f"{searcher}-{spec.predictor}-{slug(spec.schedule)}-seed{spec.seed}.json"
+    return out / "runs" / f"{searcher}-{spec.predictor}-seed{spec.seed}.json"
 
 
 def _finished(path: Path, spec: RunSpec) -> Optional[dict]:
@@ -103,6 +110,7 @@ def compare(
     for name in searchers:
         if name not in SEARCHERS:
             raise SearcherError(f"unknown searcher {name!r}; choose from {', '.join(SEARCHERS)}")
+        checked_searcher_options(name, (base or {}).get("searcher_options"))  # every searcher of the grid takes them
     if (base or {}).get("warm_start") is not None:
         from nasflow.spaces import get_space
 

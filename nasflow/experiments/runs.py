@@ -36,6 +36,13 @@ def searcher_pools() -> dict[str, int]:
             if searcher_class(name).default_pool is not None}
 
 
+def searcher_declared_options() -> dict[str, tuple[str, ...]]:
+    """The options each registered searcher that has any declares (``BaseSearcher.options``)."""
+    from nasflow.searchers import SEARCHERS, searcher_class
+
+    return {name: searcher_class(name).options for name in SEARCHERS if searcher_class(name).options}
+
+
 def warm_start_searchers() -> list[str]:
     """The registered searchers that start from uniform samples, which a zero-cost warm start replaces."""
     from nasflow.searchers import SEARCHERS, searcher_class
@@ -134,12 +141,16 @@ def open_oracle(space, spec: RunSpec, progress: bool = False, worker: int = 0):
                 raise NasflowError(f"--epochs {options['epochs']} disagrees with the schedule's max={top}: a scheduled "
                                    f"training's epochs are its top rung's; drop --epochs")
             options["epochs"] = top
-        return default_training_oracle(
+        oracle, description = default_training_oracle(
             space, data_path=training.get("data"), seed=spec.seed, progress=progress,
             learning_rate=training.get("lr"), cuda_graph=hardware.get("cuda_graph"),
             checkpoint_every=hardware.get("checkpoint_every"),
             device=worker_device(hardware.get("device", "auto"), devices, worker), **options,
         )
+        if spec.schedule is not None:
+            # not every query trains the top rung's epochs: say what a query is under the schedule
+            description += f"; under schedule {spec.schedule} a query stops at a rung of that one training"
+        return oracle, description
     oracle = space.open_oracle(spec.benchmark, spec.dataset, progress=progress)
     note = f"; {oracle.metric_note}" if oracle.metric_note else ""
     return oracle, f"benchmark {oracle.source} ({spec.dataset}){note}"
@@ -248,7 +259,7 @@ def searcher_options(settings: dict, ensemble, space, progress: bool = False) ->
     on local optima its ensemble ranked above their better neighbours, and found the best cell mostly right after
     a refit (docs/RESULTS.md, issue 9, BANANAS). A warm start becomes the searcher's initial design.
     Distributed workers rebuild searchers with the same options."""
-    options = {}
+    options = dict(checked_searcher_options(settings["searcher"], settings.get("searcher_options")))
     if settings.get("warm_start") is not None:
         from .warm_start import parse, warm_start_cells
 
@@ -264,6 +275,19 @@ def searcher_options(settings: dict, ensemble, space, progress: bool = False) ->
     if settings["predictor"] != "none":
         options.update(ensemble=ensemble, refit_every=settings["refit_every"])
     return options
+
+
+def checked_searcher_options(searcher: str, options) -> dict:
+    """``options`` (``--searcher-option``), refused in one line unless searcher ``searcher`` declares each
+    (``BaseSearcher.options``); their values are the searcher's to check."""
+    from nasflow.searchers import searcher_class
+
+    declared = searcher_class(searcher).options
+    for key in options or {}:
+        if key not in declared:
+            takes = f"its options are {', '.join(declared)}" if declared else "it takes none"
+            raise NasflowError(f"searcher {searcher!r} has no option {key!r}; {takes}")
+    return dict(options or {})
 
 
 def run_search(settings: dict, run_dir=None, resume: bool = False, progress: bool = False,
