@@ -25,11 +25,12 @@ def save_training_state(path: Path, key: str, net, buffers, generator, epoch: in
     save(path, tensors, {"format": FORMAT, "version": VERSION, "key": key, "epoch": int(epoch), "seconds": float(seconds)})
 
 
-def _read(path: Path, key: str) -> tuple[dict, dict, str]:
-    """(metadata, tensors, how to recover) of a state of training ``key``; any other file is refused in one line."""
+def _read(path: Path, key: str, tensors: bool = True) -> tuple[dict, dict, str]:
+    """(metadata, tensors, how to recover) of a state of training ``key`` (``tensors=False``: the header alone, no
+    tensors); any other file is refused in one line."""
     recover = f"delete {path} to train that cell from epoch 0"
     try:
-        meta, tensors = load(path, FORMAT, WHAT)
+        meta, tensors = load(path, FORMAT, WHAT, tensors=tensors)
     except LegacyCheckpointError:  # its advice (convert-checkpoint) is for predictors, not trainings
         raise CheckpointError(f"{path} is a torch pickle file, not a nasflow {WHAT}; {recover}") from None
     except CheckpointError as e:
@@ -44,7 +45,7 @@ def _read(path: Path, key: str) -> tuple[dict, dict, str]:
 def training_progress(path: Path, key: str) -> tuple[int, float]:
     """(epochs done, seconds) of the state of training ``key`` in ``path``, without restoring it: which saved
     state a continued training should start from."""
-    meta, _, recover = _read(path, key)
+    meta, _, recover = _read(path, key, tensors=False)
     try:
         return int(meta["epoch"]), float(meta["seconds"])
     except (KeyError, TypeError, ValueError):

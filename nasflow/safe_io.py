@@ -43,12 +43,14 @@ def save(path, tensors: Mapping, document: dict) -> None:
     atomic_write(path, data)
 
 
-def load(path, fmt: str, what: str) -> tuple[dict, dict]:
+def load(path, fmt: str, what: str, tensors: bool = True) -> tuple[dict, dict]:
     """``(document, tensors)`` of a file written by :func:`save` whose document has format ``fmt``.
 
-    ``what`` names the file in messages ("predictor checkpoint"). Raises CheckpointError
-    (LegacyCheckpointError for a torch pickle or zip file) with one line.
+    ``what`` names the file in messages ("predictor checkpoint"). ``tensors=False`` reads the header alone
+    (the tensors come back empty): a caller that needs only the document does not read the weights. Raises
+    CheckpointError (LegacyCheckpointError for a torch pickle or zip file) with one line.
     """
+    read_tensors = tensors
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
@@ -58,7 +60,7 @@ def load(path, fmt: str, what: str) -> tuple[dict, dict]:
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
+            tensors = {name: f.get_tensor(name) for name in f.keys()} if read_tensors else {}
     except (SafetensorError, OSError, ValueError) as e:
         text = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
         raise CheckpointError(f"{path} is not a readable {what} (damaged or not a safetensors file: {text})") from None

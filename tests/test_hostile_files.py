@@ -384,3 +384,17 @@ def test_no_unsafe_loading_in_the_package():
                 if rel not in allowed and re.search(pattern, text):
                     found.append(f"{rel}: {pattern}")
     assert found == []
+
+
+def test_a_header_only_read_gives_the_document_and_still_refuses_other_files(saved, tmp_path):
+    import pickle
+
+    document, tensors = safe_io.load(saved, "nasflow-predictor", "checkpoint")
+    head, none = safe_io.load(saved, "nasflow-predictor", "checkpoint", tensors=False)
+    assert head == document and none == {} and tensors
+    with pytest.raises(CheckpointError, match="not a nasflow checkpoint"):
+        safe_io.load(saved, "nasflow-training-state", "checkpoint", tensors=False)
+    pickled = tmp_path / "old.pt"
+    pickled.write_bytes(pickle.dumps({"a": 1}, protocol=2))
+    with pytest.raises(CheckpointError, match="torch pickle"):
+        safe_io.load(pickled, "nasflow-predictor", "checkpoint", tensors=False)
