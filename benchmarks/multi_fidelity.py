@@ -1,7 +1,8 @@
 """Multi-fidelity search on NB-201 CIFAR-10 and NB-101 (issue 20): nasflow's schedules against its best full-fidelity
 search and the peers, all in training epochs.
 
-Runs each ``--configs`` entry ``SEARCHER:PREDICTOR:SCHEDULE[:WARM_START]`` over seeds 0..N-1 (``nasflow compare``'s
+Runs each ``--configs`` entry ``SEARCHER[,KEY=VALUE...]:PREDICTOR:SCHEDULE[:WARM_START]`` (KEY=VALUE: the searcher's
+options, as ``--searcher-option``) over seeds 0..N-1 (``nasflow compare``'s
 runs, stored under OUT/nasflow, so a stopped benchmark resumes; SCHEDULE ``none`` is a full-fidelity run whose
 queries cost the full fidelity each), reads the peers' records (``benchmarks/multi_fidelity_peers.py``'s OUT) and the
 reference's (``--reference``: a ``nasflow compare`` output of the full-fidelity reference, BANANAS+FGP with the

@@ -2,7 +2,8 @@
 
 Runs {gin, gatedgcn} x {none, fgp} at 1%, 5%, 10% of the space's training pool (NB-201:
 7,813 cells; NB-101: 7,290), over permutations {21, 2021, 202121} x model seeds {21, 2021,
-202121}, and prints mean ± std of Kendall tau, Spearman rho, P@1%, P@5%. Also times FGP
+202121}, and prints mean ± std of Kendall tau, Spearman rho, P@1%, P@5%, then each FGP run minus its
+no-pre-training twin (same permutation and seed): mean ± s.e. and wins/losses. Also times FGP
 pre-training (one per encoder and seed, shared by all permutations and ratios; pass
 --fresh-cache to time it rather than load it) and prediction speed.
 
