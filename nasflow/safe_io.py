@@ -50,7 +50,6 @@ def load(path, fmt: str, what: str, tensors: bool = True) -> tuple[dict, dict]:
     (the tensors come back empty): a caller that needs only the document does not read the weights. Raises
     CheckpointError (LegacyCheckpointError for a torch pickle or zip file) with one line.
     """
-    read_tensors = tensors
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
@@ -60,7 +59,7 @@ def load(path, fmt: str, what: str, tensors: bool = True) -> tuple[dict, dict]:
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()} if read_tensors else {}
+            found = {name: f.get_tensor(name) for name in f.keys()} if tensors else {}
     except (SafetensorError, OSError, ValueError) as e:
         text = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
         raise CheckpointError(f"{path} is not a readable {what} (damaged or not a safetensors file: {text})") from None
@@ -71,7 +70,7 @@ def load(path, fmt: str, what: str, tensors: bool = True) -> tuple[dict, dict]:
     if not isinstance(document, dict) or document.get("format") != fmt:
         found = document.get("format") if isinstance(document, dict) else None
         raise CheckpointError(f"{path} is not a nasflow {what}" + (f" (it is a {found!r} file)" if found else ""))
-    return document, tensors
+    return document, found
 
 
 def _refuse_torch_formats(path: Path, what: str) -> None:

@@ -246,27 +246,31 @@ class ASHA(Scheduler):
 
     def next_job(self, pending=()):
         busy = {j.arch for j in pending}
+        below_top = None  # the rung below the top, ranked: the local search reads it too
         for k in range(len(self.rungs) - 2, -1, -1):
             done = self.results[k]
             above = self.results[k + 1]
-            for arch in top(self.ranked(k, done), len(done) // self.eta):
+            ranked = self.ranked(k, done)
+            if below_top is None:
+                below_top = ranked
+            for arch in top(ranked, len(done) // self.eta):
                 if arch not in above and arch not in busy:
                     return Job(arch, k + 1)
-        local = self._local_job(busy)
+        local = self._local_job(below_top, busy)
         return local if local is not None else Job(None, 0)
 
-    def _local_job(self, busy) -> Optional[Job]:
+    def _local_job(self, below_top, busy) -> Optional[Job]:
         """A neighbour of the best full-fidelity cell, promoted to full fidelity from the top ``local/eta`` of
-        the rung below (None: no local search, no full-fidelity cell yet, or no such neighbour)."""
+        ``below_top``, the rung below ranked (None: no local search, no full-fidelity cell yet, or no such
+        neighbour)."""
         full = self.results[-1]
-        if not self.local or not full or len(self.rungs) < 2:
+        if not self.local or not full or below_top is None:
             return None
         if self.neighbours is None:
             raise ValueError("a schedule with local=... needs the space's neighbours (Scheduler.neighbours)")
         best = max(full, key=full.get)  # ties to the first reported, as top()
         near = set(self.neighbours(best))
-        below = self.results[-2]
-        for arch in top(self.ranked(len(self.rungs) - 2, below), self.local * (len(below) // self.eta)):
+        for arch in top(below_top, self.local * (len(below_top) // self.eta)):
             if arch in near and arch not in full and arch not in busy:
                 return Job(arch, len(self.rungs) - 1)
         return None

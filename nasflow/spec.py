@@ -127,14 +127,12 @@ class RunSpec(Mapping):
                     isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED):
                 raise SpecError(f"{key.replace('_', ' ')} must be an integer in 0..{MAX_SEED}, got {value!r}")
         fill = self._fill
-        for key in ("training", "hardware", "predictor_options", "searcher_options"):
+        for key in ("training", "hardware", "predictor_options"):
             if getattr(self, key) is not None:
                 fill(key, dict(getattr(self, key)))  # a copy: the caller's dict may change later
         if self.searcher_options is not None:
-            if not self.searcher_options:
-                fill("searcher_options", None)  # no options is the default, however it was given
-            else:
-                fill("searcher_options", dict(sorted(self.searcher_options.items())))  # one JSON for equal options
+            # a sorted copy, so equal options give one JSON; no options is the default (None), however given
+            fill("searcher_options", dict(sorted(dict(self.searcher_options).items())) or None)
         if self.benchmark is not None:
             # resolved once, so a run resumed from another working directory names the same file
             fill("benchmark", str(locate(self.benchmark, self.space).resolve()))
