@@ -28,9 +28,11 @@ class JournalError(NasflowError):
 
 
 
-def query_record(index: int, arch_text: str, evaluation: Evaluation, seconds: float, epochs: Optional[int] = None) -> dict:
+def query_record(index: int, arch_text: str, evaluation: Evaluation, seconds: float, epochs: Optional[int] = None,
+                 scout: bool = False) -> dict:
     """One query's journal line. An evaluation at a fidelity (a scheduled run's) adds ``fidelity`` and the training
-    ``epochs`` it was charged; a full-fidelity query's line is the one journals had before fidelities existed."""
+    ``epochs`` it was charged, and ``scout`` where the schedule chose the cell itself (``Job.scout``: the searcher is
+    not told it); a full-fidelity query's line is the one journals had before fidelities existed."""
     record = {
         "i": index,
         "arch": arch_text,
@@ -44,6 +46,8 @@ def query_record(index: int, arch_text: str, evaluation: Evaluation, seconds: fl
         record["fidelity"] = evaluation.fidelity
     if epochs is not None:
         record["epochs"] = epochs
+    if scout:
+        record["scout"] = True
     return json_safe(record)
 
 

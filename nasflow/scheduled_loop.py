@@ -4,7 +4,8 @@ The searcher proposes (through the same ``RankedSearcher`` step as ``nasflow.loo
 its proposals the same way), the schedule (``nasflow.schedulers``) decides at which fidelity each cell is
 trained and which cells are promoted. What the searcher learns: each cell once, its first result (for
 successive halving and ASHA: the lowest rung, the one every cell has, so its labels share one scale).
-A promotion is not told again: a searcher's history holds a cell once (``searchers.base``).
+A promotion is not told again: a searcher's history holds a cell once (``searchers.base``). A cell the schedule
+started itself (``scout=1``) is never told, and the searcher never proposes it (it is passed as taken).
 A schedule with a model (``model=ridge``, ``nasflow.fidelity_model``) learns from every result instead: the
 model, refitted on all rungs' results at each decision, ranks the searcher's proposals in place of a predictor
 and orders each rung's promotions by predicted full-fidelity valid (``Scheduler.scorer``).
@@ -191,6 +192,7 @@ class Ledger:
         self.spent = 0
         self.start = time.perf_counter()
         self.notes: list[str] = []  # what the run survived (a worker's death), for its notice
+        self.scouted: list = []  # cells the schedule started itself: taken for the searcher, never told to it
 
     def cost(self, job) -> int:
         """The epochs ``job`` is charged: the rung's, less those its cell already has where the oracle continues."""
@@ -198,8 +200,10 @@ class Ledger:
         before = self.scheduler.rung_of(job.arch) if job.arch is not None else -1
         return rungs[job.rung] - (rungs[before] if before >= 0 and self.oracle.continues else 0)
 
-    def add(self, arch, rung: int, evaluation, cost: int, seconds: float) -> None:
-        if self.scheduler.rung_of(arch) < 0:
+    def add(self, arch, rung: int, evaluation, cost: int, seconds: float, scout: bool = False) -> None:
+        if scout:
+            self.scouted.append(arch)
+        elif self.scheduler.rung_of(arch) < 0:
             self.step.tell(arch, evaluation)  # the searcher learns each cell once: its first result
         self.scheduler.report(arch, rung, evaluation.valid)
         self.spent += cost
@@ -261,11 +265,12 @@ def _one_process(ledger, config, journal, bar) -> tuple[int, float]:
         cost = ledger.cost(job)
         if ledger.spent + cost > budget:
             break
-        arch = job.arch if job.arch is not None else step.ask(1)[0]
+        arch = job.arch if job.arch is not None else step.ask(1, pending=ledger.scouted)[0]
         n = len(ledger.queries)
         if n < len(replay):
             record = replay[n]
-            if record["arch"] != space.format(arch) or record.get("fidelity") != rungs[job.rung]:
+            if (record["arch"] != space.format(arch) or record.get("fidelity") != rungs[job.rung]
+                    or bool(record.get("scout")) != job.scout):
                 raise JournalError(
                     f"the resumed run chose {space.format(arch)} at {rungs[job.rung]} epochs as evaluation {n + 1} "
                     f"but the journal has {record['arch']} at {record.get('fidelity')}; the run is not "
@@ -277,9 +282,9 @@ def _one_process(ledger, config, journal, bar) -> tuple[int, float]:
             seconds = time.perf_counter() - t0
             oracle_seconds += seconds
             if journal is not None:
-                journal.append(query_record(n, space.format(arch), evaluation, seconds, epochs=cost))
+                journal.append(query_record(n, space.format(arch), evaluation, seconds, epochs=cost, scout=job.scout))
         if job.arch is None:
             scheduler.started(arch)
-        ledger.add(arch, job.rung, evaluation, cost, seconds)
+        ledger.add(arch, job.rung, evaluation, cost, seconds, scout=job.scout)
         bar.update(cost)
     return min(len(replay), len(ledger.queries)), oracle_seconds

@@ -151,12 +151,12 @@ def _in_flight_jobs(run_dir, space, rungs, journal) -> list[Job]:
         return []
     try:
         listed = json.loads(path.read_text())
-        jobs = [(space.parse(item["arch"]), int(item["fidelity"])) for item in listed]
+        jobs = [(space.parse(item["arch"]), int(item["fidelity"]), bool(item.get("scout", False))) for item in listed]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise JournalError(f"{path} is damaged ({type(e).__name__}); delete it to resume without the jobs it names "
                            f"(their trainings start again from their checkpoints when chosen again)") from None
     done = {(r["arch"], r.get("fidelity")) for r in journal.records}
-    return [Job(arch, rungs.index(f)) for arch, f in jobs
+    return [Job(arch, rungs.index(f), scout) for arch, f, scout in jobs
             if (space.format(arch), f) not in done and f in rungs]
 
 
@@ -171,7 +171,7 @@ def run_with_workers(ledger, scheduler, config, journal, run_dir, workers: int, 
             raise JournalError(f"the journal has an evaluation at {record.get('fidelity')} epochs, not a rung of "
                                f"{config['schedule']}; the run is not this schedule's")
         ledger.add(space.parse(record["arch"]), rungs.index(record["fidelity"]), record_evaluation(record),
-                   int(record.get("epochs", record["fidelity"])), float(record["seconds"]))
+                   int(record.get("epochs", record["fidelity"])), float(record["seconds"]), scout=bool(record.get("scout")))
         bar.update(int(record.get("epochs", 0)))
     again = deque(_in_flight_jobs(run_dir, space, rungs, journal) if run_dir is not None else [])
     executor = _Executor(workers, make_oracle, rungs[-1])
@@ -180,7 +180,8 @@ def run_with_workers(ledger, scheduler, config, journal, run_dir, workers: int, 
 
     def save_in_flight():
         if run_dir is not None:
-            listed = [{"arch": space.format(job.arch), "fidelity": rungs[job.rung]} for job, _ in in_flight.values()]
+            listed = [{"arch": space.format(job.arch), "fidelity": rungs[job.rung], **({"scout": True} if job.scout else {})}
+                      for job, _ in in_flight.values()]
             atomic_write(Path(run_dir) / IN_FLIGHT, json.dumps(listed))
 
     try:
@@ -194,7 +195,7 @@ def run_with_workers(ledger, scheduler, config, journal, run_dir, workers: int, 
                     full = True  # as in one process: the run ends at the first job that does not fit
                     break
                 if job.arch is None:
-                    job = Job(step.ask(1, pending=[j.arch for j in jobs])[0], job.rung)
+                    job = Job(step.ask(1, pending=[j.arch for j in jobs] + ledger.scouted)[0], job.rung)
                 in_flight = executor.submit_all([*in_flight.values(), (job, cost)], in_flight, rungs)
                 save_in_flight()
             if not in_flight:
@@ -211,8 +212,8 @@ def run_with_workers(ledger, scheduler, config, journal, run_dir, workers: int, 
                 job, cost = in_flight.pop(future)
                 if journal is not None:
                     journal.append(query_record(len(ledger.queries), space.format(job.arch), evaluation, seconds,
-                                                epochs=cost))
-                ledger.add(job.arch, job.rung, evaluation, cost, seconds)
+                                                epochs=cost, scout=job.scout))
+                ledger.add(job.arch, job.rung, evaluation, cost, seconds, scout=job.scout)
                 busy_seconds += seconds
                 bar.update(cost)
             save_in_flight()

@@ -19,6 +19,13 @@ table's best cell and its neighbour that is best at 12 epochs swap order between
 against 84.75 at 12, 91.61 against 91.55 at 200), so the best cell, once screened, waited thousands of
 epochs for its turn (docs/RESULTS.md, issue 20).
 
+``scout=1`` (ASHA only) screens the incumbent's neighbourhood: when no promotion is due, the next neighbour of
+the best full-fidelity cell that has not been trained is started at the lowest rung instead of a cell the
+searcher proposes, until none is left. The searcher is not told these screens (``Job.scout``): its population
+and model stay its own. Why both: evolution proposed NB-201's best cell, the incumbent's neighbour, thousands of
+epochs late in 1 run of 15; screening the neighbours fixed that, but told to evolution they filled its
+population and held a run in the incumbent's basin for its whole budget (docs/RESULTS.md).
+
 Rungs: on a table, its fidelities between ``min`` and ``max`` (both must be among them): NB-201 has 12 and
 200 epochs, NB-101 4/12/36/108. For an oracle that trains any epoch count: ``min * eta**k`` below ``max``, then
 ``max``. ``eta`` is always the promotion ratio.
@@ -37,7 +44,7 @@ from .core import Arch
 from .errors import NasflowError
 
 KINDS = ("sh", "hyperband", "asha")
-KEYS = ("min", "max", "eta", "n", "local")
+KEYS = ("min", "max", "eta", "n", "local", "scout")
 # a schedule's fidelity model (``nasflow.fidelity_model``): none, as before it existed, or one fitted on every rung
 MODELS = ("none", "ridge")
 
@@ -48,10 +55,10 @@ class ScheduleError(NasflowError, ValueError):
 
 @dataclass(frozen=True)
 class Schedule:
-    """``KIND:min=MIN,max=MAX,eta=ETA[,n=N][,local=W][,model=MODEL]``: the rule, the lowest and highest fidelity
-    (epochs), the promotion ratio, the cells a bracket starts at its lowest rung (sh, hyperband; default
-    ``eta ** (rungs - 1)``), the window of the local search at full fidelity (asha; 0, the default: none), and the
-    model of every rung's labels that ranks the searcher's proposals and the promotions (``ridge``:
+    """``KIND:min=MIN,max=MAX,eta=ETA[,n=N][,local=W][,scout=1][,model=MODEL]``: the rule, the lowest and highest
+    fidelity (epochs), the promotion ratio, the cells a bracket starts at its lowest rung (sh, hyperband; default
+    ``eta ** (rungs - 1)``), the window of the local search at full fidelity (asha; 0, the default: none), whether
+    the incumbent's neighbours are screened (asha; 0, the default: no), and the model of every rung's labels that ranks the searcher's proposals and the promotions (``ridge``:
     ``nasflow.fidelity_model``; ``none``, the default: the searcher's own order and each rung's valid)."""
 
     kind: str
@@ -61,6 +68,7 @@ class Schedule:
     n: Optional[int] = None
     model: str = "none"
     local: int = 0
+    scout: int = 0
 
     @classmethod
     def parse(cls, text: str) -> "Schedule":
@@ -101,10 +109,15 @@ class Schedule:
             raise ScheduleError(f"schedule local must be 0 (none) or a window of at least 1, got {self.local}")
         if self.local and self.kind != "asha":
             raise ScheduleError(f"schedule local={self.local} is a rule of asha, not of {self.kind}")
+        if self.scout not in (0, 1):
+            raise ScheduleError(f"schedule scout must be 0 (off) or 1 (screen the incumbent's neighbours), got {self.scout}")
+        if self.scout and self.kind != "asha":
+            raise ScheduleError(f"schedule scout=1 is a rule of asha, not of {self.kind}")
 
     def __str__(self) -> str:
         n = "" if self.n is None else f",n={self.n}"
         local = f",local={self.local}" if self.local else ""
+        local += ",scout=1" if self.scout else ""
         model = "" if self.model == "none" else f",model={self.model}"  # so texts of before models stay as they were
         return f"{self.kind}:min={self.min},max={self.max},eta={self.eta}{n}{local}{model}"
 
@@ -129,14 +142,17 @@ class Schedule:
         n = self.eta ** (len(rungs) - 1) if self.n is None else self.n
         scheduler = {"sh": SuccessiveHalving, "hyperband": Hyperband, "asha": ASHA}[self.kind](rungs, self.eta, n)
         scheduler.local = self.local
+        scheduler.scout = bool(self.scout)
         return scheduler
 
 
 class Job(NamedTuple):
-    """Train ``arch`` (None: a new cell the searcher proposes) to rung ``rung``."""
+    """Train ``arch`` (None: a new cell the searcher proposes) to rung ``rung``. ``scout``: a new cell the schedule
+    chose itself (``scout=1``), whose result the searcher is not told."""
 
     arch: Optional[Arch]
     rung: int
+    scout: bool = False
 
 
 def top(results: dict[Arch, float], k: int) -> list[Arch]:
@@ -158,6 +174,7 @@ class Scheduler:
         self.reported: list[tuple[Arch, int, float]] = []  # every (cell, rung, valid) in report order
         self.scorer: Optional[Callable[[int, dict[Arch, float]], dict[Arch, float]]] = None
         self.local = 0  # ASHA's local search window at full fidelity (Schedule.local); 0: none
+        self.scout = False  # ASHA screens the incumbent's neighbours (Schedule.scout)
         # a cell's neighbours (one edit), for the local search: the loop sets it to the space's
         self.neighbours: Optional[Callable[[Arch], Collection[Arch]]] = None
 
@@ -256,8 +273,17 @@ class ASHA(Scheduler):
             for arch in top(ranked, len(done) // self.eta):
                 if arch not in above and arch not in busy:
                     return Job(arch, k + 1)
-        local = self._local_job(below_top, busy)
-        return local if local is not None else Job(None, 0)
+        for job in (self._local_job(below_top, busy), self._scout_job(busy)):
+            if job is not None:
+                return job
+        return Job(None, 0)
+
+    def _incumbent_neighbours(self) -> list[Arch]:
+        """The neighbours of the best full-fidelity cell (ties to the first reported, as top())."""
+        if self.neighbours is None:
+            raise ValueError("a schedule with local=... or scout=1 needs the space's neighbours (Scheduler.neighbours)")
+        full = self.results[-1]
+        return list(self.neighbours(max(full, key=full.get)))
 
     def _local_job(self, below_top, busy) -> Optional[Job]:
         """A neighbour of the best full-fidelity cell, promoted to full fidelity from the top ``local/eta`` of
@@ -266,13 +292,20 @@ class ASHA(Scheduler):
         full = self.results[-1]
         if not self.local or not full or below_top is None:
             return None
-        if self.neighbours is None:
-            raise ValueError("a schedule with local=... needs the space's neighbours (Scheduler.neighbours)")
-        best = max(full, key=full.get)  # ties to the first reported, as top()
-        near = set(self.neighbours(best))
+        near = set(self._incumbent_neighbours())
         for arch in top(below_top, self.local * (len(below_top) // self.eta)):
             if arch in near and arch not in full and arch not in busy:
                 return Job(arch, len(self.rungs) - 1)
+        return None
+
+    def _scout_job(self, busy) -> Optional[Job]:
+        """The first neighbour of the best full-fidelity cell not trained yet, started at the lowest rung (None: no
+        scouting, no full-fidelity cell yet, or every neighbour trained or in flight)."""
+        if not self.scout or not self.results[-1]:
+            return None
+        for arch in self._incumbent_neighbours():
+            if self.rung_of(arch) < 0 and arch not in busy:
+                return Job(arch, 0, scout=True)
         return None
 
     def started(self, arch: Arch) -> None:

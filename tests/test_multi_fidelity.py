@@ -48,6 +48,18 @@ def oracle(table):
     return get_space("nb201").open_oracle(str(table))
 
 
+@pytest.fixture(scope="module")
+def ball_oracle(tmp_path_factory):
+    """A table of 400 cells within a few edits of one, so each has neighbours in it (local search, scouts)."""
+    space = get_space("nb201")
+    ball = [space.enumerate()[0]]
+    for arch in ball:
+        ball += [b for b in space.neighbours(arch) if b not in ball][: 400 - len(ball)]
+        if len(ball) == 400:
+            break
+    return space.open_oracle(str(write_tables(tmp_path_factory.mktemp("ball"), archs=ball)))
+
+
 def test_a_table_knows_its_fidelities_and_answers_at_each(oracle):
     assert oracle.fidelities == (12, 200)
     arch = oracle.archs()[0]
@@ -155,6 +167,42 @@ def test_asha_local_promotes_the_best_full_cells_neighbours_from_a_wider_window(
         play(Schedule.parse("asha:min=12,max=200,eta=3,local=2").scheduler((12, 200)), valid.get, 9)
 
 
+def test_asha_scout_screens_the_best_full_cells_neighbours_before_new_cells():
+    assert str(Schedule.parse("asha:min=12,max=200,eta=3,model=ridge,scout=1,local=2")) == \
+        "asha:min=12,max=200,eta=3,local=2,scout=1,model=ridge"
+    assert str(Schedule.parse("asha:min=12,max=200,scout=0")) == "asha:min=12,max=200,eta=3"  # 0: off, as before
+    for text, message in (("asha:min=12,max=200,scout=2", "scout must be 0 .off. or 1"),
+                          ("sh:min=12,max=200,scout=1", "scout=1 is a rule of asha, not of sh")):
+        with pytest.raises(ScheduleError, match=message):
+            Schedule.parse(text)
+    valid = {0: 9.0, 1: 5.0, 2: 4.0, 100: 3.0, 101: 8.0}
+
+    def scouting():
+        scheduler = Schedule.parse("asha:min=12,max=200,eta=3,scout=1").scheduler((12, 200))
+        scheduler.neighbours = lambda arch: {0: (100, 1, 101)}.get(arch, ())  # cell 0's neighbours (one edit)
+        return scheduler
+
+    scheduler, fresh, jobs = scouting(), iter(range(10_000)), []
+    for _ in range(8):
+        job = scheduler.next_job()
+        arch = job.arch if job.arch is not None else next(fresh)
+        scheduler.report(arch, job.rung, valid.get(arch, 1.0))
+        jobs.append((arch, job.rung, job.scout))
+    # 0 is promoted, so its neighbours not screened yet (100, 101; 1 was) are screened, as scouts, before any new
+    # cell; then new cells again, and 101, second at 12 epochs, is promoted in its turn
+    assert jobs == [(0, 0, False), (1, 0, False), (2, 0, False), (0, 1, False), (100, 0, True), (101, 0, True),
+                    (3, 0, False), (101, 1, False)]
+    from nasflow.schedulers import Job
+
+    scheduler = scouting()
+    for arch, rung, _ in jobs[:4]:
+        scheduler.report(arch, rung, valid[arch])
+    assert scheduler.next_job(pending=[Job(100, 0, True)]) == Job(101, 0, True)  # one in flight is not given again
+    assert scheduler.next_job(pending=[Job(100, 0, True), Job(101, 0, True)]) == Job(None, 0)
+    with pytest.raises(ValueError, match="needs the space's neighbours"):
+        play(Schedule.parse("asha:min=12,max=200,eta=3,scout=1").scheduler((12, 200)), lambda a: valid.get(a, 1.0), 5)
+
+
 def search(table, schedule, budget_epochs=3000, seed=0):
     from nasflow.experiments.runs import run_search
 
@@ -217,8 +265,12 @@ class CountingOracle:
         return self.oracle.query(arch, fidelity)
 
 
-@pytest.mark.parametrize("kind", ["sh", "asha", "asha-local"])
-def test_a_killed_scheduled_run_resumes_without_repeating_an_evaluation(table, oracle, tmp_path, kind):
+SCHEDULES = {"sh": "sh:min=12,max=200,eta=3", "asha": "asha:min=12,max=200,eta=3",
+             "asha-local": "asha:min=12,max=200,eta=3,local=2", "asha-scout": "asha:min=12,max=200,eta=3,local=2,scout=1"}
+
+
+@pytest.mark.parametrize("kind", list(SCHEDULES))
+def test_a_killed_scheduled_run_resumes_without_repeating_an_evaluation(ball_oracle, tmp_path, kind):
     from nasflow.schedulers import Schedule
     from nasflow.scheduled_loop import scheduled_search
     from nasflow.searchers import get_searcher
@@ -226,8 +278,9 @@ def test_a_killed_scheduled_run_resumes_without_repeating_an_evaluation(table, o
     space = get_space("nb201")
     from nasflow.restricted import restrict_to_table
 
+    oracle = ball_oracle
     searched = restrict_to_table(space, oracle)
-    schedule = Schedule.parse("asha:min=12,max=200,eta=3,local=2" if kind == "asha-local" else f"{kind}:min=12,max=200,eta=3")
+    schedule = Schedule.parse(SCHEDULES[kind])
     whole = scheduled_search(searched, oracle, get_searcher("evolution", searched, seed=3), schedule, budget_epochs=2500, seed=3)
     first = scheduled_search(searched, oracle, get_searcher("evolution", searched, seed=3), schedule,
                              budget_epochs=1200, seed=3, run_dir=tmp_path / "r")
@@ -238,23 +291,21 @@ def test_a_killed_scheduled_run_resumes_without_repeating_an_evaluation(table, o
     assert counting.calls == resumed.queries - first.queries  # only the evaluations past the journal reach the table
     assert [(q.arch, q.valid) for q in resumed.trajectory] == [(q.arch, q.valid) for q in whole.trajectory]
     assert resumed.fidelities == whole.fidelities and resumed.epochs == whole.epochs
-    journal = (tmp_path / "r" / "journal.jsonl").read_text().splitlines()[1:]
-    assert [json.loads(line)["fidelity"] for line in journal] == whole.fidelities
+    journal = [json.loads(line) for line in (tmp_path / "r" / "journal.jsonl").read_text().splitlines()[1:]]
+    assert [r["fidelity"] for r in journal] == whole.fidelities
+    scouts = [r for r in journal if r.get("scout")]
+    assert bool(scouts) == (kind == "asha-scout")
+    # the schedule's own screens are journaled before and after the kill (the resume replayed them as scouts)
+    assert not scouts or (scouts[0]["i"] < first.queries < scouts[-1]["i"])
 
 
-def test_asha_local_search_promotes_neighbours_of_the_best_full_fidelity_cell(tmp_path):
+def test_asha_local_search_promotes_neighbours_of_the_best_full_fidelity_cell(ball_oracle):
     from nasflow.restricted import restrict_to_table
     from nasflow.scheduled_loop import scheduled_search
     from nasflow.searchers import get_searcher
 
-    space = get_space("nb201")
-    ball = [space.enumerate()[0]]  # cells within a few edits of one: each has neighbours in the table
-    for arch in ball:
-        ball += [b for b in space.neighbours(arch) if b not in ball][: 400 - len(ball)]
-        if len(ball) == 400:
-            break
-    oracle = space.open_oracle(str(write_tables(tmp_path, archs=ball)))
-    searched = restrict_to_table(space, oracle)
+    oracle = ball_oracle
+    searched = restrict_to_table(get_space("nb201"), oracle)
 
     def run(text):
         return scheduled_search(searched, oracle, get_searcher("evolution", searched, seed=1), Schedule.parse(text),
@@ -272,6 +323,37 @@ def test_asha_local_search_promotes_neighbours_of_the_best_full_fidelity_cell(tm
     plain_full = sum(f == 200 for f in plain.fidelities)
     assert local_jobs >= 1 and sum(f == 200 for f in local.fidelities) > plain_full
     assert local.total_epochs()[-1] <= 4000
+
+
+def test_scouted_cells_are_never_told_to_the_searcher_nor_proposed_by_it(ball_oracle, tmp_path):
+    from nasflow.restricted import restrict_to_table
+    from nasflow.scheduled_loop import scheduled_search
+    from nasflow.searchers import get_searcher
+
+    space, oracle = get_space("nb201"), ball_oracle
+    searched = restrict_to_table(space, oracle)
+
+    def run(text):
+        searcher = get_searcher("evolution", searched, seed=2)
+        return searcher, scheduled_search(searched, oracle, searcher, Schedule.parse(text), budget_epochs=5000,
+                                          seed=2, run_dir=tmp_path / "run")
+
+    scout, scout_run = run("asha:min=12,max=200,eta=9,scout=1")
+    records = [json.loads(line) for line in (tmp_path / "run" / "journal.jsonl")
+               .read_text().splitlines()[1:]]
+    scouted = [r["arch"] for r in records if r.get("scout")]
+    screened = [r["arch"] for r in records if r["fidelity"] == 12]
+    assert len(scouted) >= 5 and len(set(screened)) == len(screened)  # scouts ran, and no cell was screened twice
+    # the searcher was told the cells it proposed, in order, and no other
+    assert [space.format(a) for a in scout.history] == [a for a in screened if a not in scouted]
+    assert scout_run.total_epochs()[-1] <= 5000
+    # each scout was a neighbour of the best full-fidelity cell when it was started
+    best = None
+    for r in records:
+        if r.get("scout"):
+            assert best is not None and searched.parse(r["arch"]) in searched.neighbours(searched.parse(best[0]))
+        if r["fidelity"] == 200 and (best is None or r["valid"] > best[1]):
+            best = (r["arch"], r["valid"])
 
 
 def cli(table, tmp_path, *args):
@@ -303,6 +385,7 @@ def test_search_with_a_schedule_through_the_cli_resumes_and_keeps_its_schedule(t
     (("--searcher", "random"), "needs a schedule"),
     (("--schedule", "asha:min=12,max=200", "--storage", "study.db"), "runs on one machine, not on a shared study"),
     (("--schedule", "sh:min=12,max=200,local=2"), "local=2 is a rule of asha, not of sh"),
+    (("--schedule", "asha:min=12,max=200,scout=3"), "scout must be 0 (off) or 1"),
     (("--schedule", "asha:min=12,max=200", "--searcher", "nsga2", "--objectives", "valid,-params"),
      "--objectives needs a run without --schedule"),
 ])

@@ -183,3 +183,47 @@ def test_a_dead_worker_is_replaced_and_its_job_given_out_again(tmp_path):
     assert "a worker died" in err and "started the workers again" in err
     check_asha_journal(journal(out), [1, 3], 12)
     assert sum(r["epochs"] for r in journal(out)) > 9  # it went on to spend the budget
+
+
+def test_scouts_with_workers_stay_untold_across_a_resume(tmp_path, nb201_csv):
+    """scout=1 with workers: the schedule's own screens are journaled as scouts, given to no searcher, screened once,
+    and a resumed run (which replays the journal in arrival order) keeps them from its searcher too."""
+    from functools import partial
+
+    from nasflow.experiments.runs import complete
+    from nasflow.experiments.scheduled import worker_oracle
+    from nasflow.scheduled_loop import scheduled_search
+    from nasflow.schedulers import Schedule
+    from nasflow.searchers import get_searcher
+
+    space = NB201Space()
+    settings = complete({"space": "nb201", "searcher": "evolution", "benchmark": str(nb201_csv)})
+    oracle, out = worker_oracle(settings, 0), tmp_path / "run"
+    schedule = Schedule.parse(ASHA + ",scout=1")
+
+    def run(budget, resume):
+        searcher = get_searcher("evolution", space, seed=4)
+        scheduled_search(space, oracle, searcher, schedule, budget_epochs=budget, seed=4, run_dir=out, resume=resume,
+                         workers=2, make_oracle=partial(worker_oracle, settings))
+        return searcher
+
+    run(1500, False)
+    before = journal(out)
+    searcher = run(3000, True)
+    records = journal(out)
+    assert records[:len(before)] == before
+    seen = check_asha_journal(records, [12, 200], 3000)  # nothing evaluated twice
+    scouted = {r["arch"] for r in records if r.get("scout")}
+    assert any(r.get("scout") for r in before) and scouted - {r["arch"] for r in before}  # scouts on both sides
+    assert {space.format(a) for a in searcher.history} == set(seen) - scouted
+    # a job in flight at a kill is given out again as what it was: a scout stays a scout
+    from types import SimpleNamespace
+
+    from nasflow.scheduled_workers import IN_FLIGHT, _in_flight_jobs
+    from nasflow.schedulers import Job
+
+    fresh = [a for a in space.enumerate()[:50] if space.format(a) not in seen][:2]
+    (out / IN_FLIGHT).write_text(json.dumps([{"arch": space.format(fresh[0]), "fidelity": 12, "scout": True},
+                                             {"arch": space.format(fresh[1]), "fidelity": 12}]))
+    assert _in_flight_jobs(out, space, (12, 200), SimpleNamespace(records=records)) == [
+        Job(fresh[0], 0, True), Job(fresh[1], 0, False)]
