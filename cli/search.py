@@ -171,7 +171,8 @@ def _report(where, settings, result) -> None:
         click.echo(f"space      {restricted}")
     if "epochs" in s:  # a scheduled run (nasflow.scheduled_loop)
         click.echo(f"schedule   {result.config['schedule']} (rungs {', '.join(map(str, result.config['rungs']))} epochs)")
-        click.echo(f"trainings  {s['queries']} ({s['full_fidelity_trainings']} to full fidelity), {s['epochs']:,d} epochs "
+        scouted = f", {s['scouted']} scouted" if s.get("scouted") else ""
+        click.echo(f"trainings  {s['queries']} ({s['full_fidelity_trainings']} to full fidelity{scouted}), {s['epochs']:,d} epochs "
                    f"of budget {result.config['budget_epochs']:,d}; {s['resumed_queries']} from the journal")
     else:
         click.echo(f"queries    {s['queries']} (of budget {settings['budget']}; {s['resumed_queries']} from "

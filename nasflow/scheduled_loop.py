@@ -45,10 +45,11 @@ from .step import Query, RankedSearcher, RefitSchedule
 class ScheduledResult(SearchResult):
     """A scheduled run: ``trajectory`` as a search's (``valid``/``test`` of each evaluation at its fidelity;
     ``best_*`` of the best cell so far, its test at full fidelity on a table), plus per evaluation its
-    ``fidelities`` and charged ``epochs``."""
+    ``fidelities`` and charged ``epochs``, and how many cells the schedule started itself (``scouted``)."""
 
     fidelities: list[int] = field(default_factory=list)
     epochs: list[int] = field(default_factory=list)
+    scouted: int = 0
 
     def total_epochs(self) -> np.ndarray:
         return np.cumsum(np.array(self.epochs, dtype=np.int64))
@@ -69,6 +70,8 @@ class ScheduledResult(SearchResult):
         out.pop("queries_to_optimum", None)
         out["epochs"] = int(self.total_epochs()[-1]) if self.epochs else 0
         out["full_fidelity_trainings"] = int(sum(f == max(self.fidelities) for f in self.fidelities)) if self.fidelities else 0
+        if self.scouted:
+            out["scouted"] = self.scouted
         if "valid" in self.optimum:
             out["epochs_to_optimum"] = self.epochs_to_optimum()
         return out
@@ -225,6 +228,7 @@ class Ledger:
             trajectory=self.queries, config=config, overhead_per_query=busy_seconds / new if new else 0.0,
             resumed_queries=resumed, notice=journal.notice if journal is not None else None,
             optimum=optimum_of(self.oracle, self.space), fidelities=self.fidelities, epochs=self.charged,
+            scouted=len(self.scouted),
         )
 
 

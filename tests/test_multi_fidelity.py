@@ -49,7 +49,7 @@ def oracle(table):
 
 
 @pytest.fixture(scope="module")
-def ball_oracle(tmp_path_factory):
+def ball_table(tmp_path_factory):
     """A table of 400 cells within a few edits of one, so each has neighbours in it (local search, scouts)."""
     space = get_space("nb201")
     ball = [space.enumerate()[0]]
@@ -57,7 +57,12 @@ def ball_oracle(tmp_path_factory):
         ball += [b for b in space.neighbours(arch) if b not in ball][: 400 - len(ball)]
         if len(ball) == 400:
             break
-    return space.open_oracle(str(write_tables(tmp_path_factory.mktemp("ball"), archs=ball)))
+    return write_tables(tmp_path_factory.mktemp("ball"), archs=ball)
+
+
+@pytest.fixture(scope="module")
+def ball_oracle(ball_table):
+    return get_space("nb201").open_oracle(str(ball_table))
 
 
 def test_a_table_knows_its_fidelities_and_answers_at_each(oracle):
@@ -344,6 +349,7 @@ def test_scouted_cells_are_never_told_to_the_searcher_nor_proposed_by_it(ball_or
     scouted = [r["arch"] for r in records if r.get("scout")]
     screened = [r["arch"] for r in records if r["fidelity"] == 12]
     assert len(scouted) >= 5 and len(set(screened)) == len(screened)  # scouts ran, and no cell was screened twice
+    assert scout_run.summary()["scouted"] == len(scouted)
     # the searcher was told the cells it proposed, in order, and no other
     assert [space.format(a) for a in scout.history] == [a for a in screened if a not in scouted]
     assert scout_run.total_epochs()[-1] <= 5000
@@ -358,6 +364,14 @@ def test_scouted_cells_are_never_told_to_the_searcher_nor_proposed_by_it(ball_or
 
 def cli(table, tmp_path, *args):
     return run_cli("search", "--benchmark", str(table), "--budget-epochs", "1500", *args, cache=tmp_path / "cache")
+
+
+def test_the_cli_counts_the_scouted_cells(ball_table, tmp_path):
+    out = tmp_path / "run"
+    done = cli(ball_table, tmp_path, "--schedule", "asha:min=12,max=200,eta=9,scout=1", "--seed", "2", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    scouted = sum(bool(json.loads(line).get("scout")) for line in (out / "journal.jsonl").read_text().splitlines()[1:])
+    assert scouted and f"to full fidelity, {scouted} scouted)" in done.stdout
 
 
 def test_search_with_a_schedule_through_the_cli_resumes_and_keeps_its_schedule(table, tmp_path):
