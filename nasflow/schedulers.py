@@ -58,8 +58,9 @@ class Schedule:
     """``KIND:min=MIN,max=MAX,eta=ETA[,n=N][,local=W][,scout=1][,model=MODEL]``: the rule, the lowest and highest
     fidelity (epochs), the promotion ratio, the cells a bracket starts at its lowest rung (sh, hyperband; default
     ``eta ** (rungs - 1)``), the window of the local search at full fidelity (asha; 0, the default: none), whether
-    the incumbent's neighbours are screened (asha; 0, the default: no), and the model of every rung's labels that ranks the searcher's proposals and the promotions (``ridge``:
-    ``nasflow.fidelity_model``; ``none``, the default: the searcher's own order and each rung's valid)."""
+    the incumbent's neighbours are screened (asha; 0, the default: no), and the model of every rung's labels that
+    ranks the searcher's proposals and the promotions (``ridge``: ``nasflow.fidelity_model``; ``none``, the
+    default: the searcher's own order and each rung's valid)."""
 
     kind: str
     min: int
