@@ -51,7 +51,9 @@ def parse_config(text: str) -> tuple[str, str, str, str | None, dict | None]:
     evolution,population=40:none:asha:min=12,max=200,eta=27,local=2,model=ridge:synflow:1000."""
     searcher, predictor, *rest = text.split(":")
     searcher, *pairs = searcher.split(",")
-    options = {k: int(v) for k, _, v in (p.partition("=") for p in pairs)} or None
+    from nasflow.experiments.runs import searcher_option_value
+
+    options = {k: searcher_option_value(v) for k, _, v in (p.partition("=") for p in pairs)} or None
     size = 1 if rest[0] == "none" else 2
     return searcher, predictor, ":".join(rest[:size]), ":".join(rest[size:]) or None, options
 

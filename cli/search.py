@@ -7,7 +7,7 @@ import click
 
 from nasflow.errors import NasflowError
 from nasflow.experiments.runs import (  # torch-free: keeps --help fast
-    describe_restriction, searcher_declared_options, searcher_pools, warm_start_searchers,
+    describe_restriction, searcher_declared_options, searcher_option_value, searcher_pools, warm_start_searchers,
 )
 from nasflow.searchers import COMPARED_BY_DEFAULT, SEARCHERS
 from nasflow.spec import (
@@ -28,13 +28,7 @@ def _searcher_options(ctx, param, items) -> dict | None:
         key, eq, text = (part.strip() for part in item.partition("="))
         if not eq or not key:
             raise NasflowError(f"--searcher-option {item!r} is not KEY=VALUE, e.g. population=40")
-        try:
-            options[key] = int(text)
-        except ValueError:
-            try:
-                options[key] = float(text)
-            except ValueError:
-                options[key] = text
+        options[key] = searcher_option_value(text)
     return options or None
 
 

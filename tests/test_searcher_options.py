@@ -24,7 +24,7 @@ def test_the_built_searcher_takes_them_and_undeclared_ones_are_refused(nb201_csv
     searcher = build(complete({"benchmark": str(nb201_csv), "searcher_options": {"population": 40, "sample": 3}})).searcher
     assert (searcher.population, searcher.sample) == (40, 3)
     assert build(complete({"benchmark": str(nb201_csv)})).searcher.population == 20  # the default is unchanged
-    with pytest.raises(NasflowError, match="searcher 'random' has no option 'population'; it takes none"):
+    with pytest.raises(NasflowError, match="searcher 'random' has no option 'population'; its options are draw"):
         build(complete({"benchmark": str(nb201_csv), "searcher": "random", "searcher_options": {"population": 40}}))
     with pytest.raises(NasflowError, match="searcher 'evolution' has no option 'size'; its options are population, sample"):
         build(complete({"benchmark": str(nb201_csv), "searcher_options": {"size": 40}}))
@@ -34,6 +34,7 @@ def test_the_built_searcher_takes_them_and_undeclared_ones_are_refused(nb201_csv
     (("--searcher-option", "population"), "--searcher-option 'population' is not KEY=VALUE"),
     (("--searcher-option", "population=1"), "evolution population must be an integer >= 2, got 1"),
     (("--searcher", "tpe", "--searcher-option", "population=40"), "searcher 'tpe' has no option 'population'"),
+    (("--searcher", "random", "--searcher-option", "draw=dense"), "random search draw must be one of uniform, encoding"),
 ])
 def test_bad_searcher_options_are_one_line_exit_2_before_any_run(nb201_csv, tmp_path, args, message):
     out = tmp_path / "bad"
@@ -82,3 +83,30 @@ def test_compare_keeps_runs_of_other_searcher_options_apart_and_checks_every_sea
         cmp.compare(["evolution", "random"], ["none"], 1, tmp_path / "out2", base={**base, "searcher_options": {"population": 5}},
                     jobs=1)
     assert not (tmp_path / "out2").exists()  # refused before any folder or run
+
+
+def test_random_search_draws_through_the_encoding_to_the_tables_nearest_cells(nb101_jsonl):
+    """draw=encoding: each encoding parameter uniform; on a partial table its nearest labelled cell, so not uniform
+    over the table's cells (the peers' proposals reach NB-101's tables this way: docs/RESULTS.md)."""
+    import collections
+
+    import numpy as np
+
+    from nasflow.restricted import restrict_to_table
+    from nasflow.searchers import SearcherError, get_searcher
+    from nasflow.spaces import get_space
+
+    space = get_space("nb101")
+    table = restrict_to_table(space, space.open_oracle(str(nb101_jsonl)))
+    searcher = get_searcher("random", table, seed=5, draw="encoding")
+    cells = searcher.ask(200)
+    assert len(set(cells)) == 200 and all(c in table for c in cells)
+    rng = np.random.default_rng(0)
+    drawn = collections.Counter(searcher._from_encoding(rng) for _ in range(3000))
+    uniform = collections.Counter(table.sample(rng) for _ in range(3000))
+    # 3 draws per cell on average: uniform draws hit nearly every cell, the encoding's pile onto its attractors
+    assert max(drawn.values()) > 2 * max(uniform.values()) and len(drawn) < len(uniform) - 50
+    full = get_searcher("random", space, seed=5, draw="encoding").ask(20)  # the whole space: rejected draws redrawn
+    assert len(set(full)) == 20
+    with pytest.raises(SearcherError, match="no categorical encoding to draw from"):
+        get_searcher("random", type("Plain", (), {"name": "plain", "categorical": None})(), draw="encoding")

@@ -277,6 +277,17 @@ def searcher_options(settings: dict, ensemble, space, progress: bool = False) ->
     return options
 
 
+def searcher_option_value(text: str):
+    """A searcher option's value as given on a command line: an integer, else a number, else the text (the
+    searcher checks it)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def checked_searcher_options(searcher: str, options) -> dict:
     """``options`` (``--searcher-option``), refused in one line unless searcher ``searcher`` declares each
     (``BaseSearcher.options``); their values are the searcher's to check."""
