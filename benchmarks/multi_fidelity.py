@@ -188,6 +188,7 @@ def main() -> None:
         print(f"target 1 (reference final {reference_final:.3f} within {reference_epochs // 3:,d} epochs): "
               f"{'met' if ok else 'not met'} by the best, {best['config']} "
               f"({best['epochs_to_reference'] or 'not reached'})")
+
         def paired(other: str):
             _, mine_seeds = curves(groups[best["config"]], costs, full, metric)
             _, other_seeds = curves(groups[other], costs, full, metric)
