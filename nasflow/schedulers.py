@@ -274,10 +274,10 @@ class ASHA(Scheduler):
             for arch in top(ranked, len(done) // self.eta):
                 if arch not in above and arch not in busy:
                     return Job(arch, k + 1)
-        for job in (self._local_job(below_top, busy), self._scout_job(busy)):
-            if job is not None:
-                return job
-        return Job(None, 0)
+        job = self._local_job(below_top, busy)
+        if job is None:  # scouting only when the local search promotes nothing: its scan is not needed before
+            job = self._scout_job(busy)
+        return job if job is not None else Job(None, 0)
 
     def _incumbent_neighbours(self) -> list[Arch]:
         """The neighbours of the best full-fidelity cell (ties to the first reported, as top())."""
