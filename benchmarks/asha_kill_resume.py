@@ -57,14 +57,16 @@ def main() -> None:
     parser.add_argument("--kill-at", default="0.25,0.5,0.75", help="fractions of the evaluations at which to kill")
     parser.add_argument("--expected", type=int, default=None,
                         help="evaluations of an uninterrupted run (default: measured by one uninterrupted run first)")
+    parser.add_argument("--device", default=None, help="passed to nasflow search (e.g. cuda); default: its own")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     cache, run = args.out / "cache", args.out / "run"
     env = {**os.environ, "NASFLOW_CACHE": str(cache)}
-    base = [sys.executable, "-m", "nasflow.cli.main", "search", "--searcher", "evolution", "--width", str(args.width),
+    # -P passed on: under benchmarks/gpu_checks.sh the checkout's own nasflow/ folder must stay off sys.path
+    base = [sys.executable, *(["-P"] if sys.flags.safe_path else []), "-m", "nasflow.cli.main", "search", "--searcher", "evolution", "--width", str(args.width),
             "--schedule", args.schedule, "--budget-epochs", str(args.budget_epochs), "--checkpoint-every", "0",
-            "--workers", str(args.workers), "--seed", str(args.seed)]
+            "--workers", str(args.workers), "--seed", str(args.seed)] + (["--device", args.device] if args.device else [])
     expected = args.expected
     if expected is None:  # an uninterrupted run, in a cache of its own, says how many evaluations to expect
         started = time.perf_counter()

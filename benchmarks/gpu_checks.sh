@@ -3,7 +3,8 @@
 # package registry (nasflow's training path needs torch, numpy, scikit-learn, tqdm and safetensors;
 # not DGL or Optuna). Results go to $OUT (default gpu-out/): the CUDA tests, the throughput table of
 # benchmarks/training_speed.py, the CPU/GPU agreement of benchmarks/training_agreement.py, and
-# `nasflow search` on the GPU end to end, killed and resumed mid-training.
+# `nasflow search` on the GPU end to end, killed and resumed mid-training, and issue 20's ASHA search of 4 workers
+# on the GPU, killed and resumed (benchmarks/asha_kill_resume.py).
 #     bash benchmarks/gpu_checks.sh                 # everything, about 5 minutes on an H200
 #     SKIP="speed agreement" bash benchmarks/gpu_checks.sh
 set -u
@@ -50,6 +51,8 @@ print('resumed from epoch', r['extra']['resumed_from_epoch'], 'valid', r['valid'
 } 2>&1 | tee "$OUT/machine.txt"
 step tests "${TESTS_S:-120}" python3 -P -m pytest -q -p no:cacheprovider tests/test_training_cuda.py tests/test_augment.py
 step e2e "${E2E_S:-150}" bash -c "$(declare -f e2e); OUT=$OUT e2e"
+step asha "${ASHA_S:-300}" python3 -P benchmarks/asha_kill_resume.py --workers 4 --budget-epochs 300 --device cuda \
+    --out "$OUT/asha_kill"
 step speed "${SPEED_S:-300}" python3 -P benchmarks/training_speed.py --cpu-images 512 --shared-images 10240 \
     --json "$OUT/speed.json"
 step agreement "${AGREE_S:-130}" python3 -P benchmarks/training_agreement.py --json "$OUT/agreement.json"
