@@ -81,12 +81,14 @@ def show_progress() -> bool:
     return sys.stderr.isatty() or os.environ.get("NASFLOW_PROGRESS") == "1"
 
 
-SCHEDULE_HELP = ("Multi-fidelity schedule KIND:min=EPOCHS,max=EPOCHS,eta=ETA[,n=CELLS][,local=W][,scout=1][,model=ridge]; "
+SCHEDULE_HELP = ("Multi-fidelity schedule KIND:min=EPOCHS,max=EPOCHS,eta=ETA[,n=CELLS][,local=W][,scout=1][,around=K]"
+                 "[,model=ridge]; "
                  "KIND is sh (successive halving), hyperband or asha, e.g. sh:min=12,max=200,eta=3 on NB-201 (12 and 200 "
                  "epochs). The budget is then training epochs, a promotion costing only its extra epochs. model=ridge: a "
                  "model fitted on every rung's results ranks the proposals and the promotions by predicted full-fidelity "
                  "valid. asha only: local=W promotes the best full cell's neighbours from the top W/eta of the rung below; "
-                 "scout=1 screens its untried neighbours before new cells, untold to the searcher")
+                 "scout=1 screens its untried neighbours before new cells, untold to the searcher; around=K centres both "
+                 "on the K best full cells")
 budget_epochs_option = click.option(
     "--budget-epochs", type=click.IntRange(min=1), default=None, metavar="EPOCHS",
     help="Training epochs a scheduled run may spend  [default: --budget full trainings, budget x the schedule's max]")

@@ -26,6 +26,12 @@ and model stay its own. Why both: evolution proposed NB-201's best cell, the inc
 epochs late in 1 run of 15; screening the neighbours fixed that, but told to evolution they filled its
 population and held a run in the incumbent's basin for its whole budget (docs/RESULTS.md).
 
+``around=K`` (with ``local`` or ``scout``) centres both on the ``K`` best full-fidelity cells rather than the best
+alone: their neighbourhoods in turn, the best's first. Why: on NB-201 a cell of valid 91.55 and test 93.89, two
+edits from the table's best (91.61 valid, 94.37 test), takes over as the best full-fidelity cell from its
+neighbour of valid 91.42; centred on it alone, local search and scouting left the best cell, one edit from the
+cell it replaced, unscreened for thousands of epochs (3 of the 4 runs in 600 held that way, docs/RESULTS.md).
+
 Rungs: on a table, its fidelities between ``min`` and ``max`` (both must be among them): NB-201 has 12 and
 200 epochs, NB-101 4/12/36/108. For an oracle that trains any epoch count: ``min * eta**k`` below ``max``, then
 ``max``. ``eta`` is always the promotion ratio.
@@ -44,7 +50,7 @@ from .core import Arch
 from .errors import NasflowError
 
 KINDS = ("sh", "hyperband", "asha")
-KEYS = ("min", "max", "eta", "n", "local", "scout")
+KEYS = ("min", "max", "eta", "n", "local", "scout", "around")
 # a schedule's fidelity model (``nasflow.fidelity_model``): none, as before it existed, or one fitted on every rung
 MODELS = ("none", "ridge")
 
@@ -55,10 +61,11 @@ class ScheduleError(NasflowError, ValueError):
 
 @dataclass(frozen=True)
 class Schedule:
-    """``KIND:min=MIN,max=MAX,eta=ETA[,n=N][,local=W][,scout=1][,model=MODEL]``: the rule, the lowest and highest
-    fidelity (epochs), the promotion ratio, the cells a bracket starts at its lowest rung (sh, hyperband; default
-    ``eta ** (rungs - 1)``), the window of the local search at full fidelity (asha; 0, the default: none), whether
-    the incumbent's neighbours are screened (asha; 0, the default: no), and the model of every rung's labels that
+    """``KIND:min=MIN,max=MAX,eta=ETA[,n=N][,local=W][,scout=1][,around=K][,model=MODEL]``: the rule, the lowest and
+    highest fidelity (epochs), the promotion ratio, the cells a bracket starts at its lowest rung (sh, hyperband;
+    default ``eta ** (rungs - 1)``), the window of the local search at full fidelity (asha; 0, the default: none),
+    whether the incumbent's neighbours are screened (asha; 0, the default: no), how many of the best full-fidelity
+    cells both centre on (1, the default: the best alone), and the model of every rung's labels that
     ranks the searcher's proposals and the promotions (``ridge``: ``nasflow.fidelity_model``; ``none``, the
     default: the searcher's own order and each rung's valid)."""
 
@@ -70,6 +77,7 @@ class Schedule:
     model: str = "none"
     local: int = 0
     scout: int = 0
+    around: int = 1
 
     @classmethod
     def parse(cls, text: str) -> "Schedule":
@@ -114,11 +122,16 @@ class Schedule:
             raise ScheduleError(f"schedule scout must be 0 (off) or 1 (screen the incumbent's neighbours), got {self.scout}")
         if self.scout and self.kind != "asha":
             raise ScheduleError(f"schedule scout=1 is a rule of asha, not of {self.kind}")
+        if self.around < 1:
+            raise ScheduleError(f"schedule around must be at least 1 (the best full-fidelity cell), got {self.around}")
+        if self.around > 1 and not (self.local or self.scout):
+            raise ScheduleError(f"schedule around={self.around} centres local=W and scout=1; give one of them")
 
     def __str__(self) -> str:
         n = "" if self.n is None else f",n={self.n}"
         local = f",local={self.local}" if self.local else ""
         local += ",scout=1" if self.scout else ""
+        local += f",around={self.around}" if self.around > 1 else ""
         model = "" if self.model == "none" else f",model={self.model}"  # so texts of before models stay as they were
         return f"{self.kind}:min={self.min},max={self.max},eta={self.eta}{n}{local}{model}"
 
@@ -144,6 +157,7 @@ class Schedule:
         scheduler = {"sh": SuccessiveHalving, "hyperband": Hyperband, "asha": ASHA}[self.kind](rungs, self.eta, n)
         scheduler.local = self.local
         scheduler.scout = bool(self.scout)
+        scheduler.around = self.around
         return scheduler
 
 
@@ -176,6 +190,7 @@ class Scheduler:
         self.scorer: Optional[Callable[[int, dict[Arch, float]], dict[Arch, float]]] = None
         self.local = 0  # ASHA's local search window at full fidelity (Schedule.local); 0: none
         self.scout = False  # ASHA screens the incumbent's neighbours (Schedule.scout)
+        self.around = 1  # how many of the best full-fidelity cells local and scout centre on (Schedule.around)
         # a cell's neighbours (one edit), for the local search: the loop sets it to the space's
         self.neighbours: Optional[Callable[[Arch], Collection[Arch]]] = None
 
@@ -279,32 +294,32 @@ class ASHA(Scheduler):
             job = self._scout_job(busy)
         return job if job is not None else Job(None, 0)
 
-    def _incumbent_neighbours(self) -> list[Arch]:
-        """The neighbours of the best full-fidelity cell (ties to the first reported, as top())."""
+    def _neighbourhood(self) -> list[Arch]:
+        """The neighbours of the ``around`` best full-fidelity cells, the best's first, each once (ties to the first
+        reported, as top())."""
         if self.neighbours is None:
             raise ValueError("a schedule with local=... or scout=1 needs the space's neighbours (Scheduler.neighbours)")
-        full = self.results[-1]
-        return list(self.neighbours(max(full, key=full.get)))
+        return list(dict.fromkeys(a for centre in top(self.results[-1], self.around) for a in self.neighbours(centre)))
 
     def _local_job(self, below_top, busy) -> Optional[Job]:
-        """A neighbour of the best full-fidelity cell, promoted to full fidelity from the top ``local/eta`` of
-        ``below_top``, the rung below ranked (None: no local search, no full-fidelity cell yet, or no such
-        neighbour)."""
+        """A neighbour of the best full-fidelity cells (``around``), promoted to full fidelity from the top
+        ``local/eta`` of ``below_top``, the rung below ranked (None: no local search, no full-fidelity cell yet, or no
+        such neighbour)."""
         full = self.results[-1]
         if not self.local or not full or below_top is None:
             return None
-        near = set(self._incumbent_neighbours())
+        near = set(self._neighbourhood())
         for arch in top(below_top, self.local * (len(below_top) // self.eta)):
             if arch in near and arch not in full and arch not in busy:
                 return Job(arch, len(self.rungs) - 1)
         return None
 
     def _scout_job(self, busy) -> Optional[Job]:
-        """The first neighbour of the best full-fidelity cell not trained yet, started at the lowest rung (None: no
-        scouting, no full-fidelity cell yet, or every neighbour trained or in flight)."""
+        """The first neighbour of the best full-fidelity cells (``around``) not trained yet, started at the lowest
+        rung (None: no scouting, no full-fidelity cell yet, or every neighbour trained or in flight)."""
         if not self.scout or not self.results[-1]:
             return None
-        for arch in self._incumbent_neighbours():
+        for arch in self._neighbourhood():
             if self.rung_of(arch) < 0 and arch not in busy:
                 return Job(arch, 0, scout=True)
         return None

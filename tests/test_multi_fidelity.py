@@ -208,6 +208,44 @@ def test_asha_scout_screens_the_best_full_cells_neighbours_before_new_cells():
         play(Schedule.parse("asha:min=12,max=200,eta=3,scout=1").scheduler((12, 200)), lambda a: valid.get(a, 1.0), 5)
 
 
+def test_asha_around_centres_scouting_and_local_search_on_the_k_best_full_cells():
+    assert str(Schedule.parse("asha:min=12,max=200,around=2,eta=3,model=ridge,scout=1,local=2")) == \
+        "asha:min=12,max=200,eta=3,local=2,scout=1,around=2,model=ridge"
+    assert str(Schedule.parse("asha:min=12,max=200,local=2,around=1")) == "asha:min=12,max=200,eta=3,local=2"
+    for text, message in (("asha:min=12,max=200,scout=1,around=0", "around must be at least 1"),
+                          ("asha:min=12,max=200,around=2", "around=2 centres local=W and scout=1; give one")):
+        with pytest.raises(ScheduleError, match=message):
+            Schedule.parse(text)
+
+    def scouts(around):  # eta=27: no promotion is due among so few cells, so every job is a scout or new
+        scheduler = Schedule.parse(f"asha:min=12,max=200,eta=27,scout=1,around={around}").scheduler((12, 200))
+        scheduler.neighbours = lambda arch: {0: (10, 11), 1: (11, 12, 13)}.get(arch, ())
+        for arch, rung, valid in ((0, 0, 9.0), (1, 0, 8.0), (0, 1, 90.0), (1, 1, 80.0)):
+            scheduler.report(arch, rung, valid)
+        started = []
+        while (job := scheduler.next_job()).arch is not None:
+            started.append((job.arch, job.scout))
+            scheduler.report(job.arch, job.rung, 1.0)
+        return started
+
+    # the best cell's neighbours first, then the second best's not screened yet (11 is both's)
+    assert scouts(2) == [(10, True), (11, True), (12, True), (13, True)]
+    assert scouts(1) == [(10, True), (11, True)]  # the best alone, as scout=1 without around
+    assert scouts(3) == scouts(2)  # with two full-fidelity cells, around=3 centres on those two
+
+    def local(around):  # 6 cells at 12 epochs: ASHA's top 2 (0, 1) are promoted; local=2's window is the top 4
+        scheduler = Schedule.parse(f"asha:min=12,max=200,eta=3,local=2,around={around}").scheduler((12, 200))
+        scheduler.neighbours = lambda arch: {0: (10,), 1: (3,)}.get(arch, ())
+        for arch, valid in enumerate((9.0, 8.0, 7.0, 6.0, 5.0, 4.0)):
+            scheduler.report(arch, 0, valid)
+        scheduler.report(0, 1, 90.0)
+        scheduler.report(1, 1, 80.0)
+        return scheduler.next_job()
+
+    assert local(1) == (None, 0, False)  # the best's neighbour 10 is not screened: nothing to promote
+    assert local(2) == (3, 1, False)  # 3, the second best's neighbour, is in the window
+
+
 def search(table, schedule, budget_epochs=3000, seed=0):
     from nasflow.experiments.runs import run_search
 
@@ -271,7 +309,8 @@ class CountingOracle:
 
 
 SCHEDULES = {"sh": "sh:min=12,max=200,eta=3", "asha": "asha:min=12,max=200,eta=3",
-             "asha-local": "asha:min=12,max=200,eta=3,local=2", "asha-scout": "asha:min=12,max=200,eta=3,local=2,scout=1"}
+             "asha-local": "asha:min=12,max=200,eta=3,local=2", "asha-scout": "asha:min=12,max=200,eta=3,local=2,scout=1",
+             "asha-around": "asha:min=12,max=200,eta=3,local=2,scout=1,around=2"}
 
 
 @pytest.mark.parametrize("kind", list(SCHEDULES))
@@ -299,7 +338,7 @@ def test_a_killed_scheduled_run_resumes_without_repeating_an_evaluation(ball_ora
     journal = [json.loads(line) for line in (tmp_path / "r" / "journal.jsonl").read_text().splitlines()[1:]]
     assert [r["fidelity"] for r in journal] == whole.fidelities
     scouts = [r for r in journal if r.get("scout")]
-    assert bool(scouts) == (kind == "asha-scout")
+    assert bool(scouts) == (kind in ("asha-scout", "asha-around"))
     # the schedule's own screens are journaled before and after the kill (the resume replayed them as scouts)
     assert not scouts or (scouts[0]["i"] < first.queries < scouts[-1]["i"])
 
@@ -400,6 +439,7 @@ def test_search_with_a_schedule_through_the_cli_resumes_and_keeps_its_schedule(t
     (("--schedule", "asha:min=12,max=200", "--storage", "study.db"), "runs on one machine, not on a shared study"),
     (("--schedule", "sh:min=12,max=200,local=2"), "local=2 is a rule of asha, not of sh"),
     (("--schedule", "asha:min=12,max=200,scout=3"), "scout must be 0 (off) or 1"),
+    (("--schedule", "asha:min=12,max=200,eta=27,around=2"), "around=2 centres local=W and scout=1"),
     (("--schedule", "asha:min=12,max=200", "--searcher", "nsga2", "--objectives", "valid,-params"),
      "--objectives needs a run without --schedule"),
 ])
