@@ -64,7 +64,8 @@ def main() -> None:
     cache, run = args.out / "cache", args.out / "run"
     env = {**os.environ, "NASFLOW_CACHE": str(cache)}
     # -P passed on: under benchmarks/gpu_checks.sh the checkout's own nasflow/ folder must stay off sys.path
-    base = [sys.executable, *(["-P"] if sys.flags.safe_path else []), "-m", "nasflow.cli.main", "search", "--searcher", "evolution", "--width", str(args.width),
+    base = [sys.executable, *(["-P"] if sys.flags.safe_path else []), "-m", "nasflow.cli.main", "search",
+            "--searcher", "evolution", "--width", str(args.width),
             "--schedule", args.schedule, "--budget-epochs", str(args.budget_epochs), "--checkpoint-every", "0",
             "--workers", str(args.workers), "--seed", str(args.seed)] + (["--device", args.device] if args.device else [])
     expected = args.expected
