@@ -189,8 +189,9 @@ def main() -> None:
               f"{'met' if ok else 'not met'} by the best, {best['config']} "
               f"({best['epochs_to_reference'] or 'not reached'})")
 
+        _, mine_seeds = curves(groups[best["config"]], costs, full, metric)
+
         def paired(other: str):
-            _, mine_seeds = curves(groups[best["config"]], costs, full, metric)
             _, other_seeds = curves(groups[other], costs, full, metric)
             shared = sorted(set(mine_seeds) & set(other_seeds))
             diff = np.array([mine_seeds[s] - other_seeds[s] for s in shared])
